@@ -1,0 +1,47 @@
+# Every target sets up what it needs: on a fresh machine `make demo` and `make test` are the
+# only commands to type.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-unit test-integration bench lint typecheck schemas chaos system-deps clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Debian packages some checks need (kubectl, promtool). Installed only when missing.
+system-deps:
+	@./scripts/system-deps
+
+demo: $(STAMP)
+	$(BIN)/orderflow demo
+
+test: $(STAMP) system-deps
+	$(BIN)/python -m pytest -q -ra
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit
+
+test-integration: $(STAMP)
+	$(BIN)/python -m pytest -q tests/integration
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.pipeline
+
+lint: $(STAMP)
+	$(BIN)/ruff check orderflow tests bench
+	$(BIN)/mypy
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+# Regenerate the committed JSON Schemas from the event models.
+schemas: $(STAMP)
+	$(BIN)/python -m orderflow.contracts.schema docs/schemas
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

@@ -1,0 +1,245 @@
+"""The events orderflow reads and writes, exactly as the public contract defines them.
+
+Input: `order.created` v1. Outputs: `order.vendor_status` v1 and `order.print_files_ready` v1.
+Money is `Decimal` and travels as a decimal string, never a float. Unknown fields in the input
+are ignored (upstream may add optional fields); outputs are built only from these models.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    StringConstraints,
+    WithJsonSchema,
+    model_validator,
+)
+
+
+_MONEY_PATTERN = r"^-?\d+(\.\d+)?$"
+
+
+def _parse_money(value: Any) -> Decimal:
+    """Money is a decimal string ("12.00"): a JSON number would already have lost cents."""
+    if isinstance(value, Decimal):
+        return value
+    if not isinstance(value, str) or not re.fullmatch(_MONEY_PATTERN, value):
+        raise ValueError('must be a decimal string such as "12.00"')
+    return Decimal(value)
+
+
+Money = Annotated[
+    Decimal,
+    PlainValidator(_parse_money, json_schema_input_type=str),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": _MONEY_PATTERN}),
+]
+NonEmptyStr = Annotated[str, StringConstraints(min_length=1)]
+CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+
+
+class Vendor(StrEnum):
+    ZAKEKE = "zakeke"
+    SMAKE = "smake"
+    REEVOO = "reevoo"
+
+
+class VendorStatus(StrEnum):
+    SUBMITTED = "submitted"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (VendorStatus.SUBMITTED, VendorStatus.IN_PROGRESS)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=False)
+
+
+# ----------------------------------------------------------------------------- order.created v1
+
+
+class Customer(_Model):
+    email: NonEmptyStr
+    customer_id: str | None = None
+    title: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    country: str | None = None
+
+
+class Address(_Model):
+    company: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    street1: str | None = None
+    street2: str | None = None
+    zip: str | None = None
+    city: str | None = None
+    country_code: str | None = None
+    province_code: str | None = None
+    phone: str | None = None
+    email: str | None = None
+
+
+class ZakekeCustomization(_Model):
+    """A Zakeke line: a customizer design (`design_id`) or a configurator composition."""
+
+    provider: Literal["zakeke"]
+    design_id: NonEmptyStr | None = None
+    modification_id: str | None = None
+    design_unit_price: Money | None = None
+    composition_id: NonEmptyStr | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one_target(self) -> ZakekeCustomization:
+        if (self.design_id is None) == (self.composition_id is None):
+            raise ValueError("a zakeke customization needs exactly one of design_id or composition_id")
+        return self
+
+
+class SmakeFulfilment(_Model):
+    """A Smake line: the Smake variant by numeric id, or by Smake's origin sku."""
+
+    provider: Literal["smake"]
+    variant_id: int | None = Field(default=None, ge=1)
+    sku: NonEmptyStr | None = None
+
+    @model_validator(mode="after")
+    def _one_variant_reference(self) -> SmakeFulfilment:
+        if self.variant_id is None and self.sku is None:
+            raise ValueError("a smake fulfilment needs variant_id or sku")
+        return self
+
+
+class OrderLine(_Model):
+    line_id: NonEmptyStr
+    sku: NonEmptyStr
+    name: str | None = None
+    quantity: int = Field(ge=1)
+    unit_price: Money
+    customization: ZakekeCustomization | None = None
+    fulfilment: SmakeFulfilment | None = None
+    metadata: dict[str, str] | None = None
+
+
+class Order(_Model):
+    order_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    order_number: str | None = None
+    placed_at: AwareDatetime
+    currency: CurrencyCode
+    total: Money
+    session_id: str | None = None
+    locale: str | None = None
+    sales_channel: str | None = None
+    customer: Customer
+    shipping_address: Address | None = None
+    billing_address: Address | None = None
+    shipping_method: str | None = None
+    payment_method: str | None = None
+    lines: list[OrderLine] = Field(min_length=1, max_length=500)
+
+    @model_validator(mode="after")
+    def _line_ids_unique(self) -> Order:
+        seen: set[str] = set()
+        for line in self.lines:
+            if line.line_id in seen:
+                raise ValueError(f"line_id {line.line_id!r} appears more than once")
+            seen.add(line.line_id)
+        return self
+
+
+class OrderCreated(_Model):
+    """`order.created` v1, published by upstream checkout."""
+
+    event_id: NonEmptyStr
+    event_type: Literal["order.created"]
+    schema_version: Literal[1]
+    occurred_at: AwareDatetime
+    order: Order
+
+
+# ----------------------------------------------------------------------------- outputs
+
+# Deterministic ids: the same transition of the same pair always gets the same id, so a
+# consumer can drop repeats after a restart. The namespace is fixed forever.
+EVENT_ID_NAMESPACE = uuid.UUID("6f1c8f8e-2a47-5b7e-9c1d-0b9a4d3e7f21")
+
+
+def status_event_id(order_id: str, vendor: Vendor, status: VendorStatus, vendor_state: str | None) -> str:
+    """Id of a status transition. Every terminal status of a pair shares one id: a pair has
+    exactly one terminal event, so downstream de-duplication can never let two through."""
+    if status.terminal:
+        name = f"{order_id}\x1f{vendor}\x1fterminal"
+    elif status is VendorStatus.SUBMITTED:
+        name = f"{order_id}\x1f{vendor}\x1fsubmitted"
+    else:
+        name = f"{order_id}\x1f{vendor}\x1f{status}\x1f{vendor_state or ''}"
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, name))
+
+
+def print_files_event_id(order_id: str, line_id: str) -> str:
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{order_id}\x1fzakeke\x1fprint_files\x1f{line_id}"))
+
+
+class OrderVendorStatus(_Model):
+    """`order.vendor_status` v1: one event per change of an (order, vendor) pair."""
+
+    event_id: NonEmptyStr
+    event_type: Literal["order.vendor_status"] = "order.vendor_status"
+    schema_version: Literal[1] = 1
+    occurred_at: datetime
+    order_id: NonEmptyStr
+    vendor: Vendor
+    status: VendorStatus
+    terminal: bool
+    vendor_order_ref: str | None = None
+    vendor_state: str | None = None
+    reason: str | None = None
+    tracking_numbers: list[str] = Field(default_factory=list)
+    source_event_id: NonEmptyStr
+
+    @model_validator(mode="after")
+    def _terminal_matches_status(self) -> OrderVendorStatus:
+        if self.terminal != self.status.terminal:
+            raise ValueError(f"terminal must be {self.status.terminal} for status {self.status}")
+        return self
+
+
+class PrintFile(_Model):
+    format: NonEmptyStr
+    url: NonEmptyStr
+
+
+class OrderPrintFilesReady(_Model):
+    """`order.print_files_ready` v1: one event per Zakeke design line once its files exist."""
+
+    event_id: NonEmptyStr
+    event_type: Literal["order.print_files_ready"] = "order.print_files_ready"
+    schema_version: Literal[1] = 1
+    occurred_at: datetime
+    order_id: NonEmptyStr
+    vendor: Literal[Vendor.ZAKEKE] = Vendor.ZAKEKE
+    line_id: NonEmptyStr
+    design_id: NonEmptyStr
+    modification_id: str | None = None
+    zip_url: str | None = None
+    files: list[PrintFile] = Field(default_factory=list)
+    source_event_id: NonEmptyStr
