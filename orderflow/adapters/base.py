@@ -12,7 +12,7 @@ import asyncio
 import email.utils
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any, Protocol
@@ -132,7 +132,9 @@ class VendorAuthFailed(TransientVendorError):
 class RequestObserver(Protocol):
     """Receives one call per vendor request (the engine's metrics implement it)."""
 
-    def observe_request(self, vendor: str, operation: str, outcome: str, seconds: float) -> None: ...
+    def observe_request(
+        self, vendor: str, operation: str, outcome: str, seconds: float
+    ) -> None: ...
 
 
 class NullObserver:
@@ -237,6 +239,7 @@ class VendorHttp:
         max_connections: int,
         observer: RequestObserver | None = None,
         default_headers: Mapping[str, str] | None = None,
+        json_serialize: Callable[[Any], str] = json.dumps,
     ) -> None:
         self.vendor = vendor
         self.base_url = base_url.rstrip("/")
@@ -244,6 +247,9 @@ class VendorHttp:
         self._max_connections = max_connections
         self._observer = observer or NullObserver()
         self._default_headers = dict(default_headers or {})
+        # How `json_body` becomes text: an adapter whose vendor wants money as exact JSON
+        # numbers passes an encoder that writes Decimals verbatim.
+        self._json_serialize = json_serialize
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -254,6 +260,7 @@ class VendorHttp:
                 timeout=self._timeout,
                 headers={"Accept": "application/json", "User-Agent": "orderflow/0.1",
                          **self._default_headers},
+                json_serialize=self._json_serialize,
             )
 
     async def stop(self) -> None:
