@@ -1,0 +1,278 @@
+"""Reevoo (reviews): submit the customer order so Reevoo can ask for a review; 202 ends it.
+
+Reevoo's page (``reevoo-customer-orders-api.txt``) and the notes in the vendor-docs README are
+the reference. Reevoo has no endpoint to look a submission up and nothing says it drops a
+repeated ``order_ref``, so effectively-once rests on one rule: after a 202 the order is
+done (``COMPLETED``, never sent again); only a network error or a 5xx (transient errors) lets
+the engine send it again. A 202 whose body we cannot read is still a 202.
+
+Decisions where the page leaves room (each one has a unit test):
+
+- ``order_date`` is ``placed_at``'s calendar date in the offset the event carries (the date
+  the checkout recorded), formatted dd-mm-yyyy. ``fulfilment_date`` is not sent: we do not
+  know it, and ``order_date`` satisfies the either/or.
+- ``language``/``locale`` come from the order's locale: ``en-GB`` (or ``en_gb``) gives
+  ``en`` and ``en-GB``; a bare ``en`` gives the language only; anything else neither.
+- ``customer_ref`` is spelled as in the attribute table (the page's example says
+  ``cutomer_ref``). Null customer fields are left out.
+- ``price`` is the line's ``unit_price`` (Reevoo items have no quantity) written with its
+  own decimals and a comma: ``"12.00"`` -> ``"12,00"``, ``"10"`` -> ``"10"``. A negative
+  price cannot be written with "just digits and a comma" and is left out (it is optional).
+- ``metadata`` keys: the table allows ``[a-z0-9]`` but its own example and row name use an
+  underscore (``field_1``, ``key_with_underscore``), so ``[a-z0-9_]`` is allowed. A key is
+  lower-cased, accents are dropped to ASCII, every run of other characters becomes one
+  ``_``, and leading/trailing ``_`` go (``"Gift Wrap!"`` -> ``gift_wrap``). A key that
+  reduces to nothing is dropped; when two keys reduce to the same name the first one (in the
+  event's order) keeps it and the later one is dropped, with a warning in the log.
+- 400 (``Invalid TRKREF supplied``) and 422 are ``VendorRejected`` with Reevoo's message, as
+  the contract wants for a 4xx, even though a wrong TRKREF is our configuration rather than
+  the order. 401/403 are ``VendorAuthFailed``: Basic credentials cannot be refreshed, and 403
+  means the feature is not enabled for the organisation, an account problem. 404/405 mean
+  the base URL is wrong: transient, since nothing was accepted.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import unicodedata
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote
+
+import structlog
+
+from orderflow.adapters.base import (
+    HttpAnswer,
+    Observation,
+    PairState,
+    RequestObserver,
+    VendorError,
+    VendorHttp,
+    VendorUnavailable,
+    default_error_for,
+)
+from orderflow.config.settings import ReevooSettings
+from orderflow.contracts.events import Order, OrderLine, Vendor, VendorStatus
+
+log = structlog.get_logger(__name__)
+
+VENDOR = Vendor.REEVOO
+
+# The vendor_state of an accepted submission (Reevoo's own answer has no state word).
+ACCEPTED_STATE = "accepted"
+
+# ----------------------------------------------------------------------------- request body
+
+
+def reevoo_date(order: Order) -> str:
+    """``order_date``: dd-mm-yyyy, the calendar date of ``placed_at`` in its own offset."""
+    return order.placed_at.strftime("%d-%m-%Y")
+
+
+_LOCALE = re.compile(r"^([a-z]{2})(?:[-_](?:[a-z]{4}[-_])?([a-z]{2}))?$", re.IGNORECASE)
+
+
+def reevoo_language_locale(locale: str | None) -> tuple[str | None, str | None]:
+    """(``language``, ``locale``) from our locale: ISO 639-1 lower case, and language-COUNTRY
+    with the country upper case. Unreadable locales give (None, None)."""
+    if not locale:
+        return None, None
+    match = _LOCALE.match(locale.strip())
+    if match is None:
+        return None, None
+    language = match.group(1).lower()
+    country = match.group(2)
+    return language, f"{language}-{country.upper()}" if country else None
+
+
+def reevoo_price(amount: Decimal) -> str | None:
+    """Reevoo's price: "just digits and a comma to separate the decimals". The decimals are
+    the ones the event carries ("12.00" -> "12,00", "10" -> "10"); negative amounts have no
+    such form and give None."""
+    if not amount.is_finite() or (amount < 0):
+        return None
+    # abs() turns a "-0.00" into "0.00" and keeps the decimals.
+    return format(abs(amount), "f").replace(".", ",")
+
+
+_NOT_KEY_CHARACTERS = re.compile(r"[^a-z0-9_]+")
+
+
+def reevoo_metadata_key(key: str) -> str:
+    """A metadata key reduced to ``[a-z0-9_]`` (empty when nothing is left)."""
+    ascii_key = unicodedata.normalize("NFKD", key).encode("ascii", "ignore").decode("ascii")
+    return _NOT_KEY_CHARACTERS.sub("_", ascii_key.lower()).strip("_")
+
+
+def reevoo_metadata(metadata: Mapping[str, str] | None, line_id: str = "") -> dict[str, str]:
+    """Line metadata with keys Reevoo accepts; on a collision the first key wins."""
+    reduced: dict[str, str] = {}
+    for key, value in (metadata or {}).items():
+        name = reevoo_metadata_key(key)
+        if not name:
+            log.warning("reevoo_metadata_key_dropped", line_id=line_id, key=key,
+                        why="no allowed character")
+            continue
+        if name in reduced:
+            log.warning("reevoo_metadata_key_dropped", line_id=line_id, key=key,
+                        why=f"collides with an earlier key after reduction to {name!r}")
+            continue
+        reduced[name] = value
+    return reduced
+
+
+def reevoo_item(line: OrderLine, currency: str) -> dict[str, Any]:
+    item: dict[str, Any] = {"sku": line.sku}
+    price = reevoo_price(line.unit_price)
+    if price is not None:
+        item["price"] = price
+        item["currency"] = currency
+    metadata = reevoo_metadata(line.metadata, line.line_id)
+    if metadata:
+        item["metadata"] = metadata
+    return item
+
+
+def reevoo_order_body(order: Order, trkref: str) -> dict[str, Any]:
+    """The body of ``POST /v4/organisations/{TRKREF}/customer_order``."""
+    body: dict[str, Any] = {
+        "trkref": trkref.strip().upper(),
+        "order_ref": order.order_id,
+        "order_date": reevoo_date(order),
+    }
+    language, locale = reevoo_language_locale(order.locale)
+    if language is not None:
+        body["language"] = language
+    if locale is not None:
+        body["locale"] = locale
+    customer = order.customer
+    fields = {
+        "email": customer.email,
+        "customer_ref": customer.customer_id,
+        "title": customer.title,
+        "first_name": customer.first_name,
+        "country": customer.country,
+    }
+    body["customer"] = {name: value for name, value in fields.items() if value}
+    body["order_items"] = [reevoo_item(line, order.currency) for line in order.lines]
+    return body
+
+
+# ----------------------------------------------------------------------------- answers
+
+
+def reevoo_error(operation: str, answer: HttpAnswer) -> VendorError:
+    """The one reading of a Reevoo answer that is not a success (see the module notes)."""
+    if answer.status in (404, 405):
+        return VendorUnavailable(
+            VENDOR, operation,
+            f"HTTP {answer.status} (check ORDERFLOW_REEVOO__BASE_URL): {answer.message()}",
+            answer.status,
+        )
+    return default_error_for(VENDOR, operation, answer)
+
+
+def observation_from_accepted(answer: HttpAnswer) -> Observation:
+    """A 2xx: Reevoo took the order. Its UUID is the vendor_order_ref when the body has one;
+    an unreadable body does not undo the acceptance."""
+    try:
+        body = answer.json()
+    except ValueError:
+        body = None
+    submission_id = body.get("id") if isinstance(body, dict) else None
+    if not isinstance(submission_id, str) or not submission_id:
+        log.warning("reevoo_accepted_without_id", status=answer.status)
+        submission_id = None
+    return Observation(
+        VendorStatus.COMPLETED, vendor_order_ref=submission_id, vendor_state=ACCEPTED_STATE
+    )
+
+
+# ----------------------------------------------------------------------------- adapter
+
+
+def basic_authorization(key: str, secret: str) -> str:
+    """The HTTP Basic ``Authorization`` value (built here: aiohttp deprecates BasicAuth)."""
+    return "Basic " + base64.b64encode(f"{key}:{secret}".encode()).decode("ascii")
+
+
+
+class ReevooAdapter:
+    """Submits customer orders to Reevoo.
+
+    ``submit`` answers ``COMPLETED`` (vendor_order_ref = Reevoo's UUID, vendor_state
+    ``accepted``) on a 202; the engine announces submitted then completed. ``poll`` never
+    calls Reevoo (it has nothing to read): it restates that completion from the pair state.
+    """
+
+    vendor = VENDOR
+
+    def __init__(
+        self,
+        settings: ReevooSettings,
+        observer: RequestObserver | None = None,
+        *,
+        http: VendorHttp | None = None,
+    ) -> None:
+        self._settings = settings
+        self._headers: dict[str, str] = {}
+        if settings.api_key is not None and settings.api_secret is not None:
+            self._headers["Authorization"] = basic_authorization(
+                settings.api_key.get_secret_value(), settings.api_secret.get_secret_value()
+            )
+        self._http = http or VendorHttp(
+            VENDOR,
+            settings.base_url,
+            timeout_s=settings.request_timeout_s,
+            max_connections=settings.max_concurrency,
+            observer=observer,
+        )
+
+    async def start(self) -> None:
+        await self._http.start()
+
+    async def stop(self) -> None:
+        await self._http.stop()
+
+    async def submit(self, order: Order, state: PairState) -> Observation:
+        operation = "submit_order"
+        trkref = (self._settings.trkref or "").strip()
+        if not trkref:
+            # Settings loading forbids this while Reevoo is enabled; an account problem, not
+            # the order's, so the engine retries rather than rejecting.
+            raise VendorUnavailable(VENDOR, operation, "ORDERFLOW_REEVOO__TRKREF is not set")
+        body = reevoo_order_body(order, trkref)
+        answer = await self._http.request(
+            operation, "POST",
+            f"/v4/organisations/{quote(body['trkref'], safe='')}/customer_order",
+            json_body=body, headers=self._headers,
+        )
+        if 200 <= answer.status < 300:
+            return observation_from_accepted(answer)
+        raise reevoo_error(operation, answer)
+
+    async def poll(self, order: Order, state: PairState) -> Observation:
+        # Only a 202 gives a Reevoo pair a recorded outcome, and that outcome is terminal.
+        return Observation(
+            VendorStatus.COMPLETED,
+            vendor_order_ref=state.vendor_order_ref,
+            vendor_state=state.vendor_state or ACCEPTED_STATE,
+        )
+
+
+__all__ = [
+    "ACCEPTED_STATE",
+    "ReevooAdapter",
+    "basic_authorization",
+    "observation_from_accepted",
+    "reevoo_date",
+    "reevoo_error",
+    "reevoo_item",
+    "reevoo_language_locale",
+    "reevoo_metadata",
+    "reevoo_metadata_key",
+    "reevoo_order_body",
+    "reevoo_price",
+]

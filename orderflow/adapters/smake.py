@@ -1,0 +1,464 @@
+"""Smake (print production): create the production order, then follow its state.
+
+Smake's pages (``smake-orders-api.txt``) and the notes in the vendor-docs README are the
+reference. The module has three floors:
+
+- the request body: ``smake_create_body`` and ``refusal_before_create``, pure functions of
+  our ``Order`` and the settings;
+- the reading of Smake's answers: ``observation_from_order``, ``choose_existing_order``,
+  ``created_order_id`` and the one translation of a refusal, ``smake_error``, all pure;
+- ``SmakeAdapter``, which does the I/O: ask first, create only when Smake has nothing for
+  the order, poll ``GET /orders/{id}``.
+
+Decisions where the pages leave room (each one has a unit test):
+
+- Street lines over Smake's documented 35 characters are refused before calling, naming the
+  field: cutting them would ship to a corrupted address, and a refusal the merchant can read
+  is better than whatever Smake does with them.
+- Other required address fields (names, zip, city, country, phone) are not checked here:
+  Smake is the authority on its own validation, and its 422 (field errors included) becomes
+  the ``rejected`` reason. A missing address e-mail is filled with the customer's e-mail,
+  since the customer is the contact for the parcel; nothing else is invented.
+- The billing address is always sent: the order's own, or a copy of the shipping address
+  (what Smake does anyway when it is absent, but explicit in our request).
+- An answer with a state word this module does not know is an unreadable answer
+  (``VendorUnavailable``, transient): the engine keeps polling with backoff, the word shows in
+  the error message and the metrics, and a state that never becomes readable ends as
+  ``timed_out`` rather than being guessed into a terminal status.
+- Smake does not check ``external_identifier`` for uniqueness. Lookup results are matched
+  exactly on it (in case the filter is not an exact match), and when several orders carry
+  our id the lowest id (the first created) is adopted and the others are logged.
+- The create answer's ``Location`` is used for the id only when it names an order
+  (``.../orders/{id}``): the page's own example points it at a job (``/jobs/1``), whose number
+  is not the order id. With no usable id, the order is looked up again by external
+  identifier; failing that the error is transient, and the next submit adopts the order
+  instead of creating it twice.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import structlog
+
+from orderflow.adapters.base import (
+    HttpAnswer,
+    Observation,
+    PairState,
+    RequestObserver,
+    VendorError,
+    VendorHttp,
+    VendorRejected,
+    VendorUnavailable,
+    default_error_for,
+)
+from orderflow.config.settings import SmakeSettings
+from orderflow.contracts.events import Address, Order, OrderLine, Vendor, VendorStatus
+
+log = structlog.get_logger(__name__)
+
+VENDOR = Vendor.SMAKE
+
+# Smake's "Address object": street1 and street2 are "Limited to 35 characters".
+STREET_LINE_MAX = 35
+
+# Smake's order states (the "Post" section's table) mapped to the contract's statuses.
+# checking, preparing and prepared keep their word as vendor_state, so the engine emits one
+# in_progress event per production state.
+STATE_TO_STATUS: Mapping[str, VendorStatus] = {
+    "draft": VendorStatus.SUBMITTED,
+    "checking": VendorStatus.IN_PROGRESS,
+    "preparing": VendorStatus.IN_PROGRESS,
+    "prepared": VendorStatus.IN_PROGRESS,
+    "completed": VendorStatus.COMPLETED,
+    "failed": VendorStatus.FAILED,
+    "cancelled": VendorStatus.CANCELLED,
+}
+
+# The lookup asks for Smake's largest page, so duplicates of one external identifier all
+# arrive in one answer in any plausible case.
+LOOKUP_PAGE_SIZE = 100
+
+# ----------------------------------------------------------------------------- request body
+
+
+def smake_lines(order: Order) -> list[OrderLine]:
+    """The lines Smake produces: those whose fulfilment names Smake."""
+    return [
+        line for line in order.lines
+        if line.fulfilment is not None and line.fulfilment.provider == "smake"
+    ]
+
+
+def refusal_before_create(order: Order) -> str | None:
+    """Why Smake cannot take this order, decided without calling Smake; None when it can."""
+    if not smake_lines(order):
+        return "the order has no line fulfilled by Smake"
+    if order.shipping_address is None:
+        return "the order has no shipping_address, which Smake requires"
+    addresses = [("shipping_address", order.shipping_address)]
+    if order.billing_address is not None:
+        addresses.append(("billing_address", order.billing_address))
+    for name, address in addresses:
+        for field in ("street1", "street2"):
+            value = getattr(address, field)
+            if value is not None and len(value) > STREET_LINE_MAX:
+                return (
+                    f"{name}.{field} is {len(value)} characters long; Smake accepts at most "
+                    f"{STREET_LINE_MAX} per street line"
+                )
+    return None
+
+
+def smake_address(address: Address, customer_email: str) -> dict[str, Any]:
+    """Smake's address object: our fields under the same names, nulls left out, a missing
+    e-mail taken from the customer (the contact person for the parcel)."""
+    body: dict[str, Any] = {}
+    for field in (
+        "company", "first_name", "last_name", "street1", "street2", "zip", "city",
+        "country_code", "province_code", "phone", "email",
+    ):
+        value = getattr(address, field)
+        if value is not None and value != "":
+            body[field] = value
+    body.setdefault("email", customer_email)
+    return body
+
+
+def smake_item(line: OrderLine) -> dict[str, Any]:
+    """One order item: the variant by Smake's numeric id when we have it, else by origin sku."""
+    fulfilment = line.fulfilment
+    if fulfilment is None:
+        raise ValueError(f"line {line.line_id} is not fulfilled by Smake")
+    variant: dict[str, Any] = {"type": "basic"}
+    if fulfilment.variant_id is not None:
+        variant["id"] = fulfilment.variant_id
+    else:
+        variant["origin"] = {"sku": fulfilment.sku}
+    return {"variant": variant, "quantity": line.quantity}
+
+
+def smake_create_body(order: Order, settings: SmakeSettings) -> dict[str, Any]:
+    """The body of ``POST /orders`` for our order. Call ``refusal_before_create`` first."""
+    if order.shipping_address is None:
+        raise ValueError("Smake orders need a shipping address")
+    email = order.customer.email
+    shipping = smake_address(order.shipping_address, email)
+    billing = (
+        smake_address(order.billing_address, email)
+        if order.billing_address is not None
+        else dict(shipping)
+    )
+    payment_method = order.payment_method or settings.default_payment_method
+    shipping_method = order.shipping_method or settings.default_shipping_method
+    body: dict[str, Any] = {
+        "customer": {"email": email},
+        "items": [smake_item(line) for line in smake_lines(order)],
+        "external_identifier": order.order_id,
+        "shipping_address": shipping,
+        "billing_address": billing,
+        "payments": [{"payment_method": {"handle": payment_method}}],
+        "shipments": [{"shipping_method": {"handle": shipping_method}}],
+    }
+    if order.order_number:
+        body["number"] = order.order_number
+    return body
+
+
+# ----------------------------------------------------------------------------- answers
+
+
+def _order_id(order: Mapping[str, Any]) -> str | None:
+    value = order.get("id")
+    if isinstance(value, bool) or not isinstance(value, int | str) or value == "":
+        return None
+    return str(value)
+
+
+def _id_sort_key(order_id: str) -> tuple[int, int, str]:
+    # Smake's ids are integers; compare them as numbers, anything else after them as text.
+    return (0, int(order_id), "") if order_id.isdigit() else (1, 0, order_id)
+
+
+def tracking_numbers(order: Mapping[str, Any]) -> tuple[str, ...]:
+    """The shipments' tracking numbers, nulls and repeats left out, in Smake's order."""
+    found: list[str] = []
+    shipments = order.get("shipments")
+    if isinstance(shipments, list):
+        for shipment in shipments:
+            if isinstance(shipment, dict):
+                number = shipment.get("tracking_number")
+                if number not in (None, "") and str(number) not in found:
+                    found.append(str(number))
+    return tuple(found)
+
+
+def observation_from_order(order: Any, operation: str = "get_order") -> Observation:
+    """Smake's order resource (``GET /orders/{id}`` or an item of the list) as an Observation.
+
+    Raises VendorUnavailable when the answer cannot be read, including a state word that is
+    not in Smake's documented table."""
+    if not isinstance(order, dict):
+        raise VendorUnavailable(VENDOR, operation, "order answer is not a JSON object")
+    state = order.get("state")
+    if not isinstance(state, str) or state not in STATE_TO_STATUS:
+        raise VendorUnavailable(
+            VENDOR, operation, f"order {order.get('id')!r} has an unknown state {state!r}"
+        )
+    status = STATE_TO_STATUS[state]
+    reason = None
+    if status is VendorStatus.FAILED:
+        message = order.get("failure_message")
+        reason = str(message) if message else "Smake reports the order failed (no failure_message)"
+    return Observation(
+        status=status,
+        vendor_order_ref=_order_id(order),
+        vendor_state=state,
+        reason=reason,
+        tracking_numbers=tracking_numbers(order),
+    )
+
+
+def choose_existing_order(
+    listing: Any, external_identifier: str, operation: str = "find_order"
+) -> tuple[dict[str, Any] | None, list[str]]:
+    """From the answer to ``GET /orders?filter[external_identifier]=...``: the order to adopt
+    (the lowest id, the first created) and the ids of every match, for the log.
+
+    Orders whose ``external_identifier`` is present and different are ignored, in case the
+    filter matches more loosely than equality."""
+    data = listing.get("data") if isinstance(listing, dict) else None
+    if not isinstance(data, list):
+        raise VendorUnavailable(VENDOR, operation, "order list answer has no data array")
+    matches: list[tuple[str, dict[str, Any]]] = []
+    for order in data:
+        if not isinstance(order, dict):
+            continue
+        order_id = _order_id(order)
+        if order_id is None:
+            continue
+        if "external_identifier" in order and order["external_identifier"] != external_identifier:
+            continue
+        matches.append((order_id, order))
+    if not matches:
+        return None, []
+    matches.sort(key=lambda match: _id_sort_key(match[0]))
+    return matches[0][1], [order_id for order_id, _ in matches]
+
+
+_ORDER_IN_URL = re.compile(r"/orders/([^/?#]+)/?$")
+
+
+def created_order_id(answer: HttpAnswer) -> str | None:
+    """The new order's id from the create answer: ``X-Identifier``, else a ``Location`` that
+    names an order (``.../orders/{id}``), else an ``id`` in a JSON body."""
+    identifier = _header(answer.headers, "X-Identifier")
+    if identifier and identifier.strip():
+        return identifier.strip()
+    location = _header(answer.headers, "Location")
+    if location:
+        found = _ORDER_IN_URL.search(urlsplit(location.strip()).path)
+        if found:
+            return found.group(1)
+    try:
+        body = answer.json()
+    except ValueError:
+        return None
+    return _order_id(body) if isinstance(body, dict) else None
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is not None:
+        return value
+    lowered = name.lower()
+    return next((v for k, v in headers.items() if k.lower() == lowered), None)
+
+
+def smake_message(answer: HttpAnswer) -> str:
+    """Smake's explanation with its field errors, e.g. ``The given data was invalid.
+    (shipping_address.street1: too long; items.0.variant.id: unknown)``."""
+    try:
+        data = answer.json()
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        message = str(data.get("message") or data.get("error") or "").strip()
+        errors = data.get("errors")
+        details: list[str] = []
+        if isinstance(errors, dict):
+            for field, problems in errors.items():
+                texts = problems if isinstance(problems, list) else [problems]
+                details.append(f"{field}: {'; '.join(str(t) for t in texts)}")
+        elif isinstance(errors, list):
+            details.extend(str(problem) for problem in errors)
+        if details:
+            message = f"{message} ({', '.join(details)})" if message else ", ".join(details)
+        if message:
+            return message[:1000]
+    return answer.message()
+
+
+def smake_error(operation: str, answer: HttpAnswer) -> VendorError:
+    """The one reading of a Smake answer that is not a success.
+
+    - 400, 422 and other 4xx: ``VendorRejected`` with Smake's message and field errors.
+    - 401/403: ``VendorAuthFailed``; an API key cannot be refreshed, so it is an account
+      outage straight away.
+    - 404 on the collection (``find_order``, ``create_order``): the base URL is wrong, an
+      outage rather than a refusal of this order. 404 on ``get_order``: an order we were
+      told about is not readable (yet), transient as well.
+    - 429 ``VendorThrottled`` with Retry-After; 5xx and anything else ``VendorUnavailable``.
+    """
+    if answer.status in (404, 405):
+        hint = (
+            "check ORDERFLOW_SMAKE__BASE_URL" if operation != "get_order"
+            else "the order is not readable at Smake"
+        )
+        return VendorUnavailable(
+            VENDOR, operation, f"HTTP {answer.status} ({hint}): {answer.message()}", answer.status
+        )
+    if 400 <= answer.status < 500 and answer.status not in (401, 403, 429):
+        return VendorRejected(VENDOR, operation, smake_message(answer), answer.status)
+    return default_error_for(VENDOR, operation, answer)
+
+
+def _json(answer: HttpAnswer, operation: str) -> Any:
+    try:
+        return answer.json()
+    except ValueError as exc:
+        raise VendorUnavailable(
+            VENDOR, operation, "answer is not JSON", answer.status
+        ) from exc
+
+
+# ----------------------------------------------------------------------------- adapter
+
+
+class SmakeAdapter:
+    """Creates Smake production orders (once) and reads their progress.
+
+    ``submit`` returns the state of the order Smake holds for ``order.order_id`` (adopting an
+    existing one) or, after creating it, ``SUBMITTED`` with ``vendor_state="draft"``.
+    ``poll`` returns the mapped state of ``GET /orders/{vendor_order_ref}``.
+    """
+
+    vendor = VENDOR
+
+    def __init__(
+        self,
+        settings: SmakeSettings,
+        observer: RequestObserver | None = None,
+        *,
+        http: VendorHttp | None = None,
+    ) -> None:
+        self._settings = settings
+        self._headers: dict[str, str] = {}
+        if settings.api_key is not None:
+            self._headers["Authorization"] = f"Bearer {settings.api_key.get_secret_value()}"
+        self._http = http or VendorHttp(
+            VENDOR,
+            settings.base_url,
+            timeout_s=settings.request_timeout_s,
+            max_connections=settings.max_concurrency,
+            observer=observer,
+        )
+
+    async def start(self) -> None:
+        await self._http.start()
+
+    async def stop(self) -> None:
+        await self._http.stop()
+
+    async def submit(self, order: Order, state: PairState) -> Observation:
+        refusal = refusal_before_create(order)
+        if refusal is not None:
+            raise VendorRejected(VENDOR, "create_order", refusal)
+        existing = await self._find(order.order_id)
+        if existing is not None:
+            return existing
+        return await self._create(order)
+
+    async def poll(self, order: Order, state: PairState) -> Observation:
+        if state.vendor_order_ref is None:
+            # Nothing recorded (should not happen after a submit): ask by our id, never create.
+            existing = await self._find(order.order_id)
+            if existing is None:
+                raise VendorUnavailable(
+                    VENDOR, "find_order", f"Smake holds no order for {order.order_id!r} yet"
+                )
+            return existing
+        operation = "get_order"
+        answer = await self._http.request(
+            operation, "GET", f"/orders/{quote(state.vendor_order_ref, safe='')}",
+            headers=self._headers,
+        )
+        if answer.status != 200:
+            raise smake_error(operation, answer)
+        return observation_from_order(_json(answer, operation), operation)
+
+    async def _find(self, order_id: str) -> Observation | None:
+        operation = "find_order"
+        answer = await self._http.request(
+            operation, "GET", "/orders",
+            params={"filter[external_identifier]": order_id, "per_page": str(LOOKUP_PAGE_SIZE)},
+            headers=self._headers,
+        )
+        if answer.status != 200:
+            raise smake_error(operation, answer)
+        listing = _json(answer, operation)
+        chosen, ids = choose_existing_order(listing, order_id, operation)
+        if chosen is None:
+            return None
+        more_pages = isinstance(listing, dict) and bool((listing.get("links") or {}).get("next"))
+        if len(ids) > 1 or more_pages:
+            # Smake does not enforce uniqueness; the duplicates need a person's attention.
+            log.warning("smake_duplicate_orders", order_id=order_id, adopted=ids[0],
+                        smake_order_ids=ids, more_pages=more_pages)
+        else:
+            log.info("smake_order_adopted", order_id=order_id, adopted=ids[0])
+        return observation_from_order(chosen, operation)
+
+    async def _create(self, order: Order) -> Observation:
+        operation = "create_order"
+        answer = await self._http.request(
+            operation, "POST", "/orders", json_body=smake_create_body(order, self._settings),
+            headers=self._headers,
+        )
+        if not 200 <= answer.status < 300:
+            raise smake_error(operation, answer)
+        order_ref = created_order_id(answer)
+        if order_ref is None:
+            # Created, but the answer does not say as what: ask by our id. If Smake cannot
+            # list it yet, a transient error makes the engine call submit again, which finds
+            # and adopts it rather than creating a second one.
+            found = await self._find(order.order_id)
+            if found is not None:
+                return found
+            raise VendorUnavailable(
+                VENDOR, operation,
+                f"HTTP {answer.status} without X-Identifier, and the order is not listed yet",
+                answer.status,
+            )
+        return Observation(VendorStatus.SUBMITTED, vendor_order_ref=order_ref, vendor_state="draft")
+
+
+__all__ = [
+    "STATE_TO_STATUS",
+    "STREET_LINE_MAX",
+    "SmakeAdapter",
+    "choose_existing_order",
+    "created_order_id",
+    "observation_from_order",
+    "refusal_before_create",
+    "smake_address",
+    "smake_create_body",
+    "smake_error",
+    "smake_item",
+    "smake_lines",
+    "smake_message",
+    "tracking_numbers",
+]

@@ -1,0 +1,444 @@
+"""Reevoo: the customer order body against the page's attribute table and example (date,
+price and metadata key formats), the reading of every answer, and the submit flow over a
+scripted fake transport."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from pydantic import SecretStr
+
+from orderflow.adapters.base import (
+    HttpAnswer,
+    Observation,
+    PairState,
+    VendorAuthFailed,
+    VendorError,
+    VendorHttp,
+    VendorRejected,
+    VendorThrottled,
+    VendorUnavailable,
+)
+from orderflow.adapters.reevoo import (
+    ReevooAdapter,
+    observation_from_accepted,
+    reevoo_date,
+    reevoo_error,
+    reevoo_language_locale,
+    reevoo_metadata,
+    reevoo_metadata_key,
+    reevoo_order_body,
+    reevoo_price,
+)
+from orderflow.config.settings import ReevooSettings
+from orderflow.contracts.events import Order, OrderCreated, Vendor, VendorStatus
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+
+
+def make_order(name: str = "order-created.json", **order_changes: Any) -> Order:
+    event = json.loads((FIXTURES / name).read_text())
+    event["order"].update(order_changes)
+    return OrderCreated.model_validate_json(json.dumps(event)).order
+
+
+API_KEY, API_SECRET = "rv-key-not-real", "rv-secret-not-real"
+SETTINGS = ReevooSettings(
+    base_url="https://api.reevoocloud.com",
+    api_key=SecretStr(API_KEY),
+    api_secret=SecretStr(API_SECRET),
+    trkref="trkref123",
+)
+
+# The page's example body, verbatim (including its `cutomer_ref` spelling).
+PAGE_EXAMPLE: dict[str, Any] = {
+    "trkref": "TRKREF123",
+    "order_ref": "ABC123",
+    "order_date": "10-12-2014",
+    "fulfilment_date": "24-12-2014",
+    "language": "en",
+    "locale": "en-GB",
+    "customer": {
+        "email": "[email protected]",
+        "cutomer_ref": "1122",
+        "title": "MR",
+        "first_name": "John",
+        "country": "GB",
+    },
+    "order_items": [
+        {"sku": "PROD1", "price": "55,99", "currency": "GBP",
+         "metadata": {"field_1": "Value 1", "field_2": "Value 2"}},
+        {"sku": "PROD2", "price": "10", "currency": "GBP",
+         "metadata": {"field_1": "Value 1", "field_2": "Value 2"}},
+    ],
+}
+# The page's attribute table.
+PAGE_ATTRIBUTES = {
+    "trkref", "order_ref", "order_date", "fulfilment_date", "language", "locale", "customer",
+    "order_items",
+}
+PAGE_CUSTOMER_ATTRIBUTES = {"email", "customer_ref", "title", "first_name", "country"}
+PAGE_ITEM_ATTRIBUTES = {"sku", "price", "currency", "metadata"}
+
+DATE_FORMAT = re.compile(r"^\d{2}-\d{2}-\d{4}$")  # dd-mm-yyyy
+PRICE_FORMAT = re.compile(r"^\d+(,\d+)?$")        # "just digits and a comma"
+METADATA_KEY = re.compile(r"^[a-z0-9_]+$")        # [a-z0-9], plus the example's underscore
+
+
+# ----------------------------------------------------------------------------- body
+
+
+def test_body_from_the_contract_example_field_by_field() -> None:
+    body = reevoo_order_body(make_order(), "trkref123")
+
+    assert set(body) <= PAGE_ATTRIBUTES
+    assert body["trkref"] == "TRKREF123"
+    assert body["order_ref"] == "SHOP-100234"
+    assert body["order_date"] == "22-11-2026"  # placed_at 2026-11-22T10:15:29Z
+    assert body["language"] == "en"
+    assert body["locale"] == "en-GB"
+    assert body["customer"] == {
+        "email": "john@example.com",
+        "customer_ref": "C-1122",
+        "title": "Mr",
+        "first_name": "John",
+        "country": "GB",
+    }
+    assert set(body["customer"]) <= PAGE_CUSTOMER_ATTRIBUTES
+    assert body["order_items"] == [
+        {"sku": "TSHIRT-BLK-M", "price": "12,00", "currency": "EUR",
+         "metadata": {"colour": "black"}},
+        {"sku": "MUG-01", "price": "9,90", "currency": "EUR"},
+        {"sku": "CAP-02", "price": "15,00", "currency": "EUR"},
+    ]
+
+
+def test_body_follows_the_formats_of_the_page_example() -> None:
+    body = reevoo_order_body(make_order(), "trkref123")
+
+    for ours, page in ((body, PAGE_EXAMPLE),):
+        assert DATE_FORMAT.match(ours["order_date"]) and DATE_FORMAT.match(page["order_date"])
+        assert ours["trkref"] == ours["trkref"].upper()
+        assert len(ours["language"]) == len(page["language"]) == 2
+        assert re.match(r"^[a-z]{2}-[A-Z]{2}$", ours["locale"])
+    for item in (*body["order_items"], *PAGE_EXAMPLE["order_items"]):
+        assert set(item) <= PAGE_ITEM_ATTRIBUTES
+        assert PRICE_FORMAT.match(item["price"])
+        assert all(METADATA_KEY.match(key) for key in item.get("metadata", {}))
+
+
+def test_customer_ref_is_spelled_as_in_the_attribute_table() -> None:
+    customer = reevoo_order_body(make_order(), "T")["customer"]
+
+    assert customer["customer_ref"] == "C-1122"
+    assert "cutomer_ref" not in customer
+
+
+def test_minimal_order_leaves_out_what_it_does_not_have() -> None:
+    body = reevoo_order_body(make_order("order-created-minimal.json"), "abc-xyz")
+
+    assert body == {
+        "trkref": "ABC-XYZ",
+        "order_ref": "SHOP-100235",
+        "order_date": "22-11-2026",
+        "customer": {"email": "ann@example.org"},
+        "order_items": [{"sku": "BOOK-9", "price": "10,00", "currency": "GBP"}],
+    }
+
+
+def test_one_item_per_line_whatever_the_quantity() -> None:
+    items = reevoo_order_body(make_order(), "T")["order_items"]
+
+    assert [item["sku"] for item in items] == ["TSHIRT-BLK-M", "MUG-01", "CAP-02"]
+
+
+@pytest.mark.parametrize(
+    ("placed_at", "expected"),
+    [
+        ("2014-12-10T09:00:00Z", "10-12-2014"),  # the page's example date
+        ("2026-01-05T00:00:00+00:00", "05-01-2026"),
+        # The date the checkout recorded, in the event's own offset (UTC is already the 6th).
+        ("2026-03-05T23:30:00-05:00", "05-03-2026"),
+    ],
+)
+def test_order_date_is_dd_mm_yyyy(placed_at: str, expected: str) -> None:
+    assert reevoo_date(make_order(placed_at=placed_at)) == expected
+
+
+@pytest.mark.parametrize(
+    ("locale", "expected"),
+    [
+        ("en-GB", ("en", "en-GB")),
+        ("de-DE", ("de", "de-DE")),
+        ("en_gb", ("en", "en-GB")),
+        ("EN-gb", ("en", "en-GB")),
+        ("de", ("de", None)),
+        ("zh-Hant-TW", ("zh", "zh-TW")),
+        ("english", (None, None)),
+        ("en-GB-oxendict", (None, None)),
+        ("", (None, None)),
+        (None, (None, None)),
+    ],
+)
+def test_language_and_locale(locale: str | None, expected: tuple[str | None, str | None]) -> None:
+    assert reevoo_language_locale(locale) == expected
+
+
+@pytest.mark.parametrize(
+    ("amount", "expected"),
+    [
+        ("55.99", "55,99"),  # the page's examples
+        ("10", "10"),
+        ("12.00", "12,00"),
+        ("9.90", "9,90"),
+        ("0.5", "0,5"),
+        ("0", "0"),
+        ("1234567.89", "1234567,89"),
+        ("-0.00", "0,00"),
+        ("-1.00", None),  # no digits-and-comma form: left out, price is optional
+    ],
+)
+def test_price_is_digits_and_a_comma(amount: str, expected: str | None) -> None:
+    price = reevoo_price(Decimal(amount))
+
+    assert price == expected
+    assert price is None or PRICE_FORMAT.match(price)
+
+
+def test_a_line_without_a_price_form_sends_no_price_nor_currency() -> None:
+    event_lines = [{"line_id": "1", "sku": "REFUND-1", "quantity": 1, "unit_price": "-5.00"}]
+    items = reevoo_order_body(make_order("order-created-minimal.json", lines=event_lines),
+                              "T")["order_items"]
+
+    assert items == [{"sku": "REFUND-1"}]
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("field_1", "field_1"),  # the page's example keys pass unchanged
+        ("colour", "colour"),
+        ("Colour", "colour"),
+        ("Gift Wrap!", "gift_wrap"),
+        ("size-EU", "size_eu"),
+        ("  engraving text  ", "engraving_text"),
+        ("Größe", "groe"),
+        ("café", "cafe"),
+        ("a..b--c", "a_b_c"),
+        ("_private_", "private"),
+        ("!!!", ""),
+    ],
+)
+def test_metadata_key_reduction(key: str, expected: str) -> None:
+    reduced = reevoo_metadata_key(key)
+
+    assert reduced == expected
+    assert reduced == "" or METADATA_KEY.match(reduced)
+
+
+def test_metadata_collisions_keep_the_first_key_and_empty_keys_are_dropped() -> None:
+    metadata = {"Colour": "black", "colour": "white", "Gift wrap": "yes", "gift-wrap": "no",
+                "%%": "lost", "Engraving": "J.D."}
+
+    assert reevoo_metadata(metadata) == {"colour": "black", "gift_wrap": "yes",
+                                         "engraving": "J.D."}
+    assert reevoo_metadata(None) == {}
+
+
+def test_line_metadata_reaches_the_item_with_reduced_keys() -> None:
+    lines = [{"line_id": "1", "sku": "BOOK-9", "quantity": 1, "unit_price": "10.00",
+              "metadata": {"Gift Wrap": "yes", "field_1": "Value 1"}}]
+    item = reevoo_order_body(make_order("order-created-minimal.json", lines=lines),
+                             "T")["order_items"][0]
+
+    assert item["metadata"] == {"gift_wrap": "yes", "field_1": "Value 1"}
+
+
+# ----------------------------------------------------------------------------- answers
+
+
+PAGE_202 = b'{"status": 202, "id": "3b9c1e2a-5f4d-4c7b-9a1e-2d3f4a5b6c7d", ' \
+           b'"message": "Customer order accepted"}'
+
+
+def test_202_is_completed_with_reevoos_uuid() -> None:
+    observation = observation_from_accepted(HttpAnswer(202, {}, PAGE_202))
+
+    assert observation == Observation(
+        VendorStatus.COMPLETED,
+        vendor_order_ref="3b9c1e2a-5f4d-4c7b-9a1e-2d3f4a5b6c7d",
+        vendor_state="accepted",
+    )
+
+
+@pytest.mark.parametrize("body", [b"", b"accepted", b"[]", b'{"id": 5}', b'{"status": 202}'])
+def test_a_202_without_a_readable_id_is_still_completed(body: bytes) -> None:
+    # Never a transient error after a 202: the engine would send the order again.
+    observation = observation_from_accepted(HttpAnswer(202, {}, body))
+
+    assert observation.status is VendorStatus.COMPLETED
+    assert observation.vendor_order_ref is None
+
+
+@pytest.mark.parametrize(
+    ("status", "error_class"),
+    [
+        (400, VendorRejected),
+        (401, VendorAuthFailed),
+        (403, VendorAuthFailed),
+        (404, VendorUnavailable),
+        (405, VendorUnavailable),
+        (409, VendorRejected),
+        (413, VendorRejected),
+        (422, VendorRejected),
+        (429, VendorThrottled),
+        (500, VendorUnavailable),
+        (502, VendorUnavailable),
+        (503, VendorUnavailable),
+        (504, VendorUnavailable),
+        (301, VendorUnavailable),
+    ],
+)
+def test_every_error_status_maps_to_one_error_class(
+    status: int, error_class: type[VendorError]
+) -> None:
+    error = reevoo_error("submit_order", HttpAnswer(status, {}, b'{"message": "no"}'))
+
+    assert type(error) is error_class
+    assert error.vendor is Vendor.REEVOO and error.operation == "submit_order"
+    assert error.status == status
+    # Only a refusal is final; everything else may be sent again (nothing was accepted).
+    assert error.retriable is (error_class is not VendorRejected)
+
+
+@pytest.mark.parametrize("body", [b'{"message": "Invalid TRKREF supplied"}',
+                                  b"Invalid TRKREF supplied"])
+def test_400_is_rejected_with_reevoos_message(body: bytes) -> None:
+    error = reevoo_error("submit_order", HttpAnswer(400, {}, body))
+
+    assert isinstance(error, VendorRejected)
+    assert error.message == "Invalid TRKREF supplied"
+
+
+def test_422_is_rejected_with_message_and_errors() -> None:
+    body = json.dumps({"message": "Customer order rejected",
+                       "errors": ["order_date must be dd-mm-yyyy"]}).encode()
+    error = reevoo_error("submit_order", HttpAnswer(422, {}, body))
+
+    assert isinstance(error, VendorRejected)
+    assert "Customer order rejected" in error.message
+    assert "order_date must be dd-mm-yyyy" in error.message
+
+
+def test_403_access_denied_is_an_account_outage() -> None:
+    error = reevoo_error("submit_order", HttpAnswer(403, {}, b'{"message": "Access denied"}'))
+
+    assert isinstance(error, VendorAuthFailed) and error.message == "Access denied"
+
+
+def test_throttling_and_outage_carry_retry_after() -> None:
+    throttled = reevoo_error("submit_order", HttpAnswer(429, {"Retry-After": "3"}, b""))
+    down = reevoo_error("submit_order", HttpAnswer(503, {"Retry-After": "60"}, b""))
+
+    assert isinstance(throttled, VendorThrottled) and throttled.retry_after == 3.0
+    assert isinstance(down, VendorUnavailable) and down.retry_after == 60.0
+
+
+# ----------------------------------------------------------------------------- adapter flow
+
+
+class ScriptedReevooHttp(VendorHttp):
+    """A fake transport: answers in order, requests recorded (with their auth)."""
+
+    def __init__(self, answers: list[HttpAnswer]) -> None:
+        super().__init__(Vendor.REEVOO, "https://reevoo.invalid", timeout_s=1, max_connections=1)
+        self.answers = answers
+        self.requests: list[tuple[str, str, str, Any, Mapping[str, str] | None]] = []
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def request(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        form: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        auth: aiohttp.BasicAuth | None = None,
+    ) -> HttpAnswer:
+        self.requests.append((operation, method, path, json_body, headers))
+        return self.answers.pop(0)
+
+
+async def test_submit_posts_to_the_organisation_with_basic_auth() -> None:
+    http = ScriptedReevooHttp([HttpAnswer(202, {}, PAGE_202)])
+    adapter = ReevooAdapter(SETTINGS, http=http)
+    order = make_order()
+
+    observation = await adapter.submit(order, PairState())
+
+    assert observation.status is VendorStatus.COMPLETED
+    assert observation.vendor_order_ref == "3b9c1e2a-5f4d-4c7b-9a1e-2d3f4a5b6c7d"
+    ((operation, method, path, body, headers),) = http.requests
+    assert (operation, method, path) == (
+        "submit_order", "POST", "/v4/organisations/TRKREF123/customer_order"
+    )
+    assert body == reevoo_order_body(order, "trkref123")
+    assert headers is not None
+    scheme, credentials = headers["Authorization"].split(" ")
+    assert scheme == "Basic"
+    assert base64.b64decode(credentials).decode() == f"{API_KEY}:{API_SECRET}"
+
+
+@pytest.mark.parametrize(
+    ("answer", "error_class"),
+    [
+        (HttpAnswer(400, {}, b'{"message": "Invalid TRKREF supplied"}'), VendorRejected),
+        (HttpAnswer(422, {}, b'{"message": "bad", "errors": ["x"]}'), VendorRejected),
+        (HttpAnswer(401, {}, b""), VendorAuthFailed),
+        (HttpAnswer(500, {}, b""), VendorUnavailable),
+    ],
+)
+async def test_submit_raises_the_translated_error(
+    answer: HttpAnswer, error_class: type[VendorError]
+) -> None:
+    adapter = ReevooAdapter(SETTINGS, http=ScriptedReevooHttp([answer]))
+
+    with pytest.raises(error_class) as caught:
+        await adapter.submit(make_order(), PairState())
+    assert API_SECRET not in str(caught.value) and API_KEY not in str(caught.value)
+
+
+async def test_submit_without_a_trkref_calls_nothing() -> None:
+    http = ScriptedReevooHttp([])
+    adapter = ReevooAdapter(SETTINGS.model_copy(update={"trkref": None}), http=http)
+
+    with pytest.raises(VendorUnavailable, match="TRKREF"):
+        await adapter.submit(make_order(), PairState())
+    assert http.requests == []
+
+
+async def test_poll_never_calls_reevoo_and_restates_completion() -> None:
+    http = ScriptedReevooHttp([])
+    adapter = ReevooAdapter(SETTINGS, http=http)
+
+    observation = await adapter.poll(make_order(), PairState("uuid-1", "accepted"))
+
+    assert observation == Observation(VendorStatus.COMPLETED, vendor_order_ref="uuid-1",
+                                      vendor_state="accepted")
+    assert http.requests == []

@@ -1,0 +1,636 @@
+"""Smake: the create body against the page's attribute tables and example, the state table,
+the reading of every answer, and the submit/poll flow over a scripted fake transport."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from pydantic import SecretStr
+
+from orderflow.adapters.base import (
+    HttpAnswer,
+    Observation,
+    PairState,
+    VendorAuthFailed,
+    VendorError,
+    VendorHttp,
+    VendorRejected,
+    VendorThrottled,
+    VendorUnavailable,
+)
+from orderflow.adapters.smake import (
+    STATE_TO_STATUS,
+    STREET_LINE_MAX,
+    SmakeAdapter,
+    choose_existing_order,
+    created_order_id,
+    observation_from_order,
+    refusal_before_create,
+    smake_create_body,
+    smake_error,
+    tracking_numbers,
+)
+from orderflow.config.settings import SmakeSettings
+from orderflow.contracts.events import Order, OrderCreated, Vendor, VendorStatus
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+
+
+def load_event(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((FIXTURES / name).read_text())
+    return data
+
+
+def make_order(name: str = "order-created.json", **order_changes: Any) -> Order:
+    event = load_event(name)
+    event["order"].update(order_changes)
+    return OrderCreated.model_validate_json(json.dumps(event)).order
+
+
+SETTINGS = SmakeSettings(
+    base_url="https://api.smake.io/v2/apps/1",
+    api_key=SecretStr("sk-test-not-real"),
+    default_payment_method="prepayment",
+    default_shipping_method="dhl-express",
+)
+
+# The page's "Post" example request, verbatim.
+PAGE_CREATE_EXAMPLE: dict[str, Any] = {
+    "customer": {"email": "max@example.com"},
+    "items": [{"variant": {"type": "basic", "id": 25}, "quantity": 3}],
+    "shipping_address": {
+        "first_name": "Max", "last_name": "Mustermann", "street1": "Am Wassermann 361",
+        "zip": "508291", "city": "Köln", "country_code": "DE", "phone": "+49 123 456 789",
+        "email": "max@example.com",
+    },
+    "shipments": [{"shipping_method": {"handle": "shipping-method-handle"}}],
+    "payments": [{"payment_method": {"handle": "payment-method-handle"}}],
+}
+# The page's "Attributes" table (top level) and "Address object" table.
+PAGE_ORDER_ATTRIBUTES = {
+    "customer", "items", "order_type", "number", "external_identifier", "external_reference",
+    "cost_centre", "shipping_address", "billing_address", "whitelabel_address", "payments",
+    "shipments",
+}
+PAGE_ADDRESS_FIELDS = {
+    "company", "first_name", "last_name", "street1", "street2", "zip", "city", "country_code",
+    "province_code", "phone", "email", "vat_in",
+}
+PAGE_ADDRESS_REQUIRED = {
+    "first_name", "last_name", "street1", "zip", "city", "country_code", "phone", "email",
+}
+
+# The page's "Get" example response (trimmed to what the mapping reads, otherwise verbatim).
+PAGE_GET_EXAMPLE: dict[str, Any] = {
+    "id": 1,
+    "external_identifier": None,
+    "state": "completed",
+    "failure_message": None,
+    "shipments": [
+        {
+            "id": 1,
+            "shipping_method": {"handle": "pickup", "title": "Pickup", "price": 0},
+            "tracking_number": "2229446017085",
+            "media": [],
+            "order": 1,
+        }
+    ],
+}
+
+
+# ----------------------------------------------------------------------------- create body
+
+
+def test_create_body_from_the_contract_example_field_by_field() -> None:
+    body = smake_create_body(make_order(), SETTINGS)
+
+    assert set(body) <= PAGE_ORDER_ATTRIBUTES
+    assert set(PAGE_CREATE_EXAMPLE) <= set(body)  # everything the page's example sends
+    assert body["customer"] == {"email": "john@example.com"}
+    # Smake lines only (L1 by variant id, L3 by origin sku); L2 is a Zakeke-only line.
+    assert body["items"] == [
+        {"variant": {"type": "basic", "id": 25}, "quantity": 2},
+        {"variant": {"type": "basic", "origin": {"sku": "CAP-02-SMK"}}, "quantity": 1},
+    ]
+    assert body["shipping_address"] == {
+        "first_name": "John",
+        "last_name": "Doe",
+        "street1": "123 Main St",
+        "zip": "12345",
+        "city": "Anytown",
+        "country_code": "DE",
+        "phone": "+49 123 456 789",
+        "email": "john@example.com",
+    }
+    assert set(body["shipping_address"]) <= PAGE_ADDRESS_FIELDS
+    assert PAGE_ADDRESS_REQUIRED <= set(body["shipping_address"])
+    # The order has no billing address: Smake's documented default, made explicit.
+    assert body["billing_address"] == body["shipping_address"]
+    assert body["payments"] == [{"payment_method": {"handle": "invoice"}}]
+    assert body["shipments"] == [{"shipping_method": {"handle": "standard"}}]
+    assert body["external_identifier"] == "SHOP-100234"
+    assert body["number"] == "100234"
+
+
+def test_create_body_has_the_shapes_of_the_page_example() -> None:
+    body = smake_create_body(make_order(), SETTINGS)
+
+    def shape(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: shape(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [shape(value[0])] if value else []
+        return type(value).__name__
+
+    page = shape(PAGE_CREATE_EXAMPLE)
+    ours = shape(body)
+    for key in ("customer", "payments", "shipments"):
+        assert ours[key] == page[key]
+    assert ours["items"][0] == page["items"][0]
+    assert ours["shipping_address"] == page["shipping_address"]
+
+
+def test_variant_forms_by_id_and_by_origin_sku() -> None:
+    event = load_event("order-created.json")
+    lines = event["order"]["lines"]
+    lines[0]["fulfilment"] = {"provider": "smake", "variant_id": 7, "sku": "IGNORED-SKU"}
+    body = smake_create_body(make_order(lines=lines), SETTINGS)
+
+    by_id, by_sku = (item["variant"] for item in body["items"])
+    # Page: `id` "yes, if origin.external_identifier or origin.sku is not specified"; the id
+    # is Smake's own reference, so with both we send only the id.
+    assert by_id == {"type": "basic", "id": 7}
+    assert by_sku == {"type": "basic", "origin": {"sku": "CAP-02-SMK"}}
+
+
+def test_payment_and_shipping_handles_default_from_settings() -> None:
+    body = smake_create_body(make_order(payment_method=None, shipping_method=None), SETTINGS)
+
+    assert body["payments"] == [{"payment_method": {"handle": "prepayment"}}]
+    assert body["shipments"] == [{"shipping_method": {"handle": "dhl-express"}}]
+
+
+def test_billing_address_of_the_order_is_used_when_present() -> None:
+    billing = {
+        "company": "Doe GmbH", "first_name": "Jane", "last_name": "Doe", "street1": "1 Bill St",
+        "street2": "Floor 2", "zip": "54321", "city": "Billtown", "country_code": "DE",
+        "province_code": None, "phone": "+49 1", "email": "billing@example.com",
+    }
+    body = smake_create_body(make_order(billing_address=billing), SETTINGS)
+
+    assert body["billing_address"] == {k: v for k, v in billing.items() if v is not None}
+    assert body["shipping_address"]["street1"] == "123 Main St"
+
+
+def test_missing_address_email_is_the_customer_email_and_nulls_are_left_out() -> None:
+    event = load_event("order-created.json")
+    shipping = event["order"]["shipping_address"] | {"email": None, "street2": None}
+    billing = shipping | {"street1": "9 Other Rd", "email": "own@example.com"}
+    body = smake_create_body(make_order(shipping_address=shipping, billing_address=billing),
+                             SETTINGS)
+
+    assert body["shipping_address"]["email"] == "john@example.com"
+    assert body["billing_address"]["email"] == "own@example.com"
+    for address in (body["shipping_address"], body["billing_address"]):
+        assert None not in address.values()
+        assert "street2" not in address and "company" not in address
+
+
+def test_order_number_is_optional() -> None:
+    body = smake_create_body(make_order(order_number=None), SETTINGS)
+
+    assert "number" not in body
+    assert body["external_identifier"] == "SHOP-100234"
+
+
+# ----------------------------------------------------------------------------- refusals
+
+
+def test_order_without_shipping_address_is_refused() -> None:
+    reason = refusal_before_create(make_order(shipping_address=None))
+
+    assert reason is not None and "shipping_address" in reason
+
+
+def test_order_without_smake_lines_is_refused() -> None:
+    reason = refusal_before_create(make_order("order-created-minimal.json"))
+
+    assert reason is not None and "Smake" in reason
+
+
+@pytest.mark.parametrize("address_name", ["shipping_address", "billing_address"])
+@pytest.mark.parametrize("field", ["street1", "street2"])
+def test_street_lines_over_35_characters_are_refused_not_cut(address_name: str, field: str) -> None:
+    address = load_event("order-created.json")["order"]["shipping_address"]
+    at_limit = make_order(**{address_name: address | {field: "x" * STREET_LINE_MAX}})
+    too_long = make_order(**{address_name: address | {field: "x" * (STREET_LINE_MAX + 1)}})
+
+    assert refusal_before_create(at_limit) is None
+    assert smake_create_body(at_limit, SETTINGS)[address_name][field] == "x" * 35
+    reason = refusal_before_create(too_long)
+    assert reason is not None
+    assert f"{address_name}.{field}" in reason and "36" in reason and "35" in reason
+
+
+def test_contract_example_is_not_refused() -> None:
+    assert refusal_before_create(make_order()) is None
+
+
+# ----------------------------------------------------------------------------- states
+
+
+EXPECTED_STATES = {
+    "draft": (VendorStatus.SUBMITTED, "draft"),
+    "checking": (VendorStatus.IN_PROGRESS, "checking"),
+    "preparing": (VendorStatus.IN_PROGRESS, "preparing"),
+    "prepared": (VendorStatus.IN_PROGRESS, "prepared"),
+    "completed": (VendorStatus.COMPLETED, "completed"),
+    "failed": (VendorStatus.FAILED, "failed"),
+    "cancelled": (VendorStatus.CANCELLED, "cancelled"),
+}
+
+
+def test_state_table_covers_every_state_of_the_page() -> None:
+    assert set(STATE_TO_STATUS) == set(EXPECTED_STATES)
+
+
+@pytest.mark.parametrize(("state", "expected"), sorted(EXPECTED_STATES.items()))
+def test_every_smake_state_maps_to_the_contract(
+    state: str, expected: tuple[VendorStatus, str]
+) -> None:
+    observation = observation_from_order(PAGE_GET_EXAMPLE | {"state": state})
+
+    assert (observation.status, observation.vendor_state) == expected
+    assert observation.vendor_order_ref == "1"
+    assert observation.tracking_numbers == ("2229446017085",)
+    if state == "failed":
+        assert observation.reason
+    else:
+        assert observation.reason is None
+
+
+def test_failed_carries_the_failure_message() -> None:
+    observation = observation_from_order(
+        PAGE_GET_EXAMPLE | {"state": "failed", "failure_message": "Image could not be downloaded"}
+    )
+
+    assert observation.status is VendorStatus.FAILED
+    assert observation.reason == "Image could not be downloaded"
+
+
+def test_failed_without_failure_message_still_has_a_reason() -> None:
+    observation = observation_from_order(PAGE_GET_EXAMPLE | {"state": "failed"})
+
+    assert observation.reason and "failure_message" in observation.reason
+
+
+@pytest.mark.parametrize("state", ["on_hold", "", None, 3, "COMPLETED"])
+def test_unknown_state_is_a_transient_unreadable_answer(state: Any) -> None:
+    with pytest.raises(VendorUnavailable, match="unknown state"):
+        observation_from_order(PAGE_GET_EXAMPLE | {"state": state})
+
+
+@pytest.mark.parametrize("answer", [None, [], "completed"])
+def test_an_order_answer_that_is_not_an_object_is_unreadable(answer: Any) -> None:
+    with pytest.raises(VendorUnavailable):
+        observation_from_order(answer)
+
+
+def test_tracking_numbers_skip_nulls_and_repeats() -> None:
+    order = {"shipments": [
+        {"tracking_number": None}, {"tracking_number": "A1"}, {"tracking_number": ""},
+        {"tracking_number": "B2"}, {"tracking_number": "A1"}, {}, "junk",
+    ]}
+
+    assert tracking_numbers(order) == ("A1", "B2")
+    assert tracking_numbers({"shipments": None}) == ()
+
+
+# ----------------------------------------------------------------------------- lookup, create
+
+
+def listed(*orders: dict[str, Any], next_page: str | None = None) -> dict[str, Any]:
+    return {"data": list(orders), "links": {"next": next_page}, "meta": {"per_page": 100}}
+
+
+def test_lookup_with_no_order_adopts_nothing() -> None:
+    assert choose_existing_order(listed(), "SHOP-1") == (None, [])
+
+
+def test_lookup_adopts_the_lowest_id_of_several() -> None:
+    listing = listed(
+        {"id": 12, "external_identifier": "SHOP-1", "state": "checking"},
+        {"id": 3, "external_identifier": "SHOP-1", "state": "draft"},
+        {"id": 7, "external_identifier": "SHOP-1", "state": "prepared"},
+    )
+
+    chosen, ids = choose_existing_order(listing, "SHOP-1")
+
+    assert chosen is not None and chosen["id"] == 3
+    assert ids == ["3", "7", "12"]
+
+
+def test_lookup_ignores_orders_of_another_external_identifier() -> None:
+    listing = listed({"id": 2, "external_identifier": "SHOP-10", "state": "draft"})
+
+    assert choose_existing_order(listing, "SHOP-1") == (None, [])
+
+
+@pytest.mark.parametrize("listing", [None, [], {"data": None}, {"items": []}])
+def test_unreadable_lookup_is_transient(listing: Any) -> None:
+    with pytest.raises(VendorUnavailable):
+        choose_existing_order(listing, "SHOP-1")
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "expected"),
+    [
+        ({"X-Identifier": "137", "Location": "https://api.smake.io/jobs/1"}, b"", "137"),
+        ({"x-identifier": " 138 "}, b"", "138"),
+        ({"Location": "https://api.smake.io/v2/apps/1/orders/139"}, b"", "139"),
+        ({"Location": "/v2/orders/140/"}, b"", "140"),
+        # The page's example Location is a job, not the order: its number is not an order id.
+        ({"Location": "https://api.smake.io/jobs/1"}, b"", None),
+        ({}, b'{"id": 141}', "141"),
+        ({}, b"", None),
+        ({}, b"accepted", None),
+    ],
+)
+def test_created_order_id(headers: dict[str, str], body: bytes, expected: str | None) -> None:
+    assert created_order_id(HttpAnswer(202, headers, body)) == expected
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+LARAVEL_422 = json.dumps({
+    "message": "The given data was invalid.",
+    "errors": {
+        "shipping_address.street1": ["The street1 may not be greater than 35 characters."],
+        "items.0.variant.id": ["The selected variant id is invalid."],
+    },
+}).encode()
+
+
+@pytest.mark.parametrize(
+    ("status", "operation", "error_class"),
+    [
+        (400, "create_order", VendorRejected),
+        (401, "create_order", VendorAuthFailed),
+        (403, "get_order", VendorAuthFailed),
+        (404, "find_order", VendorUnavailable),
+        (404, "create_order", VendorUnavailable),
+        (404, "get_order", VendorUnavailable),
+        (405, "create_order", VendorUnavailable),
+        (409, "create_order", VendorRejected),
+        (422, "create_order", VendorRejected),
+        (429, "find_order", VendorThrottled),
+        (500, "create_order", VendorUnavailable),
+        (502, "get_order", VendorUnavailable),
+        (503, "find_order", VendorUnavailable),
+        (302, "get_order", VendorUnavailable),
+    ],
+)
+def test_every_error_status_maps_to_one_error_class(
+    status: int, operation: str, error_class: type[VendorError]
+) -> None:
+    error = smake_error(operation, HttpAnswer(status, {}, b'{"message": "nope"}'))
+
+    assert type(error) is error_class
+    assert error.vendor is Vendor.SMAKE and error.operation == operation
+    assert error.status == status
+    assert error.retriable is (error_class is not VendorRejected)
+
+
+def test_422_is_rejected_with_smakes_message_and_field_errors() -> None:
+    error = smake_error("create_order", HttpAnswer(422, {}, LARAVEL_422))
+
+    assert isinstance(error, VendorRejected)
+    assert error.message.startswith("The given data was invalid.")
+    assert "shipping_address.street1: The street1 may not be greater than 35" in error.message
+    assert "items.0.variant.id: The selected variant id is invalid." in error.message
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b'{"errors": ["a", "b"]}', "a, b"),
+        (b'{"message": "Bad request"}', "Bad request"),
+        (b"plain text refusal", "plain text refusal"),
+        (b"", "HTTP 400"),
+    ],
+)
+def test_refusal_messages_of_other_shapes(body: bytes, expected: str) -> None:
+    assert smake_error("create_order", HttpAnswer(400, {}, body)).message == expected
+
+
+def test_throttling_and_outage_carry_retry_after() -> None:
+    throttled = smake_error("find_order", HttpAnswer(429, {"Retry-After": "7"}, b""))
+    down = smake_error("get_order", HttpAnswer(503, {"Retry-After": "30"}, b""))
+
+    assert isinstance(throttled, VendorThrottled) and throttled.retry_after == 7.0
+    assert isinstance(down, VendorUnavailable) and down.retry_after == 30.0
+
+
+# ----------------------------------------------------------------------------- adapter flow
+
+
+Answer = tuple[int, Mapping[str, str], Any]
+
+
+class ScriptedSmakeHttp(VendorHttp):
+    """A fake transport: answers from a script keyed by (method, path), requests recorded."""
+
+    def __init__(self, script: dict[tuple[str, str], list[Answer]]) -> None:
+        super().__init__(Vendor.SMAKE, "https://smake.invalid/v2", timeout_s=1,
+                         max_connections=1)
+        self.script = script
+        self.requests: list[tuple[str, str, str, Any, Mapping[str, str] | None]] = []
+        self.headers: list[Mapping[str, str] | None] = []
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def request(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        form: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        auth: aiohttp.BasicAuth | None = None,
+    ) -> HttpAnswer:
+        self.requests.append((operation, method, path, json_body, params))
+        self.headers.append(headers)
+        status, answer_headers, body = self.script[(method, path)].pop(0)
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        return HttpAnswer(status, dict(answer_headers), raw)
+
+
+def adapter_with(script: dict[tuple[str, str], list[Answer]]) -> tuple[SmakeAdapter,
+                                                                     ScriptedSmakeHttp]:
+    http = ScriptedSmakeHttp(script)
+    return SmakeAdapter(SETTINGS, http=http), http
+
+
+async def test_submit_without_shipping_address_calls_nothing() -> None:
+    adapter, http = adapter_with({})
+
+    with pytest.raises(VendorRejected, match="shipping_address"):
+        await adapter.submit(make_order(shipping_address=None), PairState())
+    assert http.requests == []
+
+
+async def test_submit_with_a_too_long_street_calls_nothing() -> None:
+    address = load_event("order-created.json")["order"]["shipping_address"]
+    adapter, http = adapter_with({})
+
+    with pytest.raises(VendorRejected, match="street1"):
+        await adapter.submit(make_order(shipping_address=address | {"street1": "y" * 40}),
+                             PairState())
+    assert http.requests == []
+
+
+async def test_submit_asks_first_then_creates() -> None:
+    adapter, http = adapter_with({
+        ("GET", "/orders"): [(200, {}, listed())],
+        ("POST", "/orders"): [(202, {"X-Identifier": "137",
+                                     "Location": "https://api.smake.io/jobs/1"}, b"")],
+    })
+    order = make_order()
+
+    observation = await adapter.submit(order, PairState())
+
+    assert observation == Observation(VendorStatus.SUBMITTED, vendor_order_ref="137",
+                                      vendor_state="draft")
+    (find, create) = http.requests
+    assert find[:3] == ("find_order", "GET", "/orders")
+    assert find[4] is not None
+    assert find[4]["filter[external_identifier]"] == "SHOP-100234"
+    assert create[:3] == ("create_order", "POST", "/orders")
+    assert create[3] == smake_create_body(order, SETTINGS)
+    assert http.headers == [{"Authorization": "Bearer sk-test-not-real"}] * 2
+
+
+async def test_submit_adopts_an_existing_order_without_creating() -> None:
+    adapter, http = adapter_with({
+        ("GET", "/orders"): [(200, {}, listed(
+            {"id": 9, "external_identifier": "SHOP-100234", "state": "prepared",
+             "shipments": [{"tracking_number": None}]},
+            {"id": 4, "external_identifier": "SHOP-100234", "state": "checking",
+             "shipments": []},
+        ))],
+    })
+
+    observation = await adapter.submit(make_order(), PairState())
+
+    assert observation == Observation(VendorStatus.IN_PROGRESS, vendor_order_ref="4",
+                                      vendor_state="checking")
+    assert [request[1] for request in http.requests] == ["GET"]
+
+
+async def test_create_answer_without_an_id_is_resolved_by_asking_again() -> None:
+    adapter, http = adapter_with({
+        ("GET", "/orders"): [
+            (200, {}, listed()),
+            (200, {}, listed({"id": 77, "external_identifier": "SHOP-100234", "state": "draft"})),
+        ],
+        ("POST", "/orders"): [(202, {"Location": "https://api.smake.io/jobs/5"}, b"")],
+    })
+
+    observation = await adapter.submit(make_order(), PairState())
+
+    assert observation.vendor_order_ref == "77" and observation.status is VendorStatus.SUBMITTED
+    assert [request[1] for request in http.requests] == ["GET", "POST", "GET"]
+
+
+async def test_create_answer_without_an_id_and_not_listed_is_transient() -> None:
+    adapter, _ = adapter_with({
+        ("GET", "/orders"): [(200, {}, listed()), (200, {}, listed())],
+        ("POST", "/orders"): [(202, {}, b"")],
+    })
+
+    with pytest.raises(VendorUnavailable, match="X-Identifier"):
+        await adapter.submit(make_order(), PairState())
+
+
+async def test_submit_translates_a_422() -> None:
+    adapter, _ = adapter_with({
+        ("GET", "/orders"): [(200, {}, listed())],
+        ("POST", "/orders"): [(422, {}, LARAVEL_422)],
+    })
+
+    with pytest.raises(VendorRejected, match="variant id is invalid") as caught:
+        await adapter.submit(make_order(), PairState())
+    assert caught.value.status == 422
+
+
+async def test_lookup_failure_stops_before_creating() -> None:
+    adapter, http = adapter_with({("GET", "/orders"): [(503, {}, b"maintenance")]})
+
+    with pytest.raises(VendorUnavailable):
+        await adapter.submit(make_order(), PairState())
+    assert len(http.requests) == 1
+
+
+async def test_poll_reads_the_order_by_its_ref() -> None:
+    adapter, http = adapter_with({
+        ("GET", "/orders/137"): [(200, {}, PAGE_GET_EXAMPLE | {"id": 137})],
+    })
+
+    observation = await adapter.poll(make_order(), PairState("137", "prepared"))
+
+    assert observation == Observation(VendorStatus.COMPLETED, vendor_order_ref="137",
+                                      vendor_state="completed",
+                                      tracking_numbers=("2229446017085",))
+    assert http.requests[0][:3] == ("get_order", "GET", "/orders/137")
+
+
+async def test_poll_without_a_ref_looks_up_and_never_creates() -> None:
+    adapter, http = adapter_with({
+        ("GET", "/orders"): [
+            (200, {}, listed({"id": 5, "external_identifier": "SHOP-100234", "state": "draft"})),
+            (200, {}, listed()),
+        ],
+    })
+
+    assert (await adapter.poll(make_order(), PairState())).vendor_order_ref == "5"
+    with pytest.raises(VendorUnavailable):
+        await adapter.poll(make_order(), PairState())
+    assert {request[1] for request in http.requests} == {"GET"}
+
+
+@pytest.mark.parametrize(
+    ("answer", "error_class"),
+    [
+        ((404, {}, {"message": "Not found"}), VendorUnavailable),
+        ((401, {}, {"message": "Unauthenticated."}), VendorAuthFailed),
+        ((429, {"Retry-After": "2"}, b""), VendorThrottled),
+        ((500, {}, b"boom"), VendorUnavailable),
+        ((200, {}, b"<html>"), VendorUnavailable),
+        ((200, {}, {"id": 1, "state": "archived"}), VendorUnavailable),
+    ],
+)
+async def test_poll_errors(answer: Answer, error_class: type[VendorError]) -> None:
+    adapter, _ = adapter_with({("GET", "/orders/1"): [answer]})
+
+    with pytest.raises(error_class):
+        await adapter.poll(make_order(), PairState("1", "draft"))
+
+
+def test_the_api_key_never_appears_in_errors() -> None:
+    error = smake_error("create_order", HttpAnswer(401, {}, b'{"message": "Unauthenticated."}'))
+
+    assert "sk-test-not-real" not in str(error)
+    assert "sk-test-not-real" not in repr(SETTINGS)
