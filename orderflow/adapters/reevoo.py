@@ -231,6 +231,9 @@ class ReevooAdapter:
         )
 
     async def start(self) -> None:
+        missing = self._settings.missing_credentials()
+        if missing:
+            raise ValueError(f"Reevoo needs {', '.join(missing)}")
         await self._http.start()
 
     async def stop(self) -> None:
@@ -238,12 +241,7 @@ class ReevooAdapter:
 
     async def submit(self, order: Order, state: PairState) -> Observation:
         operation = "submit_order"
-        trkref = (self._settings.trkref or "").strip()
-        if not trkref:
-            # Settings loading forbids this while Reevoo is enabled; an account problem, not
-            # the order's, so the engine retries rather than rejecting.
-            raise VendorUnavailable(VENDOR, operation, "ORDERFLOW_REEVOO__TRKREF is not set")
-        body = reevoo_order_body(order, trkref)
+        body = reevoo_order_body(order, self._settings.trkref or "")  # start() checked it
         answer = await self._http.request(
             operation, "POST",
             f"/v4/organisations/{quote(body['trkref'], safe='')}/customer_order",

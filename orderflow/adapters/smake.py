@@ -368,6 +368,9 @@ class SmakeAdapter:
         )
 
     async def start(self) -> None:
+        missing = self._settings.missing_credentials()
+        if missing:
+            raise ValueError(f"Smake needs {', '.join(missing)}")
         await self._http.start()
 
     async def stop(self) -> None:

@@ -424,13 +424,13 @@ async def test_submit_raises_the_translated_error(
     assert API_SECRET not in str(caught.value) and API_KEY not in str(caught.value)
 
 
-async def test_submit_without_a_trkref_calls_nothing() -> None:
-    http = ScriptedReevooHttp([])
-    adapter = ReevooAdapter(SETTINGS.model_copy(update={"trkref": None}), http=http)
+@pytest.mark.parametrize("missing", ["api_key", "api_secret", "trkref"])
+async def test_start_refuses_missing_credentials(missing: str) -> None:
+    adapter = ReevooAdapter(SETTINGS.model_copy(update={missing: None}),
+                            http=ScriptedReevooHttp([]))
 
-    with pytest.raises(VendorUnavailable, match="TRKREF"):
-        await adapter.submit(make_order(), PairState())
-    assert http.requests == []
+    with pytest.raises(ValueError, match=missing):
+        await adapter.start()
 
 
 async def test_poll_never_calls_reevoo_and_restates_completion() -> None:

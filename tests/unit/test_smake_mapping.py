@@ -629,6 +629,14 @@ async def test_poll_errors(answer: Answer, error_class: type[VendorError]) -> No
         await adapter.poll(make_order(), PairState("1", "draft"))
 
 
+async def test_start_refuses_a_missing_api_key() -> None:
+    adapter = SmakeAdapter(SETTINGS.model_copy(update={"api_key": None}),
+                           http=ScriptedSmakeHttp({}))
+
+    with pytest.raises(ValueError, match="api_key"):
+        await adapter.start()
+
+
 def test_the_api_key_never_appears_in_errors() -> None:
     error = smake_error("create_order", HttpAnswer(401, {}, b'{"message": "Unauthenticated."}'))
 
