@@ -26,6 +26,7 @@ statuses -> errors), then the token cache, then the adapter that does the I/O.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import math
 import time
@@ -38,7 +39,6 @@ from functools import partial
 from typing import Any, Literal
 from urllib.parse import quote
 
-import aiohttp
 import structlog
 
 from orderflow.adapters.base import (
@@ -672,14 +672,20 @@ class ZakekeAdapter:
             VendorStatus.COMPLETED, ref, PRINT_FILES_READY, print_files=tuple(print_files)
         )
 
-    async def _get_order(self, order: Order) -> Any | None:
+    async def _get_order(self, order: Order) -> dict[str, Any] | None:
         """Zakeke's order for our code, or None when Zakeke does not know it (yet)."""
         answer = await self._authorized("get_order", "GET", order_path(order), code=None)
         if answer.status == 404:
             return None
         if not _is_success(answer):
             raise zakeke_error("get_order", answer)
-        return decode_json("get_order", answer)
+        data = decode_json("get_order", answer)
+        if not isinstance(data, dict):
+            # Only a 404 may mean "unknown": a 200 we cannot read must never lead to a post.
+            raise VendorUnavailable(
+                VENDOR, "get_order", "order answer is not a JSON object", answer.status
+            )
+        return data
 
     async def _design_unit_prices(self, order: Order) -> dict[str, Decimal]:
         prices: dict[str, Decimal] = {}
@@ -745,15 +751,20 @@ class ZakekeAdapter:
             VENDOR, operation, f"refused a fresh token: {answer.message()}", answer.status
         )
 
+    def _client_authorization(self) -> str:
+        # Built here rather than with aiohttp.BasicAuth, which aiohttp deprecates.
+        secret = self._settings.client_secret
+        credentials = f"{self._settings.client_id or ''}:{secret.get_secret_value() if secret else ''}"
+        return "Basic " + base64.b64encode(credentials.encode()).decode("ascii")
+
     async def _request_token(self, code: TokenCode | None) -> GrantedToken:
         form = {"grant_type": "client_credentials", "access_type": "S2S"}
         if code is not None:
             form[code.kind] = code.value
-        secret = self._settings.client_secret
-        auth = aiohttp.BasicAuth(
-            self._settings.client_id or "", secret.get_secret_value() if secret else ""
+        answer = await self._http.request(
+            "token", "POST", "/token", form=form,
+            headers={"Authorization": self._client_authorization()},
         )
-        answer = await self._http.request("token", "POST", "/token", form=form, auth=auth)
         if not _is_success(answer):
             raise zakeke_error("token", answer)
         try:
