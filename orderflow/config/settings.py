@@ -35,8 +35,10 @@ class KafkaSettings(BaseModel):
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
     ssl_cafile: str | None = None
-    # Replication of the tracking topic when orderflow creates it (-1: the broker's default).
-    tracking_replication_factor: int = Field(default=-1, ge=-1)
+    # Replication of the tracking topic when orderflow creates it.
+    tracking_replication_factor: int = Field(default=3, ge=1)
+    # Input records larger than this go to the dead-letter topic unread.
+    max_record_bytes: int = Field(default=1_048_576, ge=1024)
     max_batch_records: int = Field(default=500, ge=1)
 
 

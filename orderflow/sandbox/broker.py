@@ -54,7 +54,7 @@ class EmbeddedBroker:
         if self._process is not None:
             return self
         url = f"tcp://{self.host}:{self.port}"
-        log = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL  # noqa: SIM115
+        log = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL
         self._process = subprocess.Popen(
             [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
              "--storage-engine", "memory://tansu/"],
@@ -71,7 +71,8 @@ class EmbeddedBroker:
             except OSError:
                 if time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError(f"embedded broker did not listen on {url} within {timeout_s}s") from None
+                    raise RuntimeError(
+                        f"embedded broker did not listen on {url} within {timeout_s}s") from None
                 time.sleep(0.05)
 
     def pause(self) -> None:
@@ -102,7 +103,9 @@ class EmbeddedBroker:
         self.stop()
 
 
-async def create_topics(bootstrap_servers: str, topics: Iterable[tuple[str, int, dict[str, str] | None]]) -> None:
+async def create_topics(
+    bootstrap_servers: str, topics: Iterable[tuple[str, int, dict[str, str] | None]]
+) -> None:
     """Create topics that do not exist yet: (name, partitions, config)."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 

@@ -1,0 +1,54 @@
+"""The operations endpoints: /metrics, /healthz, /readyz (contract "HTTP")."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from orderflow.consumer.metrics import Metrics
+
+
+class OpsServer:
+    def __init__(self, host: str, port: int, metrics: Metrics,
+                 healthy: Callable[[], tuple[bool, str]], ready: Callable[[], tuple[bool, str]]) -> None:
+        self._host = host
+        self._port = port
+        self._metrics = metrics
+        self._healthy = healthy
+        self._ready = ready
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    async def start(self) -> None:
+        if self._runner is not None:
+            return
+        app = web.Application()
+        app.router.add_get("/metrics", self._serve_metrics)
+        app.router.add_get("/healthz", self._serve_health)
+        app.router.add_get("/readyz", self._serve_ready)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else self._port
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    async def _serve_metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=self._metrics.exposition(),
+                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _serve_health(self, request: web.Request) -> web.Response:
+        ok, detail = self._healthy()
+        return web.Response(status=200 if ok else 503, text=detail + "\n")
+
+    async def _serve_ready(self, request: web.Request) -> web.Response:
+        ok, detail = self._ready()
+        return web.Response(status=200 if ok else 503, text=detail + "\n")

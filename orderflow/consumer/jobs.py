@@ -1,0 +1,183 @@
+"""Jobs, the tracking record they are stored as, the job table and the due-time queue.
+
+One job per (order, vendor) pair. Its whole state is one record of the compacted tracking
+topic (key `vendor/order_id`), so the table can be rebuilt from the topic after any crash.
+Pure logic, no I/O: the Kafka side lives in `tracking.py`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from orderflow.contracts.events import Order, Vendor, VendorStatus
+
+RECORD_VERSION = 1
+
+
+class Phase(StrEnum):
+    SUBMIT = "submit"  # the vendor has not (knowingly) accepted the order yet
+    POLL = "poll"      # accepted; following the vendor's work
+    DONE = "done"      # a terminal status was announced
+
+
+JobKey = tuple[str, Vendor]  # (order_id, vendor)
+
+
+def tracking_key(key: JobKey) -> bytes:
+    order_id, vendor = key
+    return f"{vendor}/{order_id}".encode()
+
+
+def parse_tracking_key(raw: bytes) -> JobKey:
+    vendor, _, order_id = raw.decode().partition("/")
+    return order_id, Vendor(vendor)
+
+
+@dataclass(slots=True)
+class Job:
+    order_id: str
+    vendor: Vendor
+    partition: int
+    source_event_id: str
+    order: Order | None            # dropped once DONE: only the key is needed then
+    phase: Phase = Phase.SUBMIT
+    status: VendorStatus | None = None  # the last status announced
+    vendor_order_ref: str | None = None
+    vendor_state: str | None = None
+    created_at: float = 0.0        # epoch seconds; the polling deadline counts from here
+    due_at: float = 0.0
+    attempts: int = 0              # consecutive transient failures
+    polls_without_change: int = 0
+    finished_at: float | None = None
+    version: int = field(default=0, compare=False)  # in-memory: drops stale queue entries
+
+    @property
+    def key(self) -> JobKey:
+        return (self.order_id, self.vendor)
+
+    def to_record(self) -> bytes:
+        return json.dumps(
+            {
+                "v": RECORD_VERSION,
+                "order_id": self.order_id,
+                "vendor": str(self.vendor),
+                "source_event_id": self.source_event_id,
+                "phase": str(self.phase),
+                "status": None if self.status is None else str(self.status),
+                "vendor_order_ref": self.vendor_order_ref,
+                "vendor_state": self.vendor_state,
+                "created_at": self.created_at,
+                "due_at": self.due_at,
+                "attempts": self.attempts,
+                "polls_without_change": self.polls_without_change,
+                "finished_at": self.finished_at,
+                "order": None if self.order is None else self.order.model_dump(mode="json"),
+            },
+            separators=(",", ":"),
+        ).encode()
+
+    @classmethod
+    def from_record(cls, raw: bytes, partition: int) -> Job:
+        data: dict[str, Any] = json.loads(raw)
+        if data.get("v") != RECORD_VERSION:
+            raise ValueError(f"unknown tracking record version {data.get('v')!r}")
+        order = data.get("order")
+        return cls(
+            order_id=data["order_id"],
+            vendor=Vendor(data["vendor"]),
+            partition=partition,
+            source_event_id=data["source_event_id"],
+            order=None if order is None else Order.model_validate(order),
+            phase=Phase(data["phase"]),
+            status=None if data.get("status") is None else VendorStatus(data["status"]),
+            vendor_order_ref=data.get("vendor_order_ref"),
+            vendor_state=data.get("vendor_state"),
+            created_at=float(data["created_at"]),
+            due_at=float(data["due_at"]),
+            attempts=int(data.get("attempts", 0)),
+            polls_without_change=int(data.get("polls_without_change", 0)),
+            finished_at=data.get("finished_at"),
+        )
+
+
+class JobTable:
+    """The jobs of the partitions this process owns. Active jobs are kept whole; finished
+    pairs only as key -> finished_at, which is all that re-delivery de-duplication needs and
+    keeps a large history cheap."""
+
+    def __init__(self) -> None:
+        self._active: dict[int, dict[JobKey, Job]] = {}
+        self._finished: dict[int, dict[JobKey, float]] = {}
+
+    def add_partition(self, partition: int) -> None:
+        self._active.setdefault(partition, {})
+        self._finished.setdefault(partition, {})
+
+    def drop_partition(self, partition: int) -> list[Job]:
+        self._finished.pop(partition, None)
+        return list(self._active.pop(partition, {}).values())
+
+    def partitions(self) -> list[int]:
+        return sorted(self._active)
+
+    def knows(self, partition: int, key: JobKey) -> bool:
+        return key in self._active.get(partition, {}) or key in self._finished.get(partition, {})
+
+    def get(self, partition: int, key: JobKey) -> Job | None:
+        return self._active.get(partition, {}).get(key)
+
+    def put(self, job: Job) -> None:
+        """Record the job's latest state (a finished job moves to the finished index)."""
+        active = self._active.get(job.partition)
+        if active is None:
+            return  # the partition was revoked meanwhile: its new owner has the record
+        if job.phase is Phase.DONE:
+            active.pop(job.key, None)
+            self._finished[job.partition][job.key] = job.finished_at or 0.0
+        else:
+            active[job.key] = job
+
+    def forget(self, partition: int, key: JobKey) -> None:
+        self._active.get(partition, {}).pop(key, None)
+        self._finished.get(partition, {}).pop(key, None)
+
+    def active_jobs(self, partition: int) -> list[Job]:
+        return list(self._active.get(partition, {}).values())
+
+    def expired_finished(self, partition: int, older_than: float) -> list[JobKey]:
+        return [k for k, t in self._finished.get(partition, {}).items() if t < older_than]
+
+    def counts(self) -> tuple[int, int]:
+        return (sum(len(p) for p in self._active.values()),
+                sum(len(p) for p in self._finished.values()))
+
+
+class DueQueue:
+    """A min-heap of due times. Entries carry the job's version at scheduling time, so a
+    job rescheduled or removed leaves only a stale entry that `pop_due` skips: no searching,
+    no per-job timer task, and a million waiting jobs cost one small tuple each."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, int, JobKey, int]] = []
+        self._seq = 0
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def push(self, job: Job) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (job.due_at, self._seq, job.partition, job.key, job.version))
+
+    def next_due(self) -> float | None:
+        return self._heap[0][0] if self._heap else None
+
+    def pop_due(self, now: float) -> tuple[int, JobKey, int] | None:
+        """The earliest entry whose due time has come: (partition, key, version)."""
+        if self._heap and self._heap[0][0] <= now:
+            _, _, partition, key, version = heapq.heappop(self._heap)
+            return partition, key, version
+        return None

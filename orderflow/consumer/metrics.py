@@ -1,0 +1,103 @@
+"""Every Prometheus object of orderflow, on one injectable registry (tests get their own).
+
+The names in the contract are fixed; labels are ours:
+- events_consumed_total{result}: valid | invalid | duplicate | unrouted
+- vendor_requests_total{vendor,operation,outcome}: ok | not_found | client_error | auth_error |
+  throttled | server_error | timeout | connection_error | cancelled
+- vendor_orders_total{vendor,status}: every status announced
+- jobs_in_flight{vendor,kind}: kind = submit | poll
+- dead_letters_total{reason}: invalid_utf8 | invalid_json | schema | oversized | empty
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import (
+    GCCollector as _GCCollector,
+)
+from prometheus_client import (
+    PlatformCollector as _PlatformCollector,
+)
+from prometheus_client import (
+    ProcessCollector as _ProcessCollector,
+)
+
+# Vendor calls: tens of milliseconds to the client timeout.
+_REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# Print files take seconds to hours.
+_PRINT_FILES_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None, *,
+                 process_collectors: bool = True) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        if process_collectors:
+            _ProcessCollector(registry=self.registry)
+            _PlatformCollector(registry=self.registry)
+            _GCCollector(registry=self.registry)
+        r = self.registry
+        self.events_consumed = Counter(
+            "orderflow_events_consumed", "Input records consumed, by result.", ["result"], registry=r)
+        self.events_published = Counter(
+            "orderflow_events_published", "Output events published, by topic.", ["topic"], registry=r)
+        self.vendor_requests = Counter(
+            "orderflow_vendor_requests", "HTTP requests to vendors.",
+            ["vendor", "operation", "outcome"], registry=r)
+        self.vendor_request_duration = Histogram(
+            "orderflow_vendor_request_duration_seconds", "Duration of HTTP requests to vendors.",
+            ["vendor", "operation"], buckets=_REQUEST_BUCKETS, registry=r)
+        self.vendor_orders = Counter(
+            "orderflow_vendor_orders", "Statuses announced per vendor.", ["vendor", "status"],
+            registry=r)
+        self.jobs_in_flight = Gauge(
+            "orderflow_jobs_in_flight", "Vendor calls running now.", ["vendor", "kind"], registry=r)
+        self.jobs_waiting = Gauge(
+            "orderflow_jobs_waiting", "Unfinished jobs in the table, by vendor.", ["vendor"],
+            registry=r)
+        self.order_to_print_files = Histogram(
+            "orderflow_order_to_print_files_seconds",
+            "Time from the order being placed to its print files being announced.",
+            buckets=_PRINT_FILES_BUCKETS, registry=r)
+        self.dead_letters = Counter(
+            "orderflow_dead_letters", "Input records sent to the dead-letter topic.", ["reason"],
+            registry=r)
+        self.consumer_lag = Gauge(
+            "orderflow_consumer_lag", "Records of the input topic not yet committed.", ["partition"],
+            registry=r)
+        self.partitions_owned = Gauge(
+            "orderflow_partitions_owned", "Input partitions assigned to this replica.", registry=r)
+        self.partitions_restored = Gauge(
+            "orderflow_partitions_restored", "Owned partitions whose tracking state is restored.",
+            registry=r)
+        self.tracking_restore_seconds = Histogram(
+            "orderflow_tracking_restore_seconds", "Time to rebuild the job table of an assignment.",
+            buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300), registry=r)
+        self.tracking_records_restored = Counter(
+            "orderflow_tracking_records_restored", "Tracking records read while restoring.",
+            registry=r)
+        self.kafka_errors = Counter(
+            "orderflow_kafka_errors", "Kafka client errors survived, by stage.", ["stage"],
+            registry=r)
+        self.last_progress = Gauge(
+            "orderflow_last_progress_timestamp_seconds",
+            "Unix time of the last turn of the intake and scheduler loops.", registry=r)
+        self.last_progress.set(time.time())
+        for result in ("valid", "invalid", "duplicate", "unrouted"):
+            self.events_consumed.labels(result)
+
+    # RequestObserver, for the adapters' HTTP sessions
+    def observe_request(self, vendor: str, operation: str, outcome: str, seconds: float) -> None:
+        self.vendor_requests.labels(vendor, operation, outcome).inc()
+        self.vendor_request_duration.labels(vendor, operation).observe(seconds)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,37 @@
+"""Output events to their topics, keyed by order_id; returns once the broker has them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaProducer
+
+from orderflow.config.settings import TopicSettings
+from orderflow.consumer.metrics import Metrics
+from orderflow.contracts.events import OrderPrintFilesReady, OrderVendorStatus
+
+OutputEvent = OrderVendorStatus | OrderPrintFilesReady
+
+
+class Publisher:
+    def __init__(self, producer: AIOKafkaProducer, topics: TopicSettings, metrics: Metrics) -> None:
+        self._producer = producer
+        self._topics = topics
+        self._metrics = metrics
+
+    def topic_of(self, event: OutputEvent) -> str:
+        if isinstance(event, OrderPrintFilesReady):
+            return self._topics.print_files_ready
+        return self._topics.status
+
+    async def publish(self, events: Sequence[OutputEvent]) -> None:
+        """Send all, then wait for every acknowledgement (raises if any failed)."""
+        pending = []
+        for event in events:
+            topic = self.topic_of(event)
+            pending.append((topic, await self._producer.send(
+                topic, event.model_dump_json().encode(), key=event.order_id.encode())))
+        await asyncio.gather(*(future for _, future in pending))
+        for topic, _ in pending:
+            self._metrics.events_published.labels(topic).inc()

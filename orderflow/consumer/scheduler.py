@@ -1,0 +1,340 @@
+"""The scheduler: runs due jobs of the partitions this process owns, under per-vendor limits,
+and turns each result into output events followed by a tracking update (DESIGN decisions 3-5).
+
+Per vendor there is one due-time heap and one dispatcher task. The dispatcher takes a
+concurrency slot, waits for the earliest due job, and starts it; a slow or failing vendor
+therefore only delays its own jobs. Waiting jobs cost a heap entry, not a task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+import structlog
+from aiokafka.errors import KafkaError
+
+from orderflow.adapters.base import (
+    PairState,
+    TransientVendorError,
+    VendorAdapter,
+    VendorError,
+    VendorRejected,
+)
+from orderflow.config.settings import Settings
+from orderflow.consumer import transitions
+from orderflow.consumer.jobs import DueQueue, Job, JobKey, JobTable, Phase
+from orderflow.consumer.logging import get_logger
+from orderflow.consumer.metrics import Metrics
+from orderflow.consumer.publisher import Publisher
+from orderflow.consumer.tracking import TrackingStore
+from orderflow.contracts.events import OrderPrintFilesReady, OrderVendorStatus, Vendor
+
+log = get_logger(__name__)
+
+Clock = Callable[[], float]
+
+
+class RateLimiter:
+    """Starts at most `per_second` calls a second (a token bucket of one second's burst)."""
+
+    def __init__(self, per_second: float, clock: Clock = time.monotonic) -> None:
+        self._rate = per_second
+        self._clock = clock
+        self._tokens = max(1.0, per_second)
+        self._last = clock()
+
+    async def acquire(self) -> None:
+        while True:
+            now = self._clock()
+            self._tokens = min(max(1.0, self._rate), self._tokens + (now - self._last) * self._rate)
+            self._last = now
+            if self._tokens >= 1.0:
+                self._tokens -= 1.0
+                return
+            await asyncio.sleep((1.0 - self._tokens) / self._rate)
+
+
+@dataclass(slots=True)
+class _VendorLane:
+    adapter: VendorAdapter
+    queue: DueQueue = field(default_factory=DueQueue)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
+    limiter: RateLimiter | None = None
+    running: set[JobKey] = field(default_factory=set)
+    dispatcher: asyncio.Task[None] | None = None
+
+
+class Scheduler:
+    def __init__(
+        self,
+        settings: Settings,
+        adapters: Mapping[Vendor, VendorAdapter],
+        table: JobTable,
+        publisher: Publisher,
+        tracking: TrackingStore,
+        metrics: Metrics,
+        *,
+        clock: Clock = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._settings = settings
+        self._table = table
+        self._publisher = publisher
+        self._tracking = tracking
+        self._metrics = metrics
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._lanes: dict[Vendor, _VendorLane] = {}
+        for vendor, adapter in adapters.items():
+            vendor_settings = settings.vendor_settings()[str(vendor)]
+            lane = _VendorLane(adapter=adapter)
+            lane.slots = asyncio.Semaphore(vendor_settings.max_concurrency)
+            if vendor_settings.rate_limit_per_s > 0:
+                lane.limiter = RateLimiter(vendor_settings.rate_limit_per_s)
+            self._lanes[vendor] = lane
+        # Partitions whose jobs may start. A partition being revoked leaves this set first.
+        self._open: set[int] = set()
+        self._in_flight: dict[int, set[asyncio.Task[None]]] = {}
+        self._housekeeping: asyncio.Task[None] | None = None
+        self._started = False
+        self.last_turn = clock()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        for vendor, lane in self._lanes.items():
+            lane.dispatcher = asyncio.create_task(self._dispatch(vendor, lane),
+                                                  name=f"dispatch-{vendor}")
+        self._housekeeping = asyncio.create_task(self._housekeep(), name="scheduler-housekeeping")
+
+    async def stop(self, grace_s: float) -> None:
+        """Start nothing new, let running calls finish within `grace_s`, then cancel."""
+        if not self._started:
+            return
+        self._started = False
+        await self.close_partitions(list(self._in_flight), grace_s)
+        tasks = [t for t in (self._housekeeping, *(lane.dispatcher for lane in self._lanes.values()))
+                 if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def is_alive(self) -> bool:
+        tasks = [self._housekeeping, *(lane.dispatcher for lane in self._lanes.values())]
+        return self._started and all(t is not None and not t.done() for t in tasks)
+
+    # ------------------------------------------------------------------ partitions
+
+    def open_partition(self, partition: int) -> None:
+        """Let the partition's jobs run: every active job of it in the table is (re)queued."""
+        self._open.add(partition)
+        self._in_flight.setdefault(partition, set())
+        for job in self._table.active_jobs(partition):
+            self.schedule(job)
+
+    async def close_partitions(self, partitions: Iterable[int], timeout_s: float) -> None:
+        """Stop starting jobs of these partitions and wait for their running calls, at most
+        `timeout_s`; calls still running then are cancelled (their jobs' records are
+        unchanged, so the next owner repeats them, asking the vendor before creating)."""
+        partitions = list(partitions)
+        self._open.difference_update(partitions)
+        running = [t for p in partitions for t in self._in_flight.get(p, ())]
+        if running:
+            _, late = await asyncio.wait(running, timeout=timeout_s)
+            for task in late:
+                task.cancel()
+            if late:
+                log.warning("cancelled calls still running at hand-over", count=len(late))
+                await asyncio.gather(*late, return_exceptions=True)
+
+    def forget_partition(self, partition: int) -> None:
+        self._open.discard(partition)
+        self._in_flight.pop(partition, None)
+
+    def in_flight_count(self) -> int:
+        return sum(len(tasks) for tasks in self._in_flight.values())
+
+    # ------------------------------------------------------------------ jobs
+
+    def schedule(self, job: Job) -> None:
+        """Make a job known to its vendor's lane (a new job, or one restored)."""
+        lane = self._lanes.get(job.vendor)
+        if lane is None or job.phase is Phase.DONE:
+            return
+        job.version += 1
+        self._table.put(job)
+        lane.queue.push(job)
+        lane.wake.set()
+
+    async def _dispatch(self, vendor: Vendor, lane: _VendorLane) -> None:
+        while True:
+            await lane.slots.acquire()
+            try:
+                job = await self._next_due(lane)
+                if lane.limiter is not None:
+                    await lane.limiter.acquire()
+            except BaseException:
+                lane.slots.release()
+                raise
+            lane.running.add(job.key)
+            task = asyncio.create_task(self._run(lane, job), name=f"job-{vendor}-{job.order_id}")
+            tasks = self._in_flight.setdefault(job.partition, set())
+            tasks.add(task)
+
+            def _done(t: asyncio.Task[None], job: Job = job, tasks: set[asyncio.Task[None]] = tasks) -> None:
+                tasks.discard(t)
+                lane.running.discard(job.key)
+                lane.slots.release()
+
+            task.add_done_callback(_done)
+
+    async def _next_due(self, lane: _VendorLane) -> Job:
+        while True:
+            lane.wake.clear()
+            now = self._clock()
+            entry = lane.queue.pop_due(now)
+            if entry is not None:
+                partition, key, version = entry
+                job = self._table.get(partition, key)
+                if (job is not None and job.version == version and partition in self._open
+                        and key not in lane.running):
+                    return job
+                continue  # stale: rescheduled, finished, or its partition is leaving
+            next_due = lane.queue.next_due()
+            timeout = None if next_due is None else max(0.0, next_due - now)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(lane.wake.wait(), timeout)
+
+    async def _run(self, lane: _VendorLane, job: Job) -> None:
+        structlog.contextvars.bind_contextvars(order_id=job.order_id, vendor=str(job.vendor))
+        poll = self._settings.poll
+        kind = "submit" if job.phase is Phase.SUBMIT else "poll"
+        now = self._clock()
+        if transitions.past_deadline(job, now, poll):
+            step = transitions.timed_out(job, now)
+        elif job.order is None:
+            log.error("active job without its order, ending it", phase=str(job.phase))
+            step = transitions.timed_out(job, now)
+        else:
+            gauge = self._metrics.jobs_in_flight.labels(str(job.vendor), kind)
+            gauge.inc()
+            try:
+                state = PairState(job.vendor_order_ref, job.vendor_state)
+                if job.phase is Phase.SUBMIT:
+                    observation = await lane.adapter.submit(job.order, state)
+                else:
+                    observation = await lane.adapter.poll(job.order, state)
+                step = transitions.observed(job, observation, self._clock(), poll, self._rng)
+            except VendorRejected as exc:
+                if job.phase is Phase.SUBMIT:
+                    step = transitions.rejected(job, exc.message, self._clock())
+                else:
+                    # A refusal while following an accepted order is not a verdict on the
+                    # order: keep trying until the deadline turns it into timed_out.
+                    log.warning("vendor refused a poll", error=str(exc), status=exc.status)
+                    step = transitions.retry_later(job, self._clock(), poll, self._rng)
+            except TransientVendorError as exc:
+                log.info("vendor call failed, will retry", error=str(exc), status=exc.status,
+                         attempt=job.attempts + 1, retry_after=exc.retry_after)
+                step = transitions.retry_later(job, self._clock(), poll, self._rng, exc.retry_after)
+            except VendorError as exc:
+                log.warning("vendor error, will retry", error=str(exc))
+                step = transitions.retry_later(job, self._clock(), poll, self._rng)
+            except Exception:
+                # An adapter bug must not lose the job: log it loudly and retry later.
+                log.exception("unexpected error in vendor adapter, will retry")
+                step = transitions.retry_later(job, self._clock(), poll, self._rng)
+            finally:
+                gauge.dec()
+        await self._apply(lane, job, step)
+
+    async def _apply(self, lane: _VendorLane, before: Job, step: transitions.Step) -> None:
+        """Events first, then the tracking record that marks them done (DESIGN decision 4):
+        a crash in between repeats an event (same id, dropped downstream), never loses one."""
+        after = step.job
+        try:
+            if step.events:
+                await self._publisher.publish(step.events)
+                self._count(step.events, before)
+            if _needs_record(before, after):
+                await self._tracking.write(after)
+        except KafkaError as exc:
+            self._metrics.kafka_errors.labels("apply").inc()
+            log.warning("could not record a job's progress, will repeat it", error=str(exc))
+            retry = transitions.retry_later(before, self._clock(), self._settings.poll, self._rng)
+            after = retry.job
+        if after.phase is Phase.DONE:
+            self._table.put(after)
+            return
+        if after.partition in self._open:
+            self.schedule(after)
+        else:
+            self._table.put(after)
+
+    def _count(self, events: Iterable[OrderVendorStatus | OrderPrintFilesReady], job: Job) -> None:
+        print_files_seen = False
+        for event in events:
+            if isinstance(event, OrderVendorStatus):
+                self._metrics.vendor_orders.labels(str(event.vendor), str(event.status)).inc()
+                structlog.contextvars.bind_contextvars(event_id=event.event_id)
+                log.info("status announced", status=str(event.status),
+                         vendor_order_ref=event.vendor_order_ref, reason=event.reason)
+            elif not print_files_seen and job.order is not None:
+                print_files_seen = True
+                self._metrics.order_to_print_files.observe(
+                    max(0.0, self._clock() - job.order.placed_at.timestamp()))
+
+    # ------------------------------------------------------------------ housekeeping
+
+    async def _housekeep(self) -> None:
+        """Proves liveness for /healthz, refreshes gauges, and forgets finished pairs once
+        a re-delivered input could no longer need them (tombstones keep the topic bounded)."""
+        retention = self._settings.tracking.terminal_retention_s
+        last_sweep = 0.0
+        while True:
+            now = self._clock()
+            self.last_turn = now
+            self._metrics.last_progress.set(now)
+            waiting: dict[Vendor, int] = dict.fromkeys(self._lanes, 0)
+            for partition in self._table.partitions():
+                for job in self._table.active_jobs(partition):
+                    if job.vendor in waiting:
+                        waiting[job.vendor] += 1
+            for vendor, count in waiting.items():
+                self._metrics.jobs_waiting.labels(str(vendor)).set(count)
+            if now - last_sweep >= min(60.0, retention / 10):
+                last_sweep = now
+                await self._sweep_finished(now - retention)
+            await asyncio.sleep(1.0)
+
+    async def _sweep_finished(self, older_than: float) -> None:
+        for partition in list(self._open):
+            expired = self._table.expired_finished(partition, older_than)
+            if not expired:
+                continue
+            try:
+                await self._tracking.remove(partition, expired)
+            except KafkaError as exc:
+                log.warning("could not remove finished pairs, will try again", error=str(exc))
+                continue
+            for key in expired:
+                self._table.forget(partition, key)
+            log.info("forgot finished pairs", partition=partition, count=len(expired))
+
+
+def _needs_record(before: Job, after: Job) -> bool:
+    """A poll that learnt nothing new is not written: after a restart the job simply polls
+    again at once. What must survive a crash is every announced change and the vendor ref."""
+    return (before.phase, before.status, before.vendor_order_ref, before.vendor_state) != (
+        after.phase, after.status, after.vendor_order_ref, after.vendor_state)
+
+

@@ -1,0 +1,146 @@
+"""How a job moves: from what a vendor said (or failed to say) to the events to announce and
+the job's next state. Pure logic, no I/O; the scheduler performs the result.
+
+Rules (contract "order.vendor_status"):
+- `submitted` comes first whenever the vendor accepted the order, even when the first thing
+  we learn is already further along (Reevoo's 202 ends the pair at once).
+- A new event when the status changes, or while `in_progress` when the vendor's state word
+  is new (Smake's checking, preparing, prepared).
+- A terminal status ends the pair; no terminal status before the deadline is `timed_out`.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from orderflow.adapters.base import Observation
+from orderflow.config.settings import PollSettings
+from orderflow.consumer.backoff import poll_interval, retry_delay
+from orderflow.consumer.jobs import Job, Phase
+from orderflow.contracts.events import (
+    OrderPrintFilesReady,
+    OrderVendorStatus,
+    PrintFile,
+    VendorStatus,
+    print_files_event_id,
+    status_event_id,
+)
+
+OutputEvent = OrderVendorStatus | OrderPrintFilesReady
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What running a job produced: events to publish first, then the job's new state."""
+
+    events: tuple[OutputEvent, ...]
+    job: Job
+
+
+def _timestamp(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def status_event(job: Job, status: VendorStatus, now: float, *, vendor_order_ref: str | None,
+                 vendor_state: str | None, reason: str | None = None,
+                 tracking_numbers: tuple[str, ...] = ()) -> OrderVendorStatus:
+    return OrderVendorStatus(
+        event_id=status_event_id(job.order_id, job.vendor, status, vendor_state),
+        occurred_at=_timestamp(now),
+        order_id=job.order_id,
+        vendor=job.vendor,
+        status=status,
+        terminal=status.terminal,
+        vendor_order_ref=vendor_order_ref,
+        vendor_state=vendor_state,
+        reason=reason,
+        tracking_numbers=list(tracking_numbers),
+        source_event_id=job.source_event_id,
+    )
+
+
+def _finish(job: Job, now: float) -> Job:
+    return replace(job, phase=Phase.DONE, order=None, finished_at=now, due_at=now, attempts=0)
+
+
+def observed(job: Job, obs: Observation, now: float, poll: PollSettings, rng: random.Random) -> Step:
+    """The vendor answered: announce what is new and decide when to look again."""
+    events: list[OutputEvent] = []
+    ref = obs.vendor_order_ref or job.vendor_order_ref
+    accepted = obs.status is not VendorStatus.REJECTED
+    if accepted and job.status is None and obs.status is not VendorStatus.SUBMITTED:
+        events.append(status_event(job, VendorStatus.SUBMITTED, now, vendor_order_ref=ref,
+                                   vendor_state=obs.vendor_state))
+    changed = obs.status is not job.status or (
+        obs.status is VendorStatus.IN_PROGRESS and obs.vendor_state != job.vendor_state
+    )
+    if changed:
+        if obs.status is VendorStatus.COMPLETED:
+            events.extend(print_files_events(job, obs, now))
+        events.append(status_event(job, obs.status, now, vendor_order_ref=ref,
+                                   vendor_state=obs.vendor_state, reason=obs.reason,
+                                   tracking_numbers=obs.tracking_numbers))
+    announced = job.status if not changed else obs.status
+    next_job = replace(
+        job,
+        status=announced,
+        vendor_order_ref=ref,
+        vendor_state=obs.vendor_state if changed or obs.vendor_state else job.vendor_state,
+        attempts=0,
+    )
+    if obs.status.terminal:
+        return Step(tuple(events), _finish(next_job, now))
+    polls = 0 if changed or job.phase is Phase.SUBMIT else job.polls_without_change + 1
+    due = now + poll_interval(polls, poll.initial_interval_s, poll.max_interval_s, rng)
+    next_job = replace(next_job, phase=Phase.POLL, polls_without_change=polls,
+                       due_at=min(due, deadline(job, poll)))
+    return Step(tuple(events), next_job)
+
+
+def print_files_events(job: Job, obs: Observation, now: float) -> list[OrderPrintFilesReady]:
+    return [
+        OrderPrintFilesReady(
+            event_id=print_files_event_id(job.order_id, line.line_id),
+            occurred_at=_timestamp(now),
+            order_id=job.order_id,
+            line_id=line.line_id,
+            design_id=line.design_id,
+            modification_id=line.modification_id,
+            zip_url=line.zip_url,
+            files=[PrintFile(format=f.format, url=f.url) for f in line.files],
+            source_event_id=job.source_event_id,
+        )
+        for line in obs.print_files
+    ]
+
+
+def rejected(job: Job, reason: str, now: float) -> Step:
+    """The vendor refused the order (or it cannot be sent at all): the pair ends here."""
+    event = status_event(job, VendorStatus.REJECTED, now, vendor_order_ref=job.vendor_order_ref,
+                         vendor_state=None, reason=reason)
+    return Step((event,), _finish(replace(job, status=VendorStatus.REJECTED), now))
+
+
+def retry_later(job: Job, now: float, poll: PollSettings, rng: random.Random,
+                retry_after_s: float | None = None) -> Step:
+    """A transient failure: try again after a backoff, but never past the deadline."""
+    attempts = job.attempts + 1
+    delay = retry_delay(attempts, poll.initial_interval_s, poll.max_interval_s, rng, retry_after_s)
+    return Step((), replace(job, attempts=attempts, due_at=min(now + delay, deadline(job, poll))))
+
+
+def deadline(job: Job, poll: PollSettings) -> float:
+    return job.created_at + poll.deadline_s
+
+
+def past_deadline(job: Job, now: float, poll: PollSettings) -> bool:
+    return now >= deadline(job, poll)
+
+
+def timed_out(job: Job, now: float) -> Step:
+    reason = "no terminal state from the vendor within the polling deadline"
+    event = status_event(job, VendorStatus.TIMED_OUT, now, vendor_order_ref=job.vendor_order_ref,
+                         vendor_state=job.vendor_state, reason=reason)
+    return Step((event,), _finish(replace(job, status=VendorStatus.TIMED_OUT), now))
