@@ -417,9 +417,11 @@ class VendorSimulator(abc.ABC):
         }
 
     def apply_config(self, raw: Mapping[str, Any]) -> None:
-        patch = type(self).Config.model_validate(raw)
-        for name in patch.model_fields_set:
-            setattr(self, name, getattr(patch, name))
+        """Change the settings named in `raw`. Raises pydantic's ValidationError."""
+        # Validated over the current settings, so a patch needs only the keys it changes.
+        checked = type(self).Config.model_validate({**self.config_snapshot(), **raw})
+        for name in raw:
+            setattr(self, name, getattr(checked, name))
 
     def build_app(self) -> web.Application:
         app = web.Application(middlewares=[self._fault_middleware])

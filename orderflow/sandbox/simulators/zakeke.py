@@ -31,7 +31,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from aiohttp import web
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from orderflow.sandbox.simulators.base import (
     Clock,
@@ -105,6 +105,11 @@ class ZakekeSimulator(VendorSimulator):
         files_base: str | None
         design_unit_price: float = Field(ge=0)
         currency: str
+
+        @field_validator("print_file_formats")
+        @classmethod
+        def _upper(cls, formats: tuple[str, ...]) -> tuple[str, ...]:
+            return tuple(f.upper() for f in formats)
 
     def __init__(
         self,
