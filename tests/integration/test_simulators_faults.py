@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -33,6 +34,7 @@ ORDER: dict[str, Any] = {
     "order_items": [{"sku": "PROD1", "price": "55,99", "currency": "GBP"}],
 }
 ROUTE = "create_customer_order"
+REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -211,6 +213,7 @@ async def test_standalone_process_serves_all_three_until_sigterm() -> None:
         sys.executable, "-m", "orderflow.sandbox.simulators", "all", "--seed", "1",
         "--print-files-delay-s", "0.5",
         stdout=asyncio.subprocess.PIPE,
+        cwd=REPOSITORY,  # so that `-m` finds orderflow however pytest was started
     )
     try:
         assert process.stdout is not None
