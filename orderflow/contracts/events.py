@@ -27,7 +27,9 @@ from pydantic import (
 )
 
 
-_MONEY_PATTERN = r"^-?\d+(\.\d+)?$"
+# ASCII digits only: `\d` would also take other scripts' digits, which JSON Schema (ECMA-262)
+# patterns refuse, and which would not come back out as the same string.
+_MONEY_PATTERN = r"^-?[0-9]+(\.[0-9]+)?$"
 
 
 def _parse_money(value: Any) -> Decimal:
@@ -39,10 +41,17 @@ def _parse_money(value: Any) -> Decimal:
     return Decimal(value)
 
 
+def _format_money(value: Decimal) -> str:
+    """Plain notation with the amount's own decimals. `str()` writes "0.0000001" as "1E-7" and
+    "0.00000000" as "0E-8", which the money pattern refuses: a tracking record holding such an
+    order could not be read back, and the job would be lost on restore."""
+    return format(value, "f")
+
+
 Money = Annotated[
     Decimal,
     PlainValidator(_parse_money, json_schema_input_type=str),
-    PlainSerializer(str, return_type=str),
+    PlainSerializer(_format_money, return_type=str),
     WithJsonSchema({"type": "string", "pattern": _MONEY_PATTERN}),
 ]
 NonEmptyStr = Annotated[str, StringConstraints(min_length=1)]
