@@ -42,6 +42,8 @@ def _classify(value: bytes, exc: ValidationError) -> Undecodable:
         json.loads(text)
     except json.JSONDecodeError as err:
         return Undecodable("invalid_json", "JSONDecodeError", f"not JSON: {err}")
+    except RecursionError as err:  # nesting deeper than the stack: a few KB of "[" do it
+        return Undecodable("invalid_json", "RecursionError", f"not JSON: {err}")
     return Undecodable("schema", "ValidationError", describe_validation_error(exc))
 
 
