@@ -20,8 +20,13 @@ def _run() -> int:
         print(f"orderflow: configuration error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log)
+
+    async def serve() -> None:
+        # Kafka clients must be created inside the running event loop.
+        await Application(settings).run_until_signalled()
+
     try:
-        asyncio.run(Application(settings).run_until_signalled())
+        asyncio.run(serve())
     except TopicError as exc:
         print(f"orderflow: topic error: {exc}", file=sys.stderr)
         return 2
