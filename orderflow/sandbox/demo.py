@@ -1,0 +1,187 @@
+"""`orderflow demo`: the whole system on this machine.
+
+The embedded broker, the three vendor simulators (with a little latency and the odd Smake
+failure, as in life), the service itself, and a few hundred sample orders of every shape.
+A live table shows each vendor's pairs moving; the summary says what happened and where the
+metrics were served. Exit code 0 when every (order, vendor) pair reached a terminal status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections import Counter
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from orderflow.config.settings import Settings, TopicSettings, load_settings
+from orderflow.consumer.app import Application
+from orderflow.consumer.logging import configure_logging
+from orderflow.consumer.routing import route
+from orderflow.contracts.events import OrderCreated
+from orderflow.sandbox.broker import EmbeddedBroker, create_topics, free_port
+from orderflow.sandbox.outcomes import TERMINAL, OutputReader, Pair
+from orderflow.sandbox.samples import encode, sample_orders
+from orderflow.sandbox.simulators.base import FaultKnobs, SimulatorServer
+from orderflow.sandbox.simulators.reevoo import ReevooSimulator
+from orderflow.sandbox.simulators.smake import SmakeSimulator
+from orderflow.sandbox.simulators.zakeke import ZakekeSimulator
+
+INPUT_PARTITIONS = 6
+VENDORS = ("zakeke", "smake", "reevoo")
+
+
+def sandbox_settings(bootstrap: str, urls: dict[str, str], http_port: int) -> Settings:
+    """The service's settings for the sandbox: what a deployment would put in ORDERFLOW_*."""
+    topics = TopicSettings()
+    return load_settings(
+        kafka={"bootstrap_servers": bootstrap, "group_id": "orderflow-demo",
+               "enable_idempotence": False, "session_timeout_ms": 6000,
+               "heartbeat_interval_ms": 1000, "tracking_replication_factor": 1},
+        topics=topics.model_dump(),
+        zakeke={"base_url": urls["zakeke"], "client_id": "zakeke-sim-client",
+                "client_secret": "zakeke-sim-secret"},
+        smake={"base_url": urls["smake"], "api_key": "smake-sim-key"},
+        reevoo={"base_url": urls["reevoo"], "api_key": "reevoo-sim-key",
+                "api_secret": "reevoo-sim-secret", "trkref": "TRKREF123"},
+        poll={"initial_interval_s": 0.5, "max_interval_s": 2.0, "deadline_s": 600},
+        http={"host": "127.0.0.1", "port": http_port},
+        log={"format": "console", "level": "WARNING"},
+        shutdown_grace_s=5,
+    )
+
+
+def _progress_table(expected: dict[str, set[Pair]], reader: OutputReader) -> Table:
+    outcomes = reader.outcomes
+    table = Table(title="orderflow demo: (order, vendor) pairs", expand=False)
+    table.add_column("vendor")
+    table.add_column("pairs", justify="right")
+    for status in ("submitted", "in_progress", *sorted(TERMINAL)):
+        table.add_column(status, justify="right")
+    for vendor in VENDORS:
+        pairs = expected[vendor]
+        latest: Counter[str] = Counter()
+        for pair in pairs:
+            seen = outcomes.statuses.get(pair)
+            if seen:
+                latest[outcomes.terminal_status.get(pair, seen[-1])] += 1
+        table.add_row(vendor, str(len(pairs)), *(str(latest[s]) for s in
+                                                  ("submitted", "in_progress", *sorted(TERMINAL))))
+    return table
+
+
+async def run_demo(*, orders: int = 300, timeout_s: float = 180.0, seed: int = 7,
+                   http_port: int = 0) -> int:
+    console = Console()
+    started = time.monotonic()
+    os.environ.pop("ORDERFLOW_LOG__FORMAT", None)
+    http_port = http_port or free_port()
+    with EmbeddedBroker() as broker:
+        console.print(f"[bold]embedded broker[/] on {broker.bootstrap_servers}")
+        topics = TopicSettings()
+        await create_topics(broker.bootstrap_servers, [
+            (topics.orders_created, INPUT_PARTITIONS, None), (topics.status, 3, None),
+            (topics.print_files_ready, 3, None), (topics.dead_letter, 1, None)])
+        latency = {"latency_s": 0.02, "latency_jitter_s": 0.03}
+        zakeke = SimulatorServer(ZakekeSimulator(print_files_delay_s=3.0, print_files_jitter_s=3.0,
+                                                 knobs=FaultKnobs(**latency, seed=seed)))
+        smake = SimulatorServer(SmakeSimulator(seconds_per_state=1.0, failure_rate=0.05, seed=seed,
+                                               knobs=FaultKnobs(**latency, seed=seed)))
+        reevoo = SimulatorServer(ReevooSimulator(knobs=FaultKnobs(**latency, seed=seed)))
+        async with zakeke, smake, reevoo:
+            urls = {"zakeke": zakeke.base_url, "smake": smake.base_url, "reevoo": reevoo.base_url}
+            for vendor, url in urls.items():
+                console.print(f"[bold]{vendor} simulator[/] at {url}")
+            settings = sandbox_settings(broker.bootstrap_servers, urls, http_port)
+            configure_logging(settings.log)
+            events = sample_orders(orders, seed=seed)
+            expected = _expected_pairs(events, settings)
+            app = Application(settings)
+            reader = OutputReader(broker.bootstrap_servers, topics.status, topics.print_files_ready)
+            await app.start()
+            await reader.start()
+            metrics_url = f"http://127.0.0.1:{app.ops.port}/metrics"
+            console.print(f"[bold]orderflow[/] running; metrics at {metrics_url}")
+            try:
+                await _produce(broker.bootstrap_servers, topics.orders_created, events)
+                all_pairs = set().union(*expected.values())
+                done = await _follow(console, reader, expected, all_pairs, timeout_s)
+            finally:
+                await reader.stop()
+                await app.stop()
+            _summary(console, events, expected, reader, zakeke, smake, reevoo,
+                     time.monotonic() - started, metrics_url)
+    if not done:
+        missing = len(all_pairs - reader.outcomes.finished_pairs())
+        console.print(f"[bold red]{missing} pairs did not reach a terminal status within {timeout_s:.0f}s[/]")
+        return 1
+    console.print("[bold green]every order reached a terminal status at every vendor[/]")
+    return 0
+
+
+def _expected_pairs(events: list[dict[str, Any]], settings: Settings) -> dict[str, set[Pair]]:
+    expected: dict[str, set[Pair]] = {v: set() for v in VENDORS}
+    for event in events:
+        order = OrderCreated.model_validate(event).order
+        for vendor in route(order, settings):
+            expected[str(vendor)].add((order.order_id, str(vendor)))
+    return expected
+
+
+async def _produce(bootstrap: str, topic: str, events: list[dict[str, Any]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value, key=key) for key, value in map(encode, events)]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def _follow(console: Console, reader: OutputReader, expected: dict[str, set[Pair]],
+                  all_pairs: set[Pair], timeout_s: float) -> bool:
+    progress = Progress(TextColumn("pairs finished"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=console)
+    task = progress.add_task("pairs", total=len(all_pairs))
+    deadline = time.monotonic() + timeout_s
+    with Live(Group(progress, _progress_table(expected, reader)), console=console,
+              refresh_per_second=4) as live:
+        while time.monotonic() < deadline:
+            await reader.poll(timeout_ms=250)
+            finished = len(all_pairs & reader.outcomes.finished_pairs())
+            progress.update(task, completed=finished)
+            live.update(Group(progress, _progress_table(expected, reader)))
+            if finished == len(all_pairs):
+                return True
+    return False
+
+
+def _summary(console: Console, events: list[dict[str, Any]], expected: dict[str, set[Pair]],
+             reader: OutputReader, zakeke: SimulatorServer[ZakekeSimulator],
+             smake: SimulatorServer[SmakeSimulator], reevoo: SimulatorServer[ReevooSimulator],
+             elapsed_s: float, metrics_url: str) -> None:
+    outcomes = reader.outcomes
+    table = Table(title="summary")
+    table.add_column("vendor")
+    table.add_column("pairs", justify="right")
+    table.add_column("outcomes")
+    table.add_column("orders created at vendor", justify="right")
+    table.add_column("created twice", justify="right")
+    ledgers = {"zakeke": zakeke.state.ledger, "smake": smake.state.ledger, "reevoo": reevoo.state.ledger}
+    by_vendor = outcomes.by_vendor()
+    for vendor in VENDORS:
+        counts = ", ".join(f"{status} {n}" for status, n in sorted(by_vendor.get(vendor, {}).items()))
+        ledger = ledgers[vendor]
+        table.add_row(vendor, str(len(expected[vendor])), counts or "-", str(ledger.total_created),
+                      str(len(ledger.duplicates())))
+    console.print(table)
+    console.print(f"orders sent: {len(events)}; print-files events: {len(outcomes.print_files)}; "
+                  f"status events: {sum(len(s) for s in outcomes.statuses.values())} "
+                  f"({outcomes.repeated_events()} repeats); time: {elapsed_s:.1f}s")
+    console.print(f"metrics were served at {metrics_url} (also /healthz and /readyz)")
