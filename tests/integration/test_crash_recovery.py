@@ -15,13 +15,12 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
+from conftest import service_env
 
 from orderflow.sandbox.outcomes import OutputReader
 from orderflow.sandbox.samples import sample_orders
 from orderflow.sandbox.simulators.base import SimulatorServer
 from orderflow.sandbox.simulators.zakeke import ZakekeSimulator
-
-from conftest import service_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

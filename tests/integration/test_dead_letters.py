@@ -7,14 +7,13 @@ import json
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from conftest import PARTITIONS, produce, service_env, settings_from
 
 from orderflow.consumer.app import Application
 from orderflow.sandbox.outcomes import OutputReader
 from orderflow.sandbox.samples import sample_orders
 from orderflow.sandbox.simulators.base import SimulatorServer
 from orderflow.sandbox.simulators.zakeke import ZakekeSimulator
-
-from conftest import PARTITIONS, produce, service_env, settings_from
 
 pytestmark = pytest.mark.integration
 
