@@ -7,10 +7,11 @@ with a default that suits a real cluster. `load_settings()` turns any problem in
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 ENV_PREFIX = "ORDERFLOW_"
 ENV_NESTED_DELIMITER = "__"
@@ -191,6 +192,12 @@ def load_settings(**overrides: Any) -> Settings:
             shown = "" if isinstance(given, dict) or given is None else f" (got {str(given)[:60]!r})"
             problems.append(f"{env_name(*loc)}: {error['msg']}{shown}")
         raise ConfigError("; ".join(problems)) from None
+    except SettingsError as exc:
+        # A whole group given as JSON (ORDERFLOW_POLL='{...}') that does not parse: the
+        # library names the field only in its message.
+        field = re.search(r'field "([^"]+)"', str(exc))
+        where = env_name(field.group(1)) if field else f"{ENV_PREFIX}*"
+        raise ConfigError(f"{where}: unreadable value ({exc.__cause__ or exc})") from None
     for vendor, vendor_settings in settings.vendor_settings().items():
         if vendor_settings.enabled:
             for name in vendor_settings.missing_credentials():
