@@ -1,0 +1,270 @@
+"""Settings against the contract's table: every variable's exact name and default, one-line
+errors that name the variable, vendor credentials, Reevoo's sales channels, and the exit
+code of `orderflow run` on a bad setting."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from orderflow.config.settings import ConfigError, Settings, env_name, load_settings
+
+ROOT = Path(__file__).parents[2]
+
+# The contract's settings table, row by row: variable, path in Settings, default.
+CONTRACT_DEFAULTS: list[tuple[str, tuple[str, ...], Any]] = [
+    ("ORDERFLOW_KAFKA__BOOTSTRAP_SERVERS", ("kafka", "bootstrap_servers"), "localhost:9092"),
+    ("ORDERFLOW_KAFKA__GROUP_ID", ("kafka", "group_id"), "orderflow"),
+    ("ORDERFLOW_TOPICS__ORDERS_CREATED", ("topics", "orders_created"), "orders.created"),
+    ("ORDERFLOW_TOPICS__STATUS", ("topics", "status"), "orders.status"),
+    ("ORDERFLOW_TOPICS__PRINT_FILES_READY", ("topics", "print_files_ready"), "orders.print-files-ready"),
+    ("ORDERFLOW_TOPICS__DEAD_LETTER", ("topics", "dead_letter"), "orders.created.dlq"),
+    ("ORDERFLOW_TOPICS__TRACKING", ("topics", "tracking"), "orderflow.tracking"),
+    ("ORDERFLOW_ZAKEKE__ENABLED", ("zakeke", "enabled"), True),
+    ("ORDERFLOW_ZAKEKE__BASE_URL", ("zakeke", "base_url"), "https://api.zakeke.com"),
+    ("ORDERFLOW_ZAKEKE__CLIENT_ID", ("zakeke", "client_id"), None),
+    ("ORDERFLOW_ZAKEKE__CLIENT_SECRET", ("zakeke", "client_secret"), None),
+    ("ORDERFLOW_SMAKE__ENABLED", ("smake", "enabled"), True),
+    ("ORDERFLOW_SMAKE__BASE_URL", ("smake", "base_url"), "https://api.smake.io/v2"),
+    ("ORDERFLOW_SMAKE__API_KEY", ("smake", "api_key"), None),
+    ("ORDERFLOW_REEVOO__ENABLED", ("reevoo", "enabled"), True),
+    ("ORDERFLOW_REEVOO__BASE_URL", ("reevoo", "base_url"), "https://api.reevoocloud.com"),
+    ("ORDERFLOW_REEVOO__API_KEY", ("reevoo", "api_key"), None),
+    ("ORDERFLOW_REEVOO__API_SECRET", ("reevoo", "api_secret"), None),
+    ("ORDERFLOW_REEVOO__TRKREF", ("reevoo", "trkref"), None),
+    ("ORDERFLOW_REEVOO__SALES_CHANNELS", ("reevoo", "sales_channels"), None),  # None: all
+    ("ORDERFLOW_POLL__INITIAL_INTERVAL_S", ("poll", "initial_interval_s"), 5),
+    ("ORDERFLOW_POLL__MAX_INTERVAL_S", ("poll", "max_interval_s"), 300),
+    ("ORDERFLOW_POLL__DEADLINE_S", ("poll", "deadline_s"), 172800),
+    ("ORDERFLOW_HTTP__HOST", ("http", "host"), "0.0.0.0"),
+    ("ORDERFLOW_HTTP__PORT", ("http", "port"), 8080),
+    ("ORDERFLOW_LOG__FORMAT", ("log", "format"), "json"),
+    ("ORDERFLOW_LOG__LEVEL", ("log", "level"), "INFO"),
+    ("ORDERFLOW_SHUTDOWN_GRACE_S", ("shutdown_grace_s",), 25),
+]
+
+# A value for each variable and what it must become.
+SAMPLES: dict[str, tuple[str, Any]] = {
+    "ORDERFLOW_KAFKA__BOOTSTRAP_SERVERS": ("b1:9093,b2:9093", "b1:9093,b2:9093"),
+    "ORDERFLOW_KAFKA__GROUP_ID": ("orderflow-eu", "orderflow-eu"),
+    "ORDERFLOW_TOPICS__ORDERS_CREATED": ("in", "in"),
+    "ORDERFLOW_TOPICS__STATUS": ("status", "status"),
+    "ORDERFLOW_TOPICS__PRINT_FILES_READY": ("files", "files"),
+    "ORDERFLOW_TOPICS__DEAD_LETTER": ("dlq", "dlq"),
+    "ORDERFLOW_TOPICS__TRACKING": ("track", "track"),
+    "ORDERFLOW_ZAKEKE__ENABLED": ("false", False),
+    "ORDERFLOW_ZAKEKE__BASE_URL": ("http://zakeke.test:8001/", "http://zakeke.test:8001"),
+    "ORDERFLOW_ZAKEKE__CLIENT_ID": ("zid", "zid"),
+    "ORDERFLOW_ZAKEKE__CLIENT_SECRET": ("zsecret", "zsecret"),
+    "ORDERFLOW_SMAKE__ENABLED": ("0", False),
+    "ORDERFLOW_SMAKE__BASE_URL": ("https://api.smake.io/v2/apps/1", "https://api.smake.io/v2/apps/1"),
+    "ORDERFLOW_SMAKE__API_KEY": ("skey", "skey"),
+    "ORDERFLOW_REEVOO__ENABLED": ("no", False),
+    "ORDERFLOW_REEVOO__BASE_URL": ("https://reevoo.test", "https://reevoo.test"),
+    "ORDERFLOW_REEVOO__API_KEY": ("rkey", "rkey"),
+    "ORDERFLOW_REEVOO__API_SECRET": ("rsecret", "rsecret"),
+    "ORDERFLOW_REEVOO__TRKREF": ("ABC", "ABC"),
+    "ORDERFLOW_REEVOO__SALES_CHANNELS": ("webshop-de,app", frozenset({"webshop-de", "app"})),
+    "ORDERFLOW_POLL__INITIAL_INTERVAL_S": ("0.5", 0.5),
+    "ORDERFLOW_POLL__MAX_INTERVAL_S": ("60", 60),
+    "ORDERFLOW_POLL__DEADLINE_S": ("3600", 3600),
+    "ORDERFLOW_HTTP__HOST": ("127.0.0.1", "127.0.0.1"),
+    "ORDERFLOW_HTTP__PORT": ("9000", 9000),
+    "ORDERFLOW_LOG__FORMAT": ("console", "console"),
+    "ORDERFLOW_LOG__LEVEL": ("debug", "DEBUG"),
+    "ORDERFLOW_SHUTDOWN_GRACE_S": ("40", 40),
+}
+
+CREDENTIALS = {
+    "ORDERFLOW_ZAKEKE__CLIENT_ID": "zid",
+    "ORDERFLOW_ZAKEKE__CLIENT_SECRET": "zsecret",
+    "ORDERFLOW_SMAKE__API_KEY": "skey",
+    "ORDERFLOW_REEVOO__API_KEY": "rkey",
+    "ORDERFLOW_REEVOO__API_SECRET": "rsecret",
+    "ORDERFLOW_REEVOO__TRKREF": "ABC",
+}
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only what a test sets: no ORDERFLOW_ variable of the machine leaks in."""
+    for name in list(os.environ):
+        if name.upper().startswith("ORDERFLOW_"):
+            monkeypatch.delenv(name)
+
+
+def set_env(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> None:
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+
+
+def value_at(settings: Settings, path: tuple[str, ...]) -> Any:
+    node: Any = settings
+    for part in path:
+        node = getattr(node, part)
+    return node.get_secret_value() if isinstance(node, SecretStr) else node
+
+
+def config_error(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> str:
+    set_env(monkeypatch, values)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    message = str(info.value)
+    assert "\n" not in message, "a configuration error is one line"
+    return message
+
+
+# ----------------------------------------------------------------------------- names and defaults
+
+
+def test_the_table_and_the_samples_cover_the_same_variables() -> None:
+    assert [row[0] for row in CONTRACT_DEFAULTS] == list(SAMPLES)
+
+
+@pytest.mark.parametrize(("variable", "path", "default"), CONTRACT_DEFAULTS,
+                         ids=[row[0] for row in CONTRACT_DEFAULTS])
+def test_contract_default(variable: str, path: tuple[str, ...], default: Any) -> None:
+    assert env_name(*path) == variable
+    assert value_at(Settings(), path) == default
+
+
+@pytest.mark.parametrize(("variable", "path", "default"), CONTRACT_DEFAULTS,
+                         ids=[row[0] for row in CONTRACT_DEFAULTS])
+def test_contract_variable_sets_its_setting(monkeypatch: pytest.MonkeyPatch, variable: str,
+                                           path: tuple[str, ...], default: Any) -> None:
+    raw, expected = SAMPLES[variable]
+    set_env(monkeypatch, {**CREDENTIALS, variable: raw})
+    assert value_at(load_settings(), path) == expected
+
+
+def test_defaults_with_credentials_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, CREDENTIALS)
+    settings = load_settings()
+    assert settings.zakeke.client_secret is not None
+    assert settings.zakeke.client_secret.get_secret_value() == "zsecret"
+    assert "zsecret" not in repr(settings), "secrets never show in a repr (or a log line)"
+
+
+def test_variable_names_are_case_insensitive(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, {**CREDENTIALS, "orderflow_poll__deadline_s": "60"})
+    assert load_settings().poll.deadline_s == 60
+
+
+# ----------------------------------------------------------------------------- bad values
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("ORDERFLOW_POLL__DEADLINE_S", "soon"),
+    ("ORDERFLOW_POLL__DEADLINE_S", "0"),
+    ("ORDERFLOW_POLL__INITIAL_INTERVAL_S", "-1"),
+    ("ORDERFLOW_HTTP__PORT", "70000"),
+    ("ORDERFLOW_HTTP__PORT", "http"),
+    ("ORDERFLOW_LOG__FORMAT", "xml"),
+    ("ORDERFLOW_LOG__LEVEL", "LOUD"),
+    ("ORDERFLOW_ZAKEKE__ENABLED", "maybe"),
+    ("ORDERFLOW_SMAKE__BASE_URL", "api.smake.io/v2"),
+    ("ORDERFLOW_REEVOO__BASE_URL", "ftp://reevoo.test"),
+    ("ORDERFLOW_TOPICS__STATUS", ""),
+    ("ORDERFLOW_SHUTDOWN_GRACE_S", "-5"),
+    ("ORDERFLOW_KAFKA__SESSION_TIMEOUT_MS", "10"),
+    ("ORDERFLOW_POLL", "not json"),  # a whole group as JSON
+])
+def test_bad_value_is_one_line_naming_the_variable(monkeypatch: pytest.MonkeyPatch, variable: str,
+                                                   value: str) -> None:
+    message = config_error(monkeypatch, {**CREDENTIALS, variable: value})
+    assert message.startswith(f"{variable}:"), message
+
+
+def test_max_poll_interval_below_the_initial_one_names_both(monkeypatch: pytest.MonkeyPatch) -> None:
+    message = config_error(monkeypatch, {**CREDENTIALS, "ORDERFLOW_POLL__INITIAL_INTERVAL_S": "60",
+                                         "ORDERFLOW_POLL__MAX_INTERVAL_S": "30"})
+    assert "ORDERFLOW_POLL__MAX_INTERVAL_S" in message
+    assert "ORDERFLOW_POLL__INITIAL_INTERVAL_S" in message
+
+
+# ----------------------------------------------------------------------------- credentials
+
+
+@pytest.mark.parametrize("missing", list(CREDENTIALS))
+def test_enabled_vendor_missing_a_credential_names_it(monkeypatch: pytest.MonkeyPatch, missing: str) -> None:
+    values = {name: value for name, value in CREDENTIALS.items() if name != missing}
+    message = config_error(monkeypatch, values)
+    vendor = missing.split("__")[0]
+    assert message == f"{missing} is required while {vendor}__ENABLED is true"
+
+
+def test_blank_credential_counts_as_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    message = config_error(monkeypatch, {**CREDENTIALS, "ORDERFLOW_SMAKE__API_KEY": "   "})
+    assert message.startswith("ORDERFLOW_SMAKE__API_KEY is required")
+
+
+def test_no_credentials_at_all_names_the_first_missing_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert config_error(monkeypatch, {}).startswith("ORDERFLOW_ZAKEKE__CLIENT_ID is required")
+
+
+@pytest.mark.parametrize("vendor", ["ZAKEKE", "SMAKE", "REEVOO"])
+def test_disabled_vendor_needs_no_credentials(monkeypatch: pytest.MonkeyPatch, vendor: str) -> None:
+    others = {name: value for name, value in CREDENTIALS.items() if f"_{vendor}__" not in name}
+    set_env(monkeypatch, {**others, f"ORDERFLOW_{vendor}__ENABLED": "false"})
+    settings = load_settings()
+    assert settings.vendor_settings()[vendor.lower()].enabled is False
+
+
+def test_every_vendor_disabled_needs_no_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, {f"ORDERFLOW_{v}__ENABLED": "false" for v in ("ZAKEKE", "SMAKE", "REEVOO")})
+    assert not any(v.enabled for v in load_settings().vendor_settings().values())
+
+
+# ----------------------------------------------------------------------------- sales channels
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    (None, None),
+    ("all", None),
+    (" all ", None),
+    ("", None),
+    ("webshop-de", frozenset({"webshop-de"})),
+    ("a,b", frozenset({"a", "b"})),
+    (" a , b ,, ", frozenset({"a", "b"})),
+])
+def test_reevoo_sales_channels(monkeypatch: pytest.MonkeyPatch, raw: str | None,
+                               expected: frozenset[str] | None) -> None:
+    if raw is not None:
+        monkeypatch.setenv("ORDERFLOW_REEVOO__SALES_CHANNELS", raw)
+    set_env(monkeypatch, CREDENTIALS)
+    assert load_settings().reevoo.sales_channels == expected
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+def run_command(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.upper().startswith("ORDERFLOW_")}
+    return subprocess.run([sys.executable, "-m", "orderflow", "run"], env={**base, **env},
+                          cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_run_with_a_bad_setting_exits_2_with_one_line_naming_it() -> None:
+    done = run_command({**CREDENTIALS, "ORDERFLOW_POLL__DEADLINE_S": "soon",
+                        # Nothing listens here: the command must fail before any network I/O.
+                        "ORDERFLOW_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:9"})
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "ORDERFLOW_POLL__DEADLINE_S" in lines[0]
+    assert done.stdout == ""
+
+
+def test_run_without_a_credential_exits_2_naming_it() -> None:
+    env = {k: v for k, v in CREDENTIALS.items() if k != "ORDERFLOW_REEVOO__TRKREF"}
+    done = run_command({**env, "ORDERFLOW_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:9"})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "orderflow: configuration error: ORDERFLOW_REEVOO__TRKREF is required while "
+        "ORDERFLOW_REEVOO__ENABLED is true"]
