@@ -1,0 +1,257 @@
+"""Jobs: the tracking record and its key, the job table and the due-time queue."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from orderflow.consumer.jobs import (
+    RECORD_VERSION,
+    DueQueue,
+    Job,
+    JobKey,
+    JobTable,
+    Phase,
+    parse_tracking_key,
+    tracking_key,
+)
+from orderflow.contracts.events import Order, OrderCreated, Vendor, VendorStatus
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+ORDER = OrderCreated.model_validate_json((FIXTURES / "order-created.json").read_text()).order
+
+
+def job(order_id: str = "SHOP-100234", vendor: Vendor = Vendor.SMAKE, partition: int = 3,
+        order: Order | None = ORDER, **fields: object) -> Job:
+    base = Job(order_id=order_id, vendor=vendor, partition=partition,
+               source_event_id="0b6f3c1e-8d7a-4c1e-9a53-2f1f0d7c9e01", order=order,
+               created_at=1_700_000_000.25, due_at=1_700_000_005.5)
+    return replace(base, **fields)  # type: ignore[arg-type]
+
+
+def finished(order_id: str = "SHOP-1", vendor: Vendor = Vendor.REEVOO, partition: int = 3,
+             at: float = 100.0) -> Job:
+    return job(order_id, vendor, partition, order=None, phase=Phase.DONE,
+               status=VendorStatus.COMPLETED, finished_at=at)
+
+
+# ----------------------------------------------------------------------------- the record
+
+
+def test_active_job_round_trips_through_its_record_with_the_order() -> None:
+    active = job(phase=Phase.POLL, status=VendorStatus.IN_PROGRESS, vendor_order_ref="137",
+                 vendor_state="preparing", attempts=2, polls_without_change=3)
+    restored = Job.from_record(active.to_record(), partition=3)
+    assert restored == active
+    assert restored.order == ORDER
+    assert restored.order is not None and restored.order.lines[0].unit_price == ORDER.lines[0].unit_price
+
+
+def test_new_job_round_trips() -> None:
+    fresh = job()
+    assert fresh.phase is Phase.SUBMIT and fresh.status is None
+    assert Job.from_record(fresh.to_record(), partition=3) == fresh
+
+
+def test_finished_job_record_carries_no_order() -> None:
+    done = finished(at=1_700_000_100.0)
+    record = json.loads(done.to_record())
+    assert record["order"] is None
+    assert record["v"] == RECORD_VERSION
+    restored = Job.from_record(done.to_record(), partition=3)
+    assert restored == done and restored.order is None and restored.finished_at == 1_700_000_100.0
+
+
+def test_money_survives_the_record_exactly() -> None:
+    """An amount that str(Decimal) would write as 1E-7 must still read back."""
+    order = ORDER.model_copy(update={"total": Decimal("0.0000001")})
+    active = job(order=order)
+    restored = Job.from_record(active.to_record(), partition=3)
+    assert restored.order is not None and restored.order.total == Decimal("0.0000001")
+    assert json.loads(active.to_record())["order"]["total"] == "0.0000001"
+
+
+def test_the_partition_comes_from_where_the_record_was_read() -> None:
+    assert Job.from_record(job(partition=3).to_record(), partition=7).partition == 7
+
+
+def test_an_unknown_record_version_is_refused() -> None:
+    record = json.loads(job().to_record())
+    record["v"] = RECORD_VERSION + 1
+    with pytest.raises(ValueError, match="unknown tracking record version"):
+        Job.from_record(json.dumps(record).encode(), partition=0)
+
+
+def test_the_version_counter_is_not_part_of_the_record() -> None:
+    bumped = job(version=41)
+    assert "version" not in json.loads(bumped.to_record())
+    assert Job.from_record(bumped.to_record(), partition=3).version == 0
+    assert bumped == job()  # compare=False: the in-memory counter is not the job's state
+
+
+# ----------------------------------------------------------------------------- the key
+
+
+@pytest.mark.parametrize("order_id", ["SHOP-100234", "a/b", "/leading", "trailing/", "a//b/c",
+                                      "ünïcödé €", "x" * 64])
+@pytest.mark.parametrize("vendor", list(Vendor))
+def test_tracking_key_round_trips_odd_order_ids(order_id: str, vendor: Vendor) -> None:
+    key: JobKey = (order_id, vendor)
+    raw = tracking_key(key)
+    assert raw == f"{vendor.value}/{order_id}".encode()
+    assert parse_tracking_key(raw) == key
+
+
+def test_a_key_of_an_unknown_vendor_is_refused() -> None:
+    with pytest.raises(ValueError):
+        parse_tracking_key(b"acme/SHOP-1")
+
+
+# ----------------------------------------------------------------------------- the table
+
+
+def test_table_keeps_active_jobs_whole_and_finished_ones_by_key() -> None:
+    table = JobTable()
+    table.add_partition(3)
+    active = job()
+    table.put(active)
+    assert table.get(3, active.key) is active
+    assert table.knows(3, active.key)
+    assert table.active_jobs(3) == [active]
+    assert table.counts() == (1, 0)
+
+    table.put(replace(active, phase=Phase.DONE, order=None, finished_at=50.0))
+    assert table.get(3, active.key) is None
+    assert table.knows(3, active.key), "a finished pair is remembered so a repeat makes no new job"
+    assert table.active_jobs(3) == []
+    assert table.counts() == (0, 1)
+
+
+def test_knows_is_per_partition() -> None:
+    table = JobTable()
+    table.add_partition(1)
+    table.add_partition(2)
+    table.put(job(partition=1))
+    assert table.knows(1, ("SHOP-100234", Vendor.SMAKE))
+    assert not table.knows(2, ("SHOP-100234", Vendor.SMAKE))
+    assert not table.knows(1, ("SHOP-100234", Vendor.ZAKEKE))
+    assert not table.knows(9, ("SHOP-100234", Vendor.SMAKE))
+
+
+def test_put_into_a_partition_not_owned_is_ignored() -> None:
+    table = JobTable()
+    table.put(job(partition=5))
+    table.put(finished(partition=5))
+    assert table.counts() == (0, 0)
+    assert not table.knows(5, ("SHOP-100234", Vendor.SMAKE))
+
+
+def test_expired_finished_and_forget() -> None:
+    table = JobTable()
+    table.add_partition(0)
+    table.put(finished("old", partition=0, at=100.0))
+    table.put(finished("edge", partition=0, at=200.0))
+    table.put(finished("new", partition=0, at=300.0))
+    table.put(job("active", partition=0))
+    assert sorted(table.expired_finished(0, older_than=200.0)) == [("old", Vendor.REEVOO)]
+    assert sorted(table.expired_finished(0, older_than=250.0)) == [("edge", Vendor.REEVOO),
+                                                                   ("old", Vendor.REEVOO)]
+    assert table.expired_finished(7, older_than=1e12) == []
+    table.forget(0, ("old", Vendor.REEVOO))
+    table.forget(0, ("active", Vendor.SMAKE))
+    assert not table.knows(0, ("old", Vendor.REEVOO))
+    assert not table.knows(0, ("active", Vendor.SMAKE))
+    assert table.counts() == (0, 2)
+    table.forget(9, ("nothing", Vendor.SMAKE))  # unknown partition: no error
+
+
+def test_drop_partition_hands_back_its_active_jobs_and_forgets_everything() -> None:
+    table = JobTable()
+    for partition in (2, 0, 1):
+        table.add_partition(partition)
+    assert table.partitions() == [0, 1, 2]
+    a, b = job("A", partition=1), job("B", partition=1)
+    table.put(a)
+    table.put(b)
+    table.put(finished("C", partition=1))
+    table.put(job("D", partition=2))
+    assert sorted(j.order_id for j in table.drop_partition(1)) == ["A", "B"]
+    assert table.partitions() == [0, 2]
+    assert not table.knows(1, ("C", Vendor.REEVOO))
+    assert table.counts() == (1, 0)
+    assert table.drop_partition(1) == []
+    table.put(job("E", partition=1))  # revoked meanwhile: ignored
+    assert table.counts() == (1, 0)
+
+
+def test_add_partition_twice_keeps_what_it_holds() -> None:
+    table = JobTable()
+    table.add_partition(0)
+    table.put(job(partition=0))
+    table.add_partition(0)
+    assert table.counts() == (1, 0)
+
+
+# ----------------------------------------------------------------------------- the due queue
+
+
+def queued(order_id: str, due_at: float, partition: int = 0, version: int = 1) -> Job:
+    return job(order_id, partition=partition, due_at=due_at, version=version)
+
+
+def drain(queue: DueQueue, now: float) -> list[tuple[int, JobKey, int]]:
+    popped = []
+    while (entry := queue.pop_due(now)) is not None:
+        popped.append(entry)
+    return popped
+
+
+def test_due_queue_pops_in_due_order_and_only_when_due() -> None:
+    queue = DueQueue()
+    for order_id, due in (("c", 30.0), ("a", 10.0), ("b", 20.0), ("d", 40.0)):
+        queue.push(queued(order_id, due))
+    assert len(queue) == 4
+    assert queue.next_due() == 10.0
+    assert queue.pop_due(9.99) is None
+    assert [key[0] for _, key, _ in drain(queue, 30.0)] == ["a", "b", "c"]
+    assert queue.next_due() == 40.0 and len(queue) == 1
+    assert queue.pop_due(40.0) == (0, ("d", Vendor.SMAKE), 1)
+    assert queue.next_due() is None and queue.pop_due(1e12) is None
+
+
+def test_equal_due_times_pop_in_push_order() -> None:
+    queue = DueQueue()
+    for order_id in ("first", "second", "third"):
+        queue.push(queued(order_id, 5.0))
+    assert [key[0] for _, key, _ in drain(queue, 5.0)] == ["first", "second", "third"]
+
+
+def test_entries_carry_partition_and_version_so_stale_ones_are_skipped() -> None:
+    """Rescheduling bumps the job's version and pushes again; the old entry stays in the heap
+    and is recognised as stale by its version, as the scheduler does (no search, no removal)."""
+    table = JobTable()
+    table.add_partition(4)
+    queue = DueQueue()
+    current = queued("A", 10.0, partition=4, version=1)
+    table.put(current)
+    queue.push(current)
+    current.version, current.due_at = 2, 50.0  # rescheduled later
+    queue.push(current)
+    gone = queued("B", 20.0, partition=4, version=1)
+    queue.push(gone)  # never in the table (finished or forgotten)
+
+    def live(now: float) -> list[str]:
+        run = []
+        for partition, key, version in drain(queue, now):
+            found = table.get(partition, key)
+            if found is not None and found.version == version:
+                run.append(key[0])
+        return run
+
+    assert live(30.0) == []        # A@10 is stale (version 1), B has no job
+    assert live(60.0) == ["A"]     # the current entry, version 2
+    assert len(queue) == 0
