@@ -217,3 +217,5 @@ def vendor_simulators(log: Path, **knobs: str) -> Iterator[dict[str, str]]:
             yield dict(json.loads(line))
         finally:
             stop(process, timeout_s=10)
+            if process.stdout is not None:
+                process.stdout.close()
