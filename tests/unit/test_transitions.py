@@ -1,0 +1,354 @@
+"""The transition engine's rules (see the module docstring of orderflow.consumer.transitions):
+from what a vendor said, or failed to say, to the events to announce and the job's next state."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from orderflow.adapters.base import LinePrintFiles, Observation, PrintFileRef
+from orderflow.config.settings import PollSettings
+from orderflow.consumer.jobs import Job, Phase
+from orderflow.consumer.transitions import (
+    OutputEvent,
+    Step,
+    deadline,
+    observed,
+    past_deadline,
+    rejected,
+    retry_later,
+    timed_out,
+)
+from orderflow.contracts.events import (
+    OrderCreated,
+    OrderPrintFilesReady,
+    OrderVendorStatus,
+    Vendor,
+    VendorStatus,
+    print_files_event_id,
+    status_event_id,
+)
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+EVENT = OrderCreated.model_validate_json((FIXTURES / "order-created.json").read_text())
+POLL = PollSettings(initial_interval_s=5.0, max_interval_s=300.0, deadline_s=3600.0)
+T0 = 1_800_000_000.0
+
+SUBMITTED, IN_PROGRESS, COMPLETED = VendorStatus.SUBMITTED, VendorStatus.IN_PROGRESS, VendorStatus.COMPLETED
+
+
+def new_job(vendor: Vendor) -> Job:
+    return Job(order_id=EVENT.order.order_id, vendor=vendor, partition=2,
+               source_event_id=EVENT.event_id, order=EVENT.order, created_at=T0, due_at=T0)
+
+
+def rng() -> random.Random:
+    return random.Random(11)
+
+
+def statuses(step: Step) -> list[tuple[str, str | None]]:
+    """(status, vendor_state) of each status event, and ("print_files", line_id) of the others."""
+    out: list[tuple[str, str | None]] = []
+    for event in step.events:
+        if isinstance(event, OrderVendorStatus):
+            out.append((event.status.value, event.vendor_state))
+        else:
+            out.append(("print_files", event.line_id))
+    return out
+
+
+def run(job: Job, observations: Sequence[Observation], start: float = T0,
+        every: float = 10.0) -> tuple[list[OutputEvent], Job]:
+    """Feed observations one after another, as the scheduler would."""
+    events: list[OutputEvent] = []
+    now = start
+    for obs in observations:
+        step = observed(job, obs, now, POLL, rng())
+        events.extend(step.events)
+        job = step.job
+        now += every
+    return events, job
+
+
+def check_status_event(event: OutputEvent, job: Job, status: VendorStatus, now: float) -> OrderVendorStatus:
+    assert isinstance(event, OrderVendorStatus)
+    assert event.status is status and event.terminal is status.terminal
+    assert event.order_id == job.order_id and event.vendor is job.vendor
+    assert event.source_event_id == EVENT.event_id
+    assert event.occurred_at == datetime.fromtimestamp(now, UTC)
+    assert event.event_id == status_event_id(job.order_id, job.vendor, status, event.vendor_state)
+    return event
+
+
+# ----------------------------------------------------------------------------- submitted first
+
+
+def test_reevoo_202_is_submitted_then_completed_in_one_step() -> None:
+    job = new_job(Vendor.REEVOO)
+    step = observed(job, Observation(COMPLETED, "3f1c-uuid", "accepted"), T0, POLL, rng())
+    assert statuses(step) == [("submitted", "accepted"), ("completed", "accepted")]
+    submitted = check_status_event(step.events[0], job, SUBMITTED, T0)
+    completed = check_status_event(step.events[1], job, COMPLETED, T0)
+    assert submitted.vendor_order_ref == completed.vendor_order_ref == "3f1c-uuid"
+    assert step.job.phase is Phase.DONE and step.job.status is COMPLETED
+    assert step.job.order is None and step.job.finished_at == T0
+    assert step.job.vendor_order_ref == "3f1c-uuid"
+
+
+def test_smake_adopting_an_order_in_production_is_submitted_then_in_progress() -> None:
+    job = new_job(Vendor.SMAKE)
+    step = observed(job, Observation(IN_PROGRESS, "137", "preparing"), T0, POLL, rng())
+    assert statuses(step) == [("submitted", "preparing"), ("in_progress", "preparing")]
+    check_status_event(step.events[1], job, IN_PROGRESS, T0)
+    assert step.job.phase is Phase.POLL
+    assert step.job.status is IN_PROGRESS
+    assert (step.job.vendor_state, step.job.vendor_order_ref) == ("preparing", "137")
+
+
+def test_a_vendor_accepting_the_order_is_one_submitted_event() -> None:
+    job = new_job(Vendor.SMAKE)
+    step = observed(job, Observation(SUBMITTED, "137", "draft"), T0, POLL, rng())
+    assert statuses(step) == [("submitted", "draft")]
+    assert step.job.phase is Phase.POLL and step.job.status is SUBMITTED
+    assert T0 + 0.9 * 5.0 <= step.job.due_at <= T0 + 1.1 * 5.0
+
+
+# ----------------------------------------------------------------------------- smake's states
+
+
+def test_smake_in_progress_once_per_new_state_and_nothing_when_nothing_changed() -> None:
+    events, job = run(new_job(Vendor.SMAKE), [
+        Observation(SUBMITTED, "137", "draft"),
+        Observation(SUBMITTED, "137", "draft"),
+        Observation(IN_PROGRESS, "137", "checking"),
+        Observation(IN_PROGRESS, "137", "checking"),
+        Observation(IN_PROGRESS, "137", "preparing"),
+        Observation(IN_PROGRESS, "137", "prepared"),
+        Observation(IN_PROGRESS, "137", "prepared"),
+        Observation(COMPLETED, "137", "completed", tracking_numbers=("1Z999", "1Z998")),
+    ])
+    assert [(e.status.value, e.vendor_state) for e in events if isinstance(e, OrderVendorStatus)] == [
+        ("submitted", "draft"), ("in_progress", "checking"), ("in_progress", "preparing"),
+        ("in_progress", "prepared"), ("completed", "completed"),
+    ]
+    last = events[-1]
+    assert isinstance(last, OrderVendorStatus) and last.terminal
+    assert last.tracking_numbers == ["1Z999", "1Z998"]
+    assert len({e.event_id for e in events}) == len(events)
+    assert job.phase is Phase.DONE
+
+
+def test_no_change_backs_off_and_a_change_polls_soon_again() -> None:
+    job = observed(new_job(Vendor.SMAKE), Observation(SUBMITTED, "137", "draft"), T0, POLL, rng()).job
+    nominal = []
+    now = T0
+    for _ in range(4):
+        now = job.due_at
+        step = observed(job, Observation(SUBMITTED, "137", "draft"), now, POLL, rng())
+        assert step.events == ()
+        job = step.job
+        nominal.append((job.due_at - now, job.polls_without_change))
+    assert [polls for _, polls in nominal] == [1, 2, 3, 4]
+    for wait, polls in nominal:
+        assert 0.9 * 5.0 * 2 ** polls <= wait <= 1.1 * 5.0 * 2 ** polls
+    step = observed(job, Observation(IN_PROGRESS, "137", "checking"), now, POLL, rng())
+    assert step.job.polls_without_change == 0
+    assert step.job.due_at - now <= 1.1 * 5.0
+
+
+def test_smake_failed_ends_the_pair_with_the_reason() -> None:
+    events, job = run(new_job(Vendor.SMAKE), [
+        Observation(SUBMITTED, "137", "draft"),
+        Observation(VendorStatus.FAILED, "137", "failed", reason="Artwork resolution too low"),
+    ])
+    failed = events[-1]
+    assert isinstance(failed, OrderVendorStatus)
+    assert (failed.status, failed.terminal) == (VendorStatus.FAILED, True)
+    assert failed.reason == "Artwork resolution too low"
+    assert job.phase is Phase.DONE and job.status is VendorStatus.FAILED and job.order is None
+
+
+def test_smake_cancelled_first_thing_after_adoption_still_starts_with_submitted() -> None:
+    step = observed(new_job(Vendor.SMAKE), Observation(VendorStatus.CANCELLED, "137", "cancelled"),
+                    T0, POLL, rng())
+    assert statuses(step) == [("submitted", "cancelled"), ("cancelled", "cancelled")]
+
+
+# ----------------------------------------------------------------------------- zakeke's print files
+
+
+def line_files(line_id: str, design_id: str) -> LinePrintFiles:
+    return LinePrintFiles(line_id=line_id, design_id=design_id, modification_id=None,
+                          zip_url=f"https://files.test/{design_id}.zip",
+                          files=(PrintFileRef("PDF", f"https://files.test/{design_id}.pdf"),
+                                 PrintFileRef("PNG", f"https://files.test/{design_id}.png")))
+
+
+def test_zakeke_print_files_events_come_before_completed() -> None:
+    job = observed(new_job(Vendor.ZAKEKE), Observation(SUBMITTED), T0, POLL, rng()).job
+    pending = observed(job, Observation(SUBMITTED, "Z-77", "INPROCESS"), T0 + 5, POLL, rng())
+    assert pending.events == ()
+    assert pending.job.vendor_order_ref == "Z-77", "the vendor's reference is kept as soon as known"
+    ready = Observation(COMPLETED, "Z-77", "READY",
+                        print_files=(line_files("L1", "000-pLheeWxP125a8axD07QthB"), line_files("L9", "d-9")))
+    step = observed(pending.job, ready, T0 + 60, POLL, rng())
+    assert statuses(step) == [("print_files", "L1"), ("print_files", "L9"), ("completed", "READY")]
+    first = step.events[0]
+    assert isinstance(first, OrderPrintFilesReady)
+    assert first.event_id == print_files_event_id(job.order_id, "L1")
+    assert first.design_id == "000-pLheeWxP125a8axD07QthB" and first.vendor is Vendor.ZAKEKE
+    assert first.zip_url == "https://files.test/000-pLheeWxP125a8axD07QthB.zip"
+    assert [(f.format, f.url) for f in first.files] == [
+        ("PDF", "https://files.test/000-pLheeWxP125a8axD07QthB.pdf"),
+        ("PNG", "https://files.test/000-pLheeWxP125a8axD07QthB.png")]
+    assert first.source_event_id == EVENT.event_id
+    assert first.occurred_at == datetime.fromtimestamp(T0 + 60, UTC)
+    check_status_event(step.events[-1], job, COMPLETED, T0 + 60)
+    assert step.job.phase is Phase.DONE
+
+
+# ----------------------------------------------------------------------------- rejected
+
+
+def test_rejected_before_acceptance_is_the_only_event_and_carries_the_reason() -> None:
+    job = new_job(Vendor.SMAKE)
+    step = rejected(job, "order has Smake lines but no shipping_address", T0)
+    assert statuses(step) == [("rejected", None)]
+    event = check_status_event(step.events[0], job, VendorStatus.REJECTED, T0)
+    assert event.reason == "order has Smake lines but no shipping_address"
+    assert step.job.phase is Phase.DONE and step.job.status is VendorStatus.REJECTED
+    assert step.job.order is None and step.job.finished_at == T0
+
+
+def test_a_rejected_observation_has_no_submitted_before_it() -> None:
+    refused = Observation(VendorStatus.REJECTED, reason="Invalid TRKREF supplied")
+    step = observed(new_job(Vendor.REEVOO), refused, T0, POLL, rng())
+    assert statuses(step) == [("rejected", None)]
+    assert step.job.phase is Phase.DONE
+
+
+def test_rejected_after_submitted_keeps_the_vendor_reference() -> None:
+    job = observed(new_job(Vendor.ZAKEKE), Observation(SUBMITTED, "Z-1"), T0, POLL, rng()).job
+    step = rejected(job, "422: bad design", T0 + 5)
+    event = step.events[0]
+    assert isinstance(event, OrderVendorStatus) and event.vendor_order_ref == "Z-1"
+
+
+# ----------------------------------------------------------------------------- retries and the deadline
+
+
+def test_retry_later_backs_off_with_full_jitter_and_no_event() -> None:
+    job = new_job(Vendor.SMAKE)
+    for attempt in range(1, 6):
+        step = retry_later(job, T0, POLL, rng())
+        assert step.events == ()
+        assert step.job.attempts == attempt
+        assert T0 <= step.job.due_at <= T0 + min(300.0, 5.0 * 2 ** (attempt - 1))
+        job = step.job
+    assert job.phase is Phase.SUBMIT and job.status is None
+
+
+def test_retry_later_honours_retry_after() -> None:
+    step = retry_later(new_job(Vendor.SMAKE), T0, POLL, rng(), retry_after_s=120.0)
+    assert step.job.due_at == T0 + 120.0
+
+
+def test_retry_later_never_schedules_past_the_deadline() -> None:
+    job = new_job(Vendor.SMAKE)
+    now = deadline(job, POLL) - 10.0
+    assert retry_later(job, now, POLL, rng(), retry_after_s=900.0).job.due_at == deadline(job, POLL)
+    worn = replace(job, attempts=30)
+    generator = rng()
+    for _ in range(200):
+        assert retry_later(worn, now, POLL, generator).job.due_at <= deadline(job, POLL)
+
+
+def test_polling_never_schedules_past_the_deadline() -> None:
+    job = observed(new_job(Vendor.SMAKE), Observation(SUBMITTED, "137", "draft"), T0, POLL, rng()).job
+    job = replace(job, polls_without_change=10)
+    now = deadline(job, POLL) - 1.0
+    step = observed(job, Observation(SUBMITTED, "137", "draft"), now, POLL, rng())
+    assert step.job.due_at == deadline(job, POLL)
+
+
+def test_an_observation_resets_the_transient_failure_count() -> None:
+    job = replace(new_job(Vendor.SMAKE), attempts=4)
+    assert observed(job, Observation(SUBMITTED, "137", "draft"), T0, POLL, rng()).job.attempts == 0
+
+
+def test_the_deadline_counts_from_the_jobs_creation() -> None:
+    job = new_job(Vendor.SMAKE)
+    assert deadline(job, POLL) == T0 + 3600.0
+    assert not past_deadline(job, T0 + 3599.9, POLL)
+    assert past_deadline(job, T0 + 3600.0, POLL)
+
+
+def test_timed_out_ends_the_pair_keeping_what_is_known() -> None:
+    _, job = run(new_job(Vendor.SMAKE), [Observation(SUBMITTED, "137", "draft"),
+                                         Observation(IN_PROGRESS, "137", "checking")])
+    now = deadline(job, POLL)
+    step = timed_out(job, now)
+    assert statuses(step) == [("timed_out", "checking")]
+    event = check_status_event(step.events[0], job, VendorStatus.TIMED_OUT, now)
+    assert event.reason and event.vendor_order_ref == "137"
+    assert step.job.phase is Phase.DONE and step.job.status is VendorStatus.TIMED_OUT
+    assert step.job.order is None
+
+
+# ----------------------------------------------------------------------------- ids
+
+
+SMAKE_STORY = [
+    Observation(SUBMITTED, "137", "draft"),
+    Observation(IN_PROGRESS, "137", "checking"),
+    Observation(IN_PROGRESS, "137", "preparing"),
+    Observation(COMPLETED, "137", "completed"),
+]
+
+
+def test_event_ids_are_the_same_when_the_story_repeats() -> None:
+    """After a crash the same transitions are replayed at other times: same ids, so
+    consumers drop the repeats."""
+    first, _ = run(new_job(Vendor.SMAKE), SMAKE_STORY, start=T0)
+    again, _ = run(new_job(Vendor.SMAKE), SMAKE_STORY, start=T0 + 5000, every=33.0)
+    assert [e.event_id for e in first] == [e.event_id for e in again]
+    assert [e.occurred_at for e in first] != [e.occurred_at for e in again]
+
+
+def test_replaying_one_step_from_the_same_state_gives_the_same_events() -> None:
+    _, job = run(new_job(Vendor.SMAKE), SMAKE_STORY[:2])
+    once = observed(job, SMAKE_STORY[2], T0 + 100, POLL, rng())
+    twice = observed(job, SMAKE_STORY[2], T0 + 900, POLL, rng())
+    assert [e.event_id for e in once.events] == [e.event_id for e in twice.events]
+
+
+@pytest.mark.parametrize("ending", ["completed", "failed", "timed_out", "rejected"])
+def test_every_ending_of_a_pair_has_the_one_terminal_id(ending: str) -> None:
+    _, job = run(new_job(Vendor.SMAKE), SMAKE_STORY[:2])
+    if ending == "completed":
+        step = observed(job, Observation(COMPLETED, "137", "completed"), T0 + 50, POLL, rng())
+    elif ending == "failed":
+        failed = Observation(VendorStatus.FAILED, "137", "failed", reason="x")
+        step = observed(job, failed, T0 + 50, POLL, rng())
+    elif ending == "timed_out":
+        step = timed_out(job, T0 + 50)
+    else:
+        step = rejected(job, "x", T0 + 50)
+    terminal = [e for e in step.events if isinstance(e, OrderVendorStatus) and e.terminal]
+    assert len(terminal) == 1
+    assert terminal[0].event_id == status_event_id(job.order_id, Vendor.SMAKE, COMPLETED, None)
+
+
+def test_steps_leave_the_given_job_untouched() -> None:
+    job = new_job(Vendor.SMAKE)
+    before = replace(job)
+    observed(job, Observation(IN_PROGRESS, "137", "checking"), T0, POLL, rng())
+    retry_later(job, T0, POLL, rng())
+    rejected(job, "x", T0)
+    timed_out(job, T0)
+    assert job == before and job.order is EVENT.order
