@@ -291,3 +291,18 @@ def test_prometheusrule_file_is_generated() -> None:
     result = subprocess.run([sys.executable, str(script), "--check"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_settings_named_in_the_docs_exist() -> None:
+    """The runbook, the deploy guide, the rules and the dashboard name settings an operator
+    will set: each must be real (`<VENDOR>` stands for each vendor)."""
+    sources = [DEPLOY.parent / "docs" / "runbook.md", DEPLOY.parent / "docs" / "deploy-section.md",
+               DEPLOY / "prometheus" / "orderflow.rules.yml", DEPLOY / "grafana" / "orderflow.json"]
+    checked = 0
+    for source in sources:
+        for name in set(re.findall(r"ORDERFLOW_[A-Z0-9_<>]*[A-Z0-9>]", source.read_text())):
+            for vendor in ("ZAKEKE", "SMAKE", "REEVOO"):
+                expanded = name.replace("<VENDOR>", vendor)
+                assert _field_path_exists(expanded), f"{source.name}: {name} is not a setting"
+                checked += 1
+    assert checked > 10
