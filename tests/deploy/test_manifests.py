@@ -294,10 +294,12 @@ def test_prometheusrule_file_is_generated() -> None:
 
 
 def test_settings_named_in_the_docs_exist() -> None:
-    """The runbook, the deploy guide, the rules and the dashboard name settings an operator
-    will set: each must be real (`<VENDOR>` stands for each vendor)."""
+    """The runbook, the deploy guide, the README, the rules and the dashboard name settings an
+    operator will set: each must be real (`<VENDOR>` stands for each vendor)."""
     sources = [DEPLOY.parent / "docs" / "runbook.md", DEPLOY.parent / "docs" / "deploy-section.md",
-               DEPLOY / "prometheus" / "orderflow.rules.yml", DEPLOY / "grafana" / "orderflow.json"]
+               DEPLOY.parent / "README.md", DEPLOY / "prometheus" / "orderflow.rules.yml",
+               DEPLOY / "grafana" / "orderflow.json"]
+    sources = [s for s in sources if s.exists()]
     checked = 0
     for source in sources:
         for name in set(re.findall(r"ORDERFLOW_[A-Z0-9_<>]*[A-Z0-9>]", source.read_text())):
