@@ -26,7 +26,6 @@ from pydantic import (
     model_validator,
 )
 
-
 # ASCII digits only: `\d` would also take other scripts' digits, which JSON Schema (ECMA-262)
 # patterns refuse, and which would not come back out as the same string.
 _MONEY_PATTERN = r"^-?[0-9]+(\.[0-9]+)?$"
