@@ -2,20 +2,28 @@
 
     python -m bench.pipeline [--orders 2000] [--repeat 3] [...]     (or: make bench)
 
-One run starts the embedded broker, the vendor simulators (their own process, every request
-answered after `--latency` seconds) and the service (`orderflow run`, its own process), then
+One run starts the embedded broker, the vendor simulators (every request answered after
+`--latency` seconds) and the service (`orderflow run`), each a process of its own, then
 repeats `--repeat` rounds of:
 
-1. pipeline: produce `--orders` sample orders to the input topic in one burst and follow the
-   status topic until every (order, vendor) pair is terminal. Throughput counts orders whose
-   pairs are all terminal over the wall time from the first produce to the last terminal
-   status; latency is from the moment an order is handed to the producer to the moment its
-   pair's `completed` status is read back (per pair, by vendor, and per order = its last pair).
-   Intake (orders accepted into tracking) is read from the service's committed input offsets.
+1. burst: produce `--orders` sample orders to the input topic at once and read the status
+   topic until every (order, vendor) pair is terminal. Throughput counts orders whose pairs
+   are all terminal over the wall time from the first produce to the last terminal status.
+   Latency runs from the moment an order is handed to the producer to the moment a pair's
+   `completed` status is read back (per pair, by vendor, and per order = its last pair); in a
+   burst it is mostly queueing. Intake (orders accepted into tracking) is read from the
+   service's committed input offsets.
 2. raw consume ceiling: a plain AIOKafkaConsumer (partitions assigned, no group) reads the
    round's input records again, timed from the first fetch to the last record.
 3. raw HTTP ceiling: plain aiohttp clients keep `--concurrency` requests in flight per vendor
    (the service's per-vendor limit), against all simulators at once, for `--ceiling-seconds`.
+4. floors: one Kafka hop (produce -> consume with the intake's consumer settings), and a
+   paced probe (`--probe-orders` at `--probe-rate`) whose latency is not queueing.
+
+Why a subprocess for the service: in-process, the service would share one event loop (and
+one core) with the producer, the reader and the ceilings' clients, and every timestamp the
+reader takes would wait behind the service's own work. As its own process it runs as it is
+deployed, and its CPU time and memory (/proc) are its own.
 
 Medians across rounds and the ratios pipeline/ceiling are printed as a table and written to
 `bench/results/latest.json`. The machine is shared and noisy: read ratios and medians, never
@@ -328,6 +336,30 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
+class PromptOutputReader(OutputReader):
+    """The sandbox's OutputReader, fetching with a short broker wait. With aiokafka's default
+    (fetch_max_wait_ms=500) the embedded broker hands a record over ~135 ms (p50) after it is
+    produced, which would be added to every latency measured here; at 50 ms it is ~25 ms."""
+
+    FETCH_MAX_WAIT_MS = 50
+
+    async def start(self) -> None:
+        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False,
+                                    auto_offset_reset="earliest",
+                                    fetch_max_wait_ms=self.FETCH_MAX_WAIT_MS)
+        await consumer.start()
+        tps: list[TopicPartition] = []
+        for topic in (self._status_topic, self._print_files_topic):
+            partitions = consumer.partitions_for_topic(topic)
+            if partitions is None:
+                await consumer._client.force_metadata_update()
+                partitions = consumer.partitions_for_topic(topic) or {0}
+            tps.extend(TopicPartition(topic, p) for p in sorted(partitions))
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        self._consumer = consumer
+
+
 # ----------------------------------------------------------------------------- the rounds
 
 
@@ -346,6 +378,7 @@ class Bench:
     offsets: AIOKafkaConsumer
     watcher: AIOKafkaConsumer
     reader: OutputReader
+    hop_topic: str
     routing: Settings = field(default_factory=Settings)
 
     def pids(self) -> dict[str, int | None]:
@@ -356,7 +389,7 @@ class Bench:
 
 
 def expected_pairs(events: Iterable[dict[str, Any]], routing: Settings) -> set[tuple[str, str]]:
-    pairs = set()
+    pairs: set[tuple[str, str]] = set()
     for event in events:
         decoded = decode_order_created(encode(event)[1], 1 << 20)
         assert isinstance(decoded, OrderCreated), decoded
@@ -487,6 +520,10 @@ async def drive(bench: Bench, events: list[dict[str, Any]], rate: float,
         figures[f"cpu_pct_{name}"] = (None if after is None or before_cpu is None
                                       else 100 * (after - before_cpu) / span)
     figures["cpu_peak_pct_service"] = peak_pct(service_cpu)
+    service_before, service_after = cpu_before.get("service"), cpu_after.get("service")
+    figures["service_cpu_ms_per_order"] = (
+        None if service_before is None or service_after is None
+        else 1000 * (service_after - service_before) / len(events))
     statuses: dict[str, Counter[str]] = defaultdict(Counter)
     for order_id, vendor in finished:
         statuses[vendor][outcomes.terminal_status[(order_id, vendor)]] += 1
@@ -542,6 +579,35 @@ async def consume_ceiling(bench: Bench, start: Mapping[int, int], end: Mapping[i
         "validate_records_per_s": len(values) / validate_s if validate_s > 0 else None,
         "validate_invalid": invalid,
     }
+
+
+async def kafka_hop(bench: Bench, records: int = 40, rate: float = 40.0) -> dict[str, Any]:
+    """One Kafka hop, produced -> consumed, at a light steady rate, with the consumer settings
+    the intake uses (aiokafka's defaults but the batch size), on a topic of its own: the
+    latency floor that the input and the status topic each add to an order."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bench.bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    latencies: list[float] = []
+    try:
+        tps = [TopicPartition(bench.hop_topic, p) for p in range(bench.args.partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        await consumer.getmany(timeout_ms=100)  # the positions are known before producing
+
+        async def read() -> None:
+            while len(latencies) < records:
+                batch = await consumer.getmany(timeout_ms=1000, max_records=500)
+                now = time.time()
+                latencies.extend(now - float(r.value) for rs in batch.values() for r in rs)
+
+        reading = asyncio.create_task(read())
+        for n in range(records):
+            await bench.producer.send(bench.hop_topic, str(time.time()).encode(), key=str(n).encode())
+            await asyncio.sleep(1 / rate)
+        await asyncio.wait_for(reading, timeout=30)
+    finally:
+        await consumer.stop()
+    return {"kafka_hop_p50_s": percentile(latencies, 50), "kafka_hop_p95_s": percentile(latencies, 95)}
 
 
 async def http_ceiling(bench: Bench, zakeke_code: str, sample: dict[str, Any]) -> dict[str, Any]:
@@ -636,6 +702,9 @@ ROWS: list[tuple[str, str, str]] = [
     *[(f"ratio_requests_to_http_{v}", f"  {v}", "{:.2f}") for v in VENDORS],
     ("orders_per_s_http_bound", "bound: orders/s that fill the first vendor's ceiling", "{:.1f}"),
     ("ratio_orders_to_http_bound", "ratio: pipeline orders/s / that bound", "{:.2f}"),
+    ("kafka_hop_p50_s", "floor: one Kafka hop, produce -> consume, p50 s", "{:.3f}"),
+    ("kafka_hop_p95_s", "floor: one Kafka hop, produce -> consume, p95 s", "{:.3f}"),
+    ("service_cpu_ms_per_order", "service CPU ms per order", "{:.2f}"),
     ("cpu_pct_service", "CPU % of one core during the burst: service", "{:.0f}"),
     ("cpu_peak_pct_service", "  service, busiest second", "{:.0f}"),
     ("cpu_pct_simulators", "  simulators", "{:.0f}"),
@@ -712,7 +781,9 @@ async def run(args: argparse.Namespace, broker: EmbeddedBroker, sim_log: IO[byte
     memory: dict[str, float] = {}
     children: list[Child] = []
     bootstrap = broker.bootstrap_servers
+    hop_topic = f"bench{stamp}.hop"
     await create_topics(bootstrap, [(topics.orders_created, args.partitions, None),
+                                    (hop_topic, args.partitions, None),
                                     (topics.status, args.partitions, None),
                                     (topics.print_files_ready, args.partitions, None),
                                     (topics.dead_letter, args.partitions, None)])
@@ -738,12 +809,12 @@ async def run(args: argparse.Namespace, broker: EmbeddedBroker, sim_log: IO[byte
             await watcher.start()
             watcher.assign([TopicPartition(topics.orders_created, p) for p in range(args.partitions)])
             stack.push_async_callback(watcher.stop)
-            reader = OutputReader(bootstrap, topics.status, topics.print_files_ready)
+            reader = PromptOutputReader(bootstrap, topics.status, topics.print_files_ready)
             await reader.start()
             stack.push_async_callback(reader.stop)
             bench = Bench(args, bootstrap, topics, group, urls, service,
                           {"simulators": simulators.pid, "broker": broker.pid, "bench": os.getpid()},
-                          http_port, session, producer, offsets, watcher, reader)
+                          http_port, session, producer, offsets, watcher, reader, hop_topic)
             print(f"bench: {args.orders} orders x {args.repeat} rounds, vendors {', '.join(VENDORS)}, "
                   f"{args.latency * 1000:.0f} ms latency, service pid {service.pid}",
                   file=sys.stderr, flush=True)
@@ -756,6 +827,7 @@ async def run(args: argparse.Namespace, broker: EmbeddedBroker, sim_log: IO[byte
                 details["http_statuses"] = {k: ceiling.pop(k) for k in list(ceiling)
                                             if k.startswith("http_statuses_")}
                 figures.update(ceiling)
+                figures.update(await kafka_hop(bench))
                 if args.probe_orders > 0:
                     figures.update(await latency_probe(bench, index))
                 add_ratios(figures)
