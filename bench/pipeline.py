@@ -842,7 +842,7 @@ async def run(args: argparse.Namespace, broker: EmbeddedBroker, sim_log: IO[byte
             child.stop()
     median = medians(rounds)
     return {
-        "command": "python -m bench.pipeline " + " ".join(sys.argv[1:]),
+        "command": " ".join(["python -m bench.pipeline", *sys.argv[1:]]),
         "started_at": started_at,
         "machine": {"cpus": os.cpu_count(), "loadavg_before": load_before,
                     "loadavg_after": os.getloadavg()},
