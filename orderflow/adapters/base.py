@@ -9,6 +9,7 @@ to the vendor, and return an `Observation` (what the vendor says now) or raise a
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
 import json
 import time
@@ -204,6 +205,11 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - now)
 
 
+def basic_authorization(login: str, password: str) -> str:
+    """The HTTP Basic `Authorization` value. Built here because aiohttp deprecates BasicAuth."""
+    return "Basic " + base64.b64encode(f"{login}:{password}".encode()).decode("ascii")
+
+
 def default_error_for(vendor: Vendor, operation: str, answer: HttpAnswer) -> VendorError:
     """The shared reading of a non-success status; adapters call it from their own
     translation function after handling the codes that mean something special to them."""
@@ -278,7 +284,6 @@ class VendorHttp:
         form: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
-        auth: aiohttp.BasicAuth | None = None,
     ) -> HttpAnswer:
         if self._session is None:
             raise RuntimeError(f"{self.vendor} HTTP session is not started")
@@ -287,7 +292,7 @@ class VendorHttp:
         outcome = "connection_error"
         try:
             async with self._session.request(
-                method, url, json=json_body, data=form, params=params, headers=headers, auth=auth,
+                method, url, json=json_body, data=form, params=params, headers=headers,
                 allow_redirects=False,
             ) as response:
                 body = await response.read()
@@ -324,6 +329,7 @@ __all__ = [
     "VendorRejected",
     "VendorThrottled",
     "VendorUnavailable",
+    "basic_authorization",
     "default_error_for",
     "outcome_label",
     "parse_retry_after",

@@ -33,7 +33,6 @@ Decisions where the page leaves room (each one has a unit test):
 
 from __future__ import annotations
 
-import base64
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -51,6 +50,7 @@ from orderflow.adapters.base import (
     VendorError,
     VendorHttp,
     VendorUnavailable,
+    basic_authorization,
     default_error_for,
 )
 from orderflow.config.settings import ReevooSettings
@@ -193,11 +193,6 @@ def observation_from_accepted(answer: HttpAnswer) -> Observation:
 # ----------------------------------------------------------------------------- adapter
 
 
-def basic_authorization(key: str, secret: str) -> str:
-    """The HTTP Basic ``Authorization`` value (built here: aiohttp deprecates BasicAuth)."""
-    return "Basic " + base64.b64encode(f"{key}:{secret}".encode()).decode("ascii")
-
-
 
 class ReevooAdapter:
     """Submits customer orders to Reevoo.
@@ -263,7 +258,6 @@ class ReevooAdapter:
 __all__ = [
     "ACCEPTED_STATE",
     "ReevooAdapter",
-    "basic_authorization",
     "observation_from_accepted",
     "reevoo_date",
     "reevoo_error",

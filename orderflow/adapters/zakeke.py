@@ -26,7 +26,6 @@ statuses -> errors), then the token cache, then the adapter that does the I/O.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import math
 import time
@@ -53,6 +52,7 @@ from orderflow.adapters.base import (
     VendorHttp,
     VendorRejected,
     VendorUnavailable,
+    basic_authorization,
     default_error_for,
 )
 from orderflow.config.settings import ZakekeSettings
@@ -752,10 +752,9 @@ class ZakekeAdapter:
         )
 
     def _client_authorization(self) -> str:
-        # Built here rather than with aiohttp.BasicAuth, which aiohttp deprecates.
         secret = self._settings.client_secret
-        credentials = f"{self._settings.client_id or ''}:{secret.get_secret_value() if secret else ''}"
-        return "Basic " + base64.b64encode(credentials.encode()).decode("ascii")
+        return basic_authorization(self._settings.client_id or "",
+                                   secret.get_secret_value() if secret else "")
 
     async def _request_token(self, code: TokenCode | None) -> GrantedToken:
         form = {"grant_type": "client_credentials", "access_type": "S2S"}
