@@ -67,6 +67,8 @@ class _VendorLane:
     slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
     limiter: RateLimiter | None = None
     running: set[JobKey] = field(default_factory=set)
+    # Jobs that came due while their previous run was still finishing: started when it ends.
+    deferred: dict[JobKey, int] = field(default_factory=dict)
     dispatcher: asyncio.Task[None] | None = None
 
 
@@ -194,8 +196,18 @@ class Scheduler:
                 tasks.discard(t)
                 lane.running.discard(job.key)
                 lane.slots.release()
+                self._resume_deferred(lane, job.key)
 
             task.add_done_callback(_done)
+
+    def _resume_deferred(self, lane: _VendorLane, key: JobKey) -> None:
+        partition = lane.deferred.pop(key, None)
+        if partition is None or partition not in self._open:
+            return
+        job = self._table.get(partition, key)
+        if job is not None:
+            lane.queue.push(job)
+            lane.wake.set()
 
     async def _next_due(self, lane: _VendorLane) -> Job:
         while True:
@@ -205,10 +217,14 @@ class Scheduler:
             if entry is not None:
                 partition, key, version = entry
                 job = self._table.get(partition, key)
-                if (job is not None and job.version == version and partition in self._open
-                        and key not in lane.running):
-                    return job
-                continue  # stale: rescheduled, finished, or its partition is leaving
+                if job is None or job.version != version or partition not in self._open:
+                    continue  # stale: rescheduled, finished, or its partition is leaving
+                if key in lane.running:
+                    # Its last run rescheduled it and is still winding down: never run a
+                    # job twice at once, but never drop it either.
+                    lane.deferred[key] = partition
+                    continue
+                return job
             next_due = lane.queue.next_due()
             timeout = None if next_due is None else max(0.0, next_due - now)
             with contextlib.suppress(TimeoutError):

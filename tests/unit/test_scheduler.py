@@ -1,0 +1,94 @@
+"""The scheduler with small fakes in place of Kafka and a vendor: no I/O."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+
+from orderflow.adapters.base import Observation, PairState
+from orderflow.config.settings import Settings
+from orderflow.consumer.jobs import Job, JobTable
+from orderflow.consumer.metrics import Metrics
+from orderflow.consumer.scheduler import Scheduler
+from orderflow.contracts.events import Order, OrderCreated, Vendor, VendorStatus
+
+EXAMPLE = Path(__file__).parent.parent / "fixtures" / "order-created.json"
+
+
+class FakePublisher:
+    def __init__(self) -> None:
+        self.events: list = []
+
+    async def publish(self, events) -> None:
+        self.events.extend(events)
+
+
+class FakeTracking:
+    def __init__(self) -> None:
+        self.records: list[Job] = []
+
+    async def write(self, job: Job) -> None:
+        self.records.append(job)
+
+    async def remove(self, partition, keys) -> None:
+        return None
+
+
+class ReadyOnThirdPoll:
+    vendor = Vendor.ZAKEKE
+
+    def __init__(self) -> None:
+        self.polls = 0
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def submit(self, order: Order, state: PairState) -> Observation:
+        return Observation(VendorStatus.SUBMITTED, vendor_order_ref="1")
+
+    async def poll(self, order: Order, state: PairState) -> Observation:
+        self.polls += 1
+        status = VendorStatus.COMPLETED if self.polls >= 3 else VendorStatus.SUBMITTED
+        return Observation(status, vendor_order_ref="1", vendor_state="INPROCESS")
+
+
+class LeapingClock:
+    """Every reading is a minute later: whatever was scheduled is already due when the
+    dispatcher looks, even before the run that scheduled it has ended."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        self.now += 60.0
+        return self.now
+
+
+async def test_a_job_due_again_before_its_last_run_ends_is_deferred_not_dropped():
+    settings = Settings(zakeke={"client_id": "a", "client_secret": "b"},
+                        smake={"enabled": False}, reevoo={"enabled": False},
+                        poll={"deadline_s": 10**9})
+    order = OrderCreated.model_validate_json(EXAMPLE.read_bytes()).order
+    clock = LeapingClock()
+    table, publisher, adapter = JobTable(), FakePublisher(), ReadyOnThirdPoll()
+    table.add_partition(0)
+    scheduler = Scheduler(settings, {Vendor.ZAKEKE: adapter}, table, publisher, FakeTracking(),
+                          Metrics(process_collectors=False), clock=clock, rng=random.Random(1))
+    await scheduler.start()
+    scheduler.open_partition(0)
+    job = Job(order_id=order.order_id, vendor=Vendor.ZAKEKE, partition=0, source_event_id="e",
+              order=order, created_at=clock(), due_at=clock())
+    scheduler.schedule(job)
+    try:
+        for _ in range(200):
+            if table.get(0, job.key) is None:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await scheduler.stop(grace_s=1)
+    statuses = [event.status for event in publisher.events]
+    assert statuses == [VendorStatus.SUBMITTED, VendorStatus.COMPLETED]
+    assert adapter.polls == 3
+    assert table.knows(0, job.key) and table.get(0, job.key) is None  # finished
