@@ -294,9 +294,9 @@ def test_prometheusrule_file_is_generated() -> None:
 
 
 def test_settings_named_in_the_docs_exist() -> None:
-    """The runbook, the deploy guide, the README, the rules and the dashboard name settings an
+    """The runbook, the README (with the deploy guide), the rules and the dashboard name settings an
     operator will set: each must be real (`<VENDOR>` stands for each vendor)."""
-    sources = [DEPLOY.parent / "docs" / "runbook.md", DEPLOY.parent / "docs" / "deploy-section.md",
+    sources = [DEPLOY.parent / "docs" / "runbook.md",
                DEPLOY.parent / "README.md", DEPLOY / "prometheus" / "orderflow.rules.yml",
                DEPLOY / "grafana" / "orderflow.json"]
     sources = [s for s in sources if s.exists()]

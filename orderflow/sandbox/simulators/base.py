@@ -2,7 +2,7 @@
 the `/_sim/` control API, and a server that runs a simulator in the caller's event loop.
 
 A simulator is an independent reading of one vendor's documents (see
-`/work/shared/vendor-docs`), served over real HTTP on loopback. It imports nothing of the
+the vendors' published API pages), served over real HTTP on loopback. It imports nothing of the
 adapters or the engine, so a test against it checks an adapter against the documents.
 
 Faults are decided in one middleware *before* the vendor handler runs, so a faulted request
