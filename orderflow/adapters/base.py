@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from orderflow.config.settings import VendorSettings
 from orderflow.contracts.events import Order, Vendor, VendorStatus
 
 # ----------------------------------------------------------------------------- outcomes
@@ -257,6 +258,20 @@ class VendorHttp:
         # numbers passes an encoder that writes Decimals verbatim.
         self._json_serialize = json_serialize
         self._session: aiohttp.ClientSession | None = None
+
+    @classmethod
+    def for_vendor(
+        cls,
+        vendor: Vendor,
+        settings: VendorSettings,
+        observer: RequestObserver | None = None,
+        *,
+        json_serialize: Callable[[Any], str] = json.dumps,
+    ) -> VendorHttp:
+        """The session a vendor's settings describe: its base URL, timeout and connection cap."""
+        return cls(vendor, settings.base_url, timeout_s=settings.request_timeout_s,
+                   max_connections=settings.max_concurrency, observer=observer,
+                   json_serialize=json_serialize)
 
     async def start(self) -> None:
         if self._session is None:

@@ -217,13 +217,7 @@ class ReevooAdapter:
             self._headers["Authorization"] = basic_authorization(
                 settings.api_key.get_secret_value(), settings.api_secret.get_secret_value()
             )
-        self._http = http or VendorHttp(
-            VENDOR,
-            settings.base_url,
-            timeout_s=settings.request_timeout_s,
-            max_connections=settings.max_concurrency,
-            observer=observer,
-        )
+        self._http = http or VendorHttp.for_vendor(VENDOR, settings, observer)
 
     async def start(self) -> None:
         missing = self._settings.missing_credentials()

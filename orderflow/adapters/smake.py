@@ -359,13 +359,7 @@ class SmakeAdapter:
         self._headers: dict[str, str] = {}
         if settings.api_key is not None:
             self._headers["Authorization"] = f"Bearer {settings.api_key.get_secret_value()}"
-        self._http = http or VendorHttp(
-            VENDOR,
-            settings.base_url,
-            timeout_s=settings.request_timeout_s,
-            max_connections=settings.max_concurrency,
-            observer=observer,
-        )
+        self._http = http or VendorHttp.for_vendor(VENDOR, settings, observer)
 
     async def start(self) -> None:
         missing = self._settings.missing_credentials()

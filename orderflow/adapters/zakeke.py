@@ -571,14 +571,7 @@ class ZakekeAdapter:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
-        self._http = VendorHttp(
-            VENDOR,
-            settings.base_url,
-            timeout_s=settings.request_timeout_s,
-            max_connections=settings.max_concurrency,
-            observer=observer,
-            json_serialize=dumps_exact_json,
-        )
+        self._http = VendorHttp.for_vendor(VENDOR, settings, observer, json_serialize=dumps_exact_json)
         self._tokens = S2STokenCache(
             self._request_token, max_codes=settings.token_cache_size, clock=clock
         )
