@@ -88,12 +88,11 @@ async def run_demo(*, orders: int = 300, timeout_s: float = 180.0, seed: int = 7
         await create_topics(broker.bootstrap_servers, [
             (topics.orders_created, INPUT_PARTITIONS, None), (topics.status, 3, None),
             (topics.print_files_ready, 3, None), (topics.dead_letter, 1, None)])
-        latency = {"latency_s": 0.02, "latency_jitter_s": 0.03}
         zakeke = SimulatorServer(ZakekeSimulator(print_files_delay_s=3.0, print_files_jitter_s=3.0,
-                                                 knobs=FaultKnobs(**latency, seed=seed)))
+                                                 knobs=_lifelike_latency(seed)))
         smake = SimulatorServer(SmakeSimulator(seconds_per_state=1.0, failure_rate=0.05, seed=seed,
-                                               knobs=FaultKnobs(**latency, seed=seed)))
-        reevoo = SimulatorServer(ReevooSimulator(knobs=FaultKnobs(**latency, seed=seed)))
+                                               knobs=_lifelike_latency(seed)))
+        reevoo = SimulatorServer(ReevooSimulator(knobs=_lifelike_latency(seed)))
         async with zakeke, smake, reevoo:
             urls = {"zakeke": zakeke.base_url, "smake": smake.base_url, "reevoo": reevoo.base_url}
             for vendor, url in urls.items():
@@ -123,6 +122,11 @@ async def run_demo(*, orders: int = 300, timeout_s: float = 180.0, seed: int = 7
         return 1
     console.print("[bold green]every order reached a terminal status at every vendor[/]")
     return 0
+
+
+def _lifelike_latency(seed: int) -> FaultKnobs:
+    """20 to 50 ms per answer: enough to look like a vendor on the internet."""
+    return FaultKnobs(latency_s=0.02, latency_jitter_s=0.03, seed=seed)
 
 
 def _expected_pairs(events: list[dict[str, Any]], settings: Settings) -> dict[str, set[Pair]]:

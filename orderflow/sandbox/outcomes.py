@@ -83,7 +83,7 @@ class OutputReader:
         consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False,
                                     auto_offset_reset="earliest")
         await consumer.start()
-        tps = []
+        tps: list[TopicPartition] = []
         for topic in (self._status_topic, self._print_files_topic):
             partitions = consumer.partitions_for_topic(topic)
             if partitions is None:
