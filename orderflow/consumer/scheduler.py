@@ -277,17 +277,30 @@ class Scheduler:
         """Events first, then the tracking record that marks them done (DESIGN decision 4):
         a crash in between repeats an event (same id, dropped downstream), never loses one."""
         after = step.job
-        try:
-            if step.events:
-                await self._publisher.publish(step.events)
-                self._count(step.events, before)
-            if _needs_record(before, after):
-                await self._tracking.write(after)
-        except KafkaError as exc:
-            self._metrics.kafka_errors.labels("apply").inc()
-            log.warning("could not record a job's progress, will repeat it", error=str(exc))
-            retry = transitions.retry_later(before, self._clock(), self._settings.poll, self._rng)
-            after = retry.job
+        published = not step.events
+        delay = 0.5
+        while True:
+            try:
+                if not published:
+                    await self._publisher.publish(step.events)
+                    published = True
+                    self._count(step.events, before)
+                if _needs_record(before, after):
+                    await self._tracking.write(after)
+                break
+            except KafkaError as exc:
+                # What the vendor said is kept and recorded again, never asked again: a vendor
+                # that cannot be asked (Reevoo) must not get a second submission after its 202.
+                self._metrics.kafka_errors.labels("apply").inc()
+                if after.partition not in self._open:
+                    # Handed over meanwhile: the next owner repeats this step from the last
+                    # record, asking the vendor before creating anything again.
+                    log.warning("could not record a job's progress before hand-over", error=str(exc))
+                    return
+                log.warning("could not record a job's progress, retrying", error=str(exc),
+                            retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
         if after.phase is Phase.DONE:
             self._table.put(after)
             return

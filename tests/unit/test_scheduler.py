@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from pathlib import Path
+
+from aiokafka.errors import KafkaTimeoutError
 
 from orderflow.adapters.base import Observation, PairState
 from orderflow.config.settings import Settings
@@ -92,3 +95,55 @@ async def test_a_job_due_again_before_its_last_run_ends_is_deferred_not_dropped(
     assert statuses == [VendorStatus.SUBMITTED, VendorStatus.COMPLETED]
     assert adapter.polls == 3
     assert table.knows(0, job.key) and table.get(0, job.key) is None  # finished
+
+
+class FailingOnceTracking(FakeTracking):
+    """The first tracking write fails, as during a broker stall."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 0
+
+    async def write(self, job: Job) -> None:
+        if not self.failures:
+            self.failures += 1
+            raise KafkaTimeoutError()
+        await super().write(job)
+
+
+class CountingSubmits(ReadyOnThirdPoll):
+    def __init__(self) -> None:
+        super().__init__()
+        self.submits = 0
+
+    async def submit(self, order: Order, state: PairState) -> Observation:
+        self.submits += 1
+        return await super().submit(order, state)
+
+
+async def test_a_failed_tracking_write_is_retried_without_asking_the_vendor_again():
+    settings = Settings(zakeke={"client_id": "a", "client_secret": "b"},
+                        smake={"enabled": False}, reevoo={"enabled": False},
+                        poll={"initial_interval_s": 0.01, "max_interval_s": 0.01})
+    order = OrderCreated.model_validate_json(EXAMPLE.read_bytes()).order
+    table, publisher = JobTable(), FakePublisher()
+    tracking, adapter = FailingOnceTracking(), CountingSubmits()
+    table.add_partition(0)
+    scheduler = Scheduler(settings, {Vendor.ZAKEKE: adapter}, table, publisher, tracking,
+                          Metrics(process_collectors=False), rng=random.Random(1))
+    await scheduler.start()
+    scheduler.open_partition(0)
+    now = time.time()
+    job = Job(order_id=order.order_id, vendor=Vendor.ZAKEKE, partition=0, source_event_id="e",
+              order=order, created_at=now, due_at=0.0)
+    scheduler.schedule(job)
+    try:
+        for _ in range(500):
+            if table.get(0, job.key) is None:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await scheduler.stop(grace_s=1)
+    assert adapter.submits == 1, "the vendor was asked to create the order again"
+    assert tracking.failures == 1
+    assert [e.status for e in publisher.events] == [VendorStatus.SUBMITTED, VendorStatus.COMPLETED]
