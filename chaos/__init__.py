@@ -1,0 +1,1 @@
+"""The chaos harness: `python -m chaos` (make chaos). See chaos/harness.py."""

@@ -1,0 +1,42 @@
+"""python -m chaos [--short] [--orders N] [--rate R] [...]: see chaos/harness.py."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from chaos.harness import ChaosPlan, run_chaos
+
+
+def parse_args(argv: Sequence[str] | None = None) -> ChaosPlan:
+    parser = argparse.ArgumentParser(prog="python -m chaos", description=__doc__)
+    parser.add_argument("--short", action="store_true",
+                        help="the size `make test` runs: every fault kind, about a minute")
+    defaults = ChaosPlan()
+    for f in dataclasses.fields(ChaosPlan):
+        if f.name == "work_dir":
+            continue
+        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(getattr(defaults, f.name)),
+                            default=None)
+    parser.add_argument("--work-dir", type=Path, default=Path("chaos/results/run"),
+                        help="logs of every process and report.json (default: %(default)s)")
+    args = parser.parse_args(argv)
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(ChaosPlan)
+             if getattr(args, f.name) is not None}
+    return ChaosPlan.short(**given) if args.short else ChaosPlan(**given)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    plan = parse_args(argv)
+    report = asyncio.run(run_chaos(plan))
+    print(report.render())
+    print(f"\nlogs and report.json: {plan.work_dir}")
+    return 0 if report.passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
