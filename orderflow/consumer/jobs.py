@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -35,6 +36,10 @@ def tracking_key(key: JobKey) -> bytes:
 def parse_tracking_key(raw: bytes) -> JobKey:
     vendor, _, order_id = raw.decode().partition("/")
     return order_id, Vendor(vendor)
+
+
+_VENDOR_NAMES = frozenset(str(v) for v in Vendor)
+_PHASE_NAMES = frozenset(str(p) for p in Phase)
 
 
 @dataclass(slots=True)
@@ -106,16 +111,24 @@ class Job:
 
 class JobTable:
     """The jobs of the partitions this process owns. Active jobs are kept whole; finished
-    pairs only as key -> finished_at, which is all that re-delivery de-duplication needs and
-    keeps a large history cheap."""
+    pairs only as tracking key (bytes) -> finished_at, which is all that re-delivery
+    de-duplication needs and keeps a large history cheap: about 130 bytes a pair, and a
+    dict of bytes and floats that the garbage collector never has to walk."""
 
     def __init__(self) -> None:
         self._active: dict[int, dict[JobKey, Job]] = {}
-        self._finished: dict[int, dict[JobKey, float]] = {}
+        self._finished: dict[int, dict[bytes, float]] = {}
 
-    def add_partition(self, partition: int) -> None:
+    def add_partition(self, partition: int, finished: dict[bytes, float] | None = None) -> None:
+        """Own a partition. `finished` (tracking key -> finished_at, as a restore builds it)
+        becomes its finished index as it is, not copied."""
         self._active.setdefault(partition, {})
-        self._finished.setdefault(partition, {})
+        if finished is None:
+            self._finished.setdefault(partition, {})
+        elif partition in self._finished:
+            self._finished[partition].update(finished)
+        else:
+            self._finished[partition] = finished
 
     def drop_partition(self, partition: int) -> list[Job]:
         self._finished.pop(partition, None)
@@ -125,7 +138,8 @@ class JobTable:
         return sorted(self._active)
 
     def knows(self, partition: int, key: JobKey) -> bool:
-        return key in self._active.get(partition, {}) or key in self._finished.get(partition, {})
+        return (key in self._active.get(partition, {})
+                or tracking_key(key) in self._finished.get(partition, {}))
 
     def get(self, partition: int, key: JobKey) -> Job | None:
         return self._active.get(partition, {}).get(key)
@@ -137,23 +151,123 @@ class JobTable:
             return  # the partition was revoked meanwhile: its new owner has the record
         if job.phase is Phase.DONE:
             active.pop(job.key, None)
-            self._finished[job.partition][job.key] = job.finished_at or 0.0
+            self._finished[job.partition][tracking_key(job.key)] = job.finished_at or 0.0
         else:
             active[job.key] = job
 
     def forget(self, partition: int, key: JobKey) -> None:
         self._active.get(partition, {}).pop(key, None)
-        self._finished.get(partition, {}).pop(key, None)
+        self._finished.get(partition, {}).pop(tracking_key(key), None)
 
     def active_jobs(self, partition: int) -> list[Job]:
         return list(self._active.get(partition, {}).values())
 
     def expired_finished(self, partition: int, older_than: float) -> list[JobKey]:
-        return [k for k, t in self._finished.get(partition, {}).items() if t < older_than]
+        return [parse_tracking_key(k) for k, t in self._finished.get(partition, {}).items()
+                if t < older_than]
 
     def counts(self) -> tuple[int, int]:
         return (sum(len(p) for p in self._active.values()),
                 sum(len(p) for p in self._finished.values()))
+
+
+def finished_at_of(key: bytes, value: bytes) -> float | None:
+    """When the pair of this tracking record finished, or None if it has not. Raises
+    ValueError for a record that cannot be read or names another pair than its key.
+
+    Reads the JSON but builds no Job and no Order: the cheap way through the finished pairs
+    that are most of a long history."""
+    try:
+        data = json.loads(value.decode())  # UTF-8 always: spares json its encoding detection
+        if data.get("v") != RECORD_VERSION:
+            raise ValueError(f"unknown tracking record version {data.get('v')!r}")
+        vendor, order_id, phase = data["vendor"], data["order_id"], data["phase"]
+        if (vendor not in _VENDOR_NAMES or not isinstance(order_id, str)
+                or f"{vendor}/{order_id}".encode() != key):
+            raise ValueError("the record names another pair than its key")
+        if phase not in _PHASE_NAMES:
+            raise ValueError(f"unknown phase {phase!r}")
+        if phase != Phase.DONE:
+            return None
+        return float(data.get("finished_at") or 0.0)
+    except (KeyError, TypeError, AttributeError) as exc:  # not an object, or a field missing
+        raise ValueError(f"unreadable tracking record ({type(exc).__name__}: {exc})") from None
+
+
+def read_tracking_record(key: bytes, value: bytes, partition: int) -> Job:
+    """The job a tracking record holds; ValueError when it cannot be read or names another
+    pair than its key."""
+    try:
+        job = Job.from_record(value, partition)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"unreadable tracking record ({type(exc).__name__}: {exc})") from None
+    if tracking_key(job.key) != key:
+        raise ValueError("the record names another pair than its key")
+    return job
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedRecord:
+    key: bytes
+    reason: str
+
+
+class TrackingReplay:
+    """One tracking partition read from its start, record by record in offset order, reduced
+    as it goes to what the job table keeps (the latest record of a key wins; a tombstone
+    forgets the pair):
+
+    - a finished pair becomes tracking key -> finished_at at once, without a Job;
+    - an unfinished pair keeps only its latest raw record, decoded into a Job (with its
+      order) once the end is reached, so an earlier version that a later one supersedes is
+      never decoded;
+    - a record that cannot be read is reported and forgets its pair, as the record that
+      should say the pair's state is lost.
+
+    Memory follows the size of the table, never of the history read."""
+
+    def __init__(self, partition: int) -> None:
+        self.partition = partition
+        self.records = 0
+        self.finished: dict[bytes, float] = {}
+        self._unfinished: dict[bytes, bytes] = {}
+
+    @property
+    def unfinished(self) -> int:
+        return len(self._unfinished)
+
+    def apply(self, key: bytes | None, value: bytes | None) -> SkippedRecord | None:
+        """Take the next record of the partition; returns what was skipped, if it was."""
+        self.records += 1
+        if key is None:
+            return None  # not a tracking record: orderflow always writes a key
+        if value is None:
+            self.finished.pop(key, None)
+            self._unfinished.pop(key, None)
+            return None
+        try:
+            finished_at = finished_at_of(key, value)
+        except ValueError as exc:
+            self.finished.pop(key, None)
+            self._unfinished.pop(key, None)
+            return SkippedRecord(key, str(exc))
+        if finished_at is None:
+            self.finished.pop(key, None)
+            self._unfinished[key] = value
+        else:
+            self._unfinished.pop(key, None)
+            self.finished[key] = finished_at
+        return None
+
+    def unfinished_jobs(self) -> Iterator[Job | SkippedRecord]:
+        """Decode the unfinished pairs' latest records, releasing each raw record as it goes.
+        Call once the partition's end is reached."""
+        while self._unfinished:
+            key, value = self._unfinished.popitem()
+            try:
+                yield read_tracking_record(key, value, self.partition)
+            except ValueError as exc:
+                yield SkippedRecord(key, str(exc))
 
 
 class DueQueue:

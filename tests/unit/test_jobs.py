@@ -16,7 +16,11 @@ from orderflow.consumer.jobs import (
     JobKey,
     JobTable,
     Phase,
+    SkippedRecord,
+    TrackingReplay,
+    finished_at_of,
     parse_tracking_key,
+    read_tracking_record,
     tracking_key,
 )
 from orderflow.contracts.events import Order, OrderCreated, Vendor, VendorStatus
@@ -194,6 +198,159 @@ def test_add_partition_twice_keeps_what_it_holds() -> None:
     table.put(job(partition=0))
     table.add_partition(0)
     assert table.counts() == (1, 0)
+
+
+def test_a_restored_finished_index_is_adopted_as_it_is() -> None:
+    table = JobTable()
+    index = {tracking_key(("OLD", Vendor.REEVOO)): 100.0}
+    table.add_partition(2, index)
+    assert table.knows(2, ("OLD", Vendor.REEVOO))
+    assert table.counts() == (0, 1)
+    table.put(finished("NEW", partition=2, at=300.0))
+    assert index[tracking_key(("NEW", Vendor.REEVOO))] == 300.0, "adopted, not copied"
+    assert table.expired_finished(2, older_than=200.0) == [("OLD", Vendor.REEVOO)]
+
+
+def test_adding_a_restored_index_to_a_partition_held_merges_it() -> None:
+    table = JobTable()
+    table.add_partition(2)
+    table.put(finished("A", partition=2))
+    table.put(job("B", partition=2))
+    table.add_partition(2, {tracking_key(("C", Vendor.SMAKE)): 5.0})
+    assert table.knows(2, ("A", Vendor.REEVOO)) and table.knows(2, ("C", Vendor.SMAKE))
+    assert table.counts() == (1, 2)
+
+
+# ----------------------------------------------------------------------------- restore
+
+
+def record(j: Job) -> tuple[bytes, bytes]:
+    return tracking_key(j.key), j.to_record()
+
+
+def replayed(*records: tuple[bytes, bytes | None], partition: int = 3) -> TrackingReplay:
+    replay = TrackingReplay(partition)
+    for key, value in records:
+        assert replay.apply(key, value) is None
+    return replay
+
+
+def test_finished_at_of_reads_a_finished_record_and_none_for_an_unfinished_one() -> None:
+    assert finished_at_of(*record(finished("SHOP-1", at=1_700_000_100.5))) == 1_700_000_100.5
+    assert finished_at_of(*record(job(phase=Phase.POLL, status=VendorStatus.IN_PROGRESS))) is None
+    assert finished_at_of(*record(job())) is None
+    no_time = finished(at=0.0)
+    no_time.finished_at = None
+    assert finished_at_of(*record(no_time)) == 0.0
+
+
+@pytest.mark.parametrize(("value", "reason"), [
+    (b"not json", "Expecting value"),
+    (b"\xc3\x28 not utf-8", "can't decode"),
+    (b"[1, 2]", "unreadable tracking record"),
+    (b'{"v": 1, "vendor": "smake", "order_id": "SHOP-100234"}', "unreadable tracking record"),
+    (b'{"v": 2}', "unknown tracking record version"),
+    (b'{"v": 1, "vendor": "smake", "order_id": "SHOP-100234", "phase": "lost"}', "unknown phase"),
+    (b'{"v": 1, "vendor": "smake", "order_id": "SHOP-999", "phase": "done"}', "another pair"),
+    (b'{"v": 1, "vendor": "acme", "order_id": "SHOP-100234", "phase": "done"}', "another pair"),
+    (b'{"v": 1, "vendor": "smake", "order_id": 7, "phase": "done"}', "another pair"),
+    (b'{"v": 1, "vendor": "smake", "order_id": "SHOP-100234", "phase": "done", "finished_at": "x"}',
+     "could not convert"),
+    (b'{"v": 1, "vendor": "smake", "order_id": "SHOP-100234", "phase": "done", "finished_at": [1]}',
+     "unreadable tracking record"),
+])
+def test_finished_at_of_refuses_what_it_cannot_read_with_a_value_error(value: bytes, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        finished_at_of(b"smake/SHOP-100234", value)
+
+
+def test_read_tracking_record_checks_the_key() -> None:
+    key, value = record(job())
+    assert read_tracking_record(key, value, partition=5) == job(partition=5)
+    with pytest.raises(ValueError, match="another pair"):
+        read_tracking_record(b"smake/SHOP-1", value, partition=5)
+    incomplete = json.loads(value)
+    del incomplete["created_at"]
+    with pytest.raises(ValueError, match="unreadable tracking record"):
+        read_tracking_record(key, json.dumps(incomplete).encode(), partition=5)
+
+
+def test_replay_keeps_finished_pairs_by_key_and_unfinished_ones_whole() -> None:
+    active = job("A", phase=Phase.POLL, status=VendorStatus.IN_PROGRESS, vendor_order_ref="9")
+    replay = replayed(record(finished("F", at=50.0)), record(active))
+    assert replay.records == 2
+    assert replay.finished == {b"reevoo/F": 50.0}
+    assert replay.unfinished == 1
+    assert list(replay.unfinished_jobs()) == [active]
+    assert replay.unfinished == 0, "each raw record is released as it is decoded"
+
+
+def test_replay_the_latest_record_of_a_key_wins() -> None:
+    submitted = job("A")
+    polling = replace(submitted, phase=Phase.POLL, status=VendorStatus.SUBMITTED, vendor_order_ref="1")
+    done = replace(polling, phase=Phase.DONE, status=VendorStatus.COMPLETED, order=None, finished_at=70.0)
+    # unfinished -> unfinished: only the later one is decoded
+    replay = replayed(record(submitted), record(polling))
+    assert list(replay.unfinished_jobs()) == [polling]
+    # unfinished -> finished
+    replay = replayed(record(submitted), record(polling), record(done))
+    assert replay.finished == {b"smake/A": 70.0} and replay.unfinished == 0
+    # finished -> unfinished again (a record written back by an older owner, say): latest wins
+    replay = replayed(record(done), record(polling))
+    assert replay.finished == {} and list(replay.unfinished_jobs()) == [polling]
+
+
+def test_replay_a_tombstone_forgets_the_pair_and_a_record_after_it_counts_again() -> None:
+    active, gone = job("A"), finished("G", at=5.0)
+    replay = replayed(record(active), record(gone), (tracking_key(active.key), None),
+                      (tracking_key(gone.key), None), (b"reevoo/never-seen", None))
+    assert replay.records == 5
+    assert replay.finished == {} and replay.unfinished == 0
+    replay.apply(*record(gone))
+    assert replay.finished == {b"reevoo/G": 5.0}
+
+
+def test_replay_an_unreadable_record_is_reported_and_forgets_its_pair() -> None:
+    replay = replayed(record(job("A")), record(finished("F")))
+    skipped = replay.apply(b"smake/A", b"{broken")
+    assert isinstance(skipped, SkippedRecord) and skipped.key == b"smake/A"
+    assert replay.apply(b"reevoo/F", record(finished("OTHER"))[1]) == SkippedRecord(
+        b"reevoo/F", "the record names another pair than its key")
+    assert replay.finished == {} and replay.unfinished == 0
+    assert replay.apply(None, b"anything") is None, "a record without a key is not ours"
+    assert replay.records == 5
+
+
+def test_replay_an_unfinished_record_that_does_not_decode_is_reported_when_decoded() -> None:
+    bad = json.loads(job("A").to_record())
+    bad["order"] = {"order_id": "A"}  # passes the cheap read, fails the order's schema
+    replay = replayed((b"smake/A", json.dumps(bad).encode()), record(job("B")))
+    decoded = list(replay.unfinished_jobs())
+    assert [j.order_id for j in decoded if isinstance(j, Job)] == ["B"]
+    [skipped] = [s for s in decoded if isinstance(s, SkippedRecord)]
+    assert skipped.key == b"smake/A" and "validation error" in skipped.reason
+
+
+def test_replayed_partition_fills_the_table_as_put_would() -> None:
+    """The same history, applied record by record with put/forget, gives the same table."""
+    history = [record(job("A")), record(finished("B", at=9.0)), record(job("C")),
+               record(finished("A", vendor=Vendor.SMAKE, at=10.0)), (b"smake/C", None)]
+    replay = replayed(*history, partition=3)
+    restored = JobTable()
+    restored.add_partition(3, replay.finished)
+    for item in replay.unfinished_jobs():
+        assert isinstance(item, Job)
+        restored.put(item)
+    expected = JobTable()
+    expected.add_partition(3)
+    for key, value in history:
+        if value is None:
+            expected.forget(3, parse_tracking_key(key))
+        else:
+            expected.put(Job.from_record(value, 3))
+    assert restored.counts() == expected.counts() == (0, 2)
+    for key in [("A", Vendor.SMAKE), ("B", Vendor.REEVOO), ("C", Vendor.SMAKE)]:
+        assert restored.knows(3, key) == expected.knows(3, key)
 
 
 # ----------------------------------------------------------------------------- the due queue
