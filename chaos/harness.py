@@ -322,6 +322,7 @@ class ChaosRun:
         self.say = say
         self.rng = random.Random(plan.seed + 1)
         self.began = 0.0
+        self.began_wall = 0.0
         self.timeline: list[tuple[float, str]] = []
         self.last_fault_end = 0.0      # time.time() of the end of the last fault
         self.stalls = 0
@@ -520,6 +521,7 @@ class ChaosRun:
         following = asyncio.create_task(self.follow_outputs(reader, stop_reading))
         progress = asyncio.create_task(self.report_progress(producer, reader, replicas, expected))
         self.began = time.monotonic()
+        self.began_wall = time.time()
         self.note(f"producing {plan.orders} orders at {plan.rate:.0f}/s with {plan.poison} poison records "
                   f"and {plan.redeliveries} re-deliveries; 1 replica of {plan.replicas}")
         try:
@@ -567,11 +569,13 @@ class ChaosRun:
         duplicates = {v: len(ledgers[v]["duplicates"]) for v in VENDORS}
         # Reevoo cannot be asked whether it holds an order: a replica killed after Reevoo took
         # one and before the pair's record was written leaves its next owner no way to know.
-        # Such a duplicate's first create lies just before a kill; any other is a defect.
-        window = plan.request_timeout_s + 3.0
+        # Such a duplicate's first create lies within one call of a kill: the request was in
+        # flight when its sender died (up to a client timeout before the create), or its
+        # record was (up to a timeout, plus a broker stall, after). Any other is a defect.
+        before, after = plan.request_timeout_s, plan.request_timeout_s + plan.stall_s
         reevoo_by_kill = sum(
             1 for times in ledgers["reevoo"]["duplicate_times"].values()
-            if any(times[0] <= k <= times[0] + window for k in replicas.kill_times))
+            if any(times[0] - before <= k <= times[0] + after for k in replicas.kill_times))
         completed_unknown = sum(
             1 for (order_id, vendor), status in outcomes.terminal_status.items()
             if status == "completed" and order_id not in ledgers[vendor]["created"])
@@ -605,6 +609,10 @@ class ChaosRun:
             "terminal_by_vendor": {v: dict(c) for v, c in sorted(outcomes.by_vendor().items())},
             "duplicates": duplicates,
             "reevoo_duplicates_by_kill": reevoo_by_kill,
+            "reevoo_duplicate_creates_s": {
+                key: [round(t - self.began_wall, 2) for t in times]
+                for key, times in ledgers["reevoo"]["duplicate_times"].items()},
+            "kill_times_s": [round(t - self.began_wall, 2) for t in replicas.kill_times],
             "duplicate_keys": {v: ledgers[v]["duplicates"] for v in VENDORS},
             "completed_unknown_to_vendor": completed_unknown,
             "print_files_missing": print_files_missing,

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from collections.abc import Sequence
 
 
+def _exit_before_start(signum: int, frame: object) -> None:
+    # SIGTERM while still importing or reading settings: nothing is running yet, so nothing
+    # can be lost; leave at once and cleanly. The service installs its own handler later.
+    raise SystemExit(0)
+
+
 def _run() -> int:
+    signal.signal(signal.SIGTERM, _exit_before_start)
     from orderflow.config.settings import ConfigError, load_settings
     from orderflow.consumer.app import Application
     from orderflow.consumer.kafka import TopicError
