@@ -39,9 +39,7 @@ import contextlib
 import json
 import os
 import shlex
-import signal
 import statistics
-import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
@@ -62,50 +60,31 @@ from orderflow.consumer.routing import route
 from orderflow.contracts.events import OrderCreated
 from orderflow.sandbox.broker import EmbeddedBroker, create_topics, free_port
 from orderflow.sandbox.outcomes import OutputReader
+from orderflow.sandbox.processes import (
+    SIMULATOR_CREDENTIALS,
+    VENDORS,
+    Child,
+    cpu_seconds,
+    memory_mib,
+    sandbox_env,
+    start_service,
+    start_simulators,
+    wait_ready,
+)
 from orderflow.sandbox.samples import encode, sample_orders
 
-# The vendors benchmarked: the service enables these and the ceilings hit these.
-VENDORS: tuple[str, ...] = ("zakeke", "smake", "reevoo")
-
-# Credentials the simulators accept by default (python -m orderflow.sandbox.simulators).
-ZAKEKE_CLIENT = ("zakeke-sim-client", "zakeke-sim-secret")
-SMAKE_KEY = "smake-sim-key"
-REEVOO_CLIENT = ("reevoo-sim-key", "reevoo-sim-secret")
-REEVOO_TRKREF = "TRKREF123"
+# Credentials the simulators accept by default.
+ZAKEKE_CLIENT = (SIMULATOR_CREDENTIALS["zakeke"]["CLIENT_ID"],
+                 SIMULATOR_CREDENTIALS["zakeke"]["CLIENT_SECRET"])
+SMAKE_KEY = SIMULATOR_CREDENTIALS["smake"]["API_KEY"]
+REEVOO_CLIENT = (SIMULATOR_CREDENTIALS["reevoo"]["API_KEY"],
+                 SIMULATOR_CREDENTIALS["reevoo"]["API_SECRET"])
+REEVOO_TRKREF = SIMULATOR_CREDENTIALS["reevoo"]["TRKREF"]
 
 RESULTS = Path(__file__).resolve().parent / "results"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 # ----------------------------------------------------------------------------- processes
-
-
-def cpu_seconds(pid: int | None) -> float | None:
-    """User + system CPU time of a process so far (/proc/<pid>/stat)."""
-    if pid is None:
-        return None
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = raw.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def memory_mib(pid: int | None) -> dict[str, float]:
-    """Resident memory now (VmRSS) and its peak (VmHWM), in MiB (/proc/<pid>/status)."""
-    if pid is None:
-        return {}
-    try:
-        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
-    except OSError:
-        return {}
-    found = {}
-    for line in lines:
-        key, _, rest = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            found["rss_mib" if key == "VmRSS" else "peak_rss_mib"] = int(rest.split()[0]) / 1024
-    return found
 
 
 async def sample_cpu(pid: int | None, into: list[tuple[float, float]], every_s: float = 0.5) -> None:
@@ -131,140 +110,24 @@ def peak_pct(samples: Sequence[tuple[float, float]], window_s: float = 1.0) -> f
     return best
 
 
-def descendants(pid: int) -> list[int]:
-    """Every process below `pid`, parents before children."""
-    found: list[int] = []
-    try:
-        tasks = list(Path(f"/proc/{pid}/task").iterdir())
-    except OSError:
-        return found
-    for task in tasks:
-        with contextlib.suppress(OSError):
-            for child in (task / "children").read_text().split():
-                found.append(int(child))
-                found.extend(descendants(int(child)))
-    return found
-
-
-def cmdline(pid: int) -> list[str]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-    except OSError:
-        return []
-
-
-@dataclass
-class Child:
-    """A process of the benchmark; `pid` is the one measured (the service itself, not a
-    profiler wrapped around it)."""
-
-    name: str
-    popen: subprocess.Popen[bytes]
-    pid: int
-
-    def stop(self, timeout_s: float = 30.0) -> int | None:
-        if self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        return self.popen.returncode
-
-
-def start_simulators(args: argparse.Namespace, log: IO[bytes]) -> tuple[Child, dict[str, str]]:
-    """The vendor simulators in a process of their own: they then do not compete with the
-    benchmark's producer and reader for one event loop, as they would not in production."""
-    command = [
-        sys.executable, "-m", "orderflow.sandbox.simulators",
-        "all" if len(VENDORS) > 1 else VENDORS[0],
-        "--latency-s", str(args.latency), "--seed", str(args.seed),
-        "--print-files-delay-s", str(args.print_files_delay),
-        "--smake-seconds-per-state", str(args.smake_state_s),
-    ]
-    popen = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL)
-    assert popen.stdout is not None
-    line = popen.stdout.readline()  # one JSON line once listening: vendor -> base URL
-    if not line:
-        popen.wait()
-        raise RuntimeError(f"the simulators exited with {popen.returncode}; see {log.name}")
-    urls: dict[str, str] = json.loads(line)
-    return Child("simulators", popen, popen.pid), {v: urls[v] for v in VENDORS}
+def simulators_command(args: argparse.Namespace) -> list[str]:
+    return ["--latency-s", str(args.latency), "--seed", str(args.seed),
+            "--print-files-delay-s", str(args.print_files_delay),
+            "--smake-seconds-per-state", str(args.smake_state_s)]
 
 
 def service_env(args: argparse.Namespace, bootstrap: str, topics: TopicSettings,
                 urls: Mapping[str, str], http_port: int) -> dict[str, str]:
-    """The ORDERFLOW_* environment a deployment would set, pointed at the sandbox (as
-    tests/integration/conftest.py does), plus the benchmark's polling and concurrency."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERFLOW_")}
+    """The sandbox's ORDERFLOW_* environment plus the benchmark's polling and concurrency."""
+    env = sandbox_env(bootstrap, topics, {v: urls[v] for v in VENDORS}, http_port=http_port)
     env.update({
-        "ORDERFLOW_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
-        "ORDERFLOW_KAFKA__GROUP_ID": f"orderflow-{topics.orders_created}",
-        "ORDERFLOW_KAFKA__ENABLE_IDEMPOTENCE": "false",  # the embedded broker lacks InitProducerId
-        "ORDERFLOW_KAFKA__SESSION_TIMEOUT_MS": "6000",
-        "ORDERFLOW_KAFKA__HEARTBEAT_INTERVAL_MS": "1000",
-        "ORDERFLOW_KAFKA__TRACKING_REPLICATION_FACTOR": "1",
-        "ORDERFLOW_TOPICS__ORDERS_CREATED": topics.orders_created,
-        "ORDERFLOW_TOPICS__STATUS": topics.status,
-        "ORDERFLOW_TOPICS__PRINT_FILES_READY": topics.print_files_ready,
-        "ORDERFLOW_TOPICS__DEAD_LETTER": topics.dead_letter,
-        "ORDERFLOW_TOPICS__TRACKING": topics.tracking,
         "ORDERFLOW_POLL__INITIAL_INTERVAL_S": str(args.poll_initial),
         "ORDERFLOW_POLL__MAX_INTERVAL_S": str(args.poll_max),
-        "ORDERFLOW_HTTP__HOST": "127.0.0.1",
-        "ORDERFLOW_HTTP__PORT": str(http_port),
         "ORDERFLOW_SHUTDOWN_GRACE_S": "5",
         "ORDERFLOW_LOG__LEVEL": args.log_level,
-    })
-    for vendor in ("zakeke", "smake", "reevoo"):
-        prefix = f"ORDERFLOW_{vendor.upper()}__"
-        env[prefix + "ENABLED"] = "true" if vendor in VENDORS else "false"
-        if vendor in VENDORS:
-            env[prefix + "BASE_URL"] = urls[vendor]
-            env[prefix + "MAX_CONCURRENCY"] = str(args.concurrency)
-    env.update({
-        "ORDERFLOW_ZAKEKE__CLIENT_ID": ZAKEKE_CLIENT[0],
-        "ORDERFLOW_ZAKEKE__CLIENT_SECRET": ZAKEKE_CLIENT[1],
-        "ORDERFLOW_SMAKE__API_KEY": SMAKE_KEY,
-        "ORDERFLOW_REEVOO__API_KEY": REEVOO_CLIENT[0],
-        "ORDERFLOW_REEVOO__API_SECRET": REEVOO_CLIENT[1],
-        "ORDERFLOW_REEVOO__TRKREF": REEVOO_TRKREF,
+        **{f"ORDERFLOW_{v.upper()}__MAX_CONCURRENCY": str(args.concurrency) for v in VENDORS},
     })
     return env
-
-
-def start_service(args: argparse.Namespace, env: dict[str, str], log: IO[bytes]) -> Child:
-    """`orderflow run` as its own process, as deployed: its event loop serves only itself,
-    and its CPU time and memory can be read apart from the benchmark's."""
-    prefix = shlex.split(args.service_prefix) if args.service_prefix else []
-    command = [*prefix, sys.executable, "-m", "orderflow", "run"]
-    popen = subprocess.Popen(command, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-    pid = popen.pid
-    if prefix:  # a profiler wraps the service: measure (and signal) the service itself
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            inner = [p for p in descendants(popen.pid) if "orderflow" in cmdline(p)]
-            if inner:
-                pid = inner[-1]
-                break
-            time.sleep(0.05)
-    return Child("service", popen, pid)
-
-
-async def wait_ready(session: aiohttp.ClientSession, port: int, service: Child,
-                     timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if service.popen.poll() is not None:
-            raise RuntimeError(f"the service exited with {service.popen.returncode}")
-        with contextlib.suppress(aiohttp.ClientError, OSError):
-            async with session.get(f"http://127.0.0.1:{port}/readyz") as answer:
-                if answer.status == 200:
-                    return
-        await asyncio.sleep(0.2)
-    raise RuntimeError(f"the service was not ready within {timeout_s}s")
 
 
 # ----------------------------------------------------------------------------- observations
@@ -788,11 +651,12 @@ async def run(args: argparse.Namespace, broker: EmbeddedBroker, sim_log: IO[byte
                                     (topics.print_files_ready, args.partitions, None),
                                     (topics.dead_letter, args.partitions, None)])
     try:
-        simulators, urls = start_simulators(args, sim_log)
+        simulators, urls = start_simulators(simulators_command(args), sim_log, VENDORS)
         children.append(simulators)
         http_port = free_port()
         env = service_env(args, bootstrap, topics, urls, http_port)
-        service = start_service(args, env, service_log)
+        service = start_service(env, service_log,
+                                wrapper=shlex.split(args.service_prefix) if args.service_prefix else ())
         children.append(service)
         async with contextlib.AsyncExitStack() as stack:
             session = await stack.enter_async_context(aiohttp.ClientSession())

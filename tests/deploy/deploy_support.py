@@ -144,43 +144,19 @@ def service_env(bootstrap_servers: str, http_port: int, topics: Topics,
                 vendor_urls: Mapping[str, str] | None = None) -> dict[str, str]:
     """The ORDERFLOW_* environment of a deployment, pointed at this machine. Only the contract's
     variables and those the manifests set; vendors off unless a simulator URL is given."""
+    from orderflow.config.settings import TopicSettings
+    from orderflow.sandbox.processes import sandbox_env
+
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERFLOW_")}
+    env.update(sandbox_env(bootstrap_servers, TopicSettings(**vars(topics)), vendor_urls or {},
+                           http_port=http_port, group_id="orderflow-deploy-test"))
+    del env["ORDERFLOW_KAFKA__HEARTBEAT_INTERVAL_MS"]  # the manifests leave it at its default
     env.update({
-        "ORDERFLOW_KAFKA__BOOTSTRAP_SERVERS": bootstrap_servers,
-        "ORDERFLOW_KAFKA__GROUP_ID": "orderflow-deploy-test",
-        "ORDERFLOW_KAFKA__ENABLE_IDEMPOTENCE": "false",
-        "ORDERFLOW_KAFKA__SESSION_TIMEOUT_MS": "6000",
-        "ORDERFLOW_KAFKA__TRACKING_REPLICATION_FACTOR": "1",
-        "ORDERFLOW_TOPICS__ORDERS_CREATED": topics.orders_created,
-        "ORDERFLOW_TOPICS__STATUS": topics.status,
-        "ORDERFLOW_TOPICS__PRINT_FILES_READY": topics.print_files_ready,
-        "ORDERFLOW_TOPICS__DEAD_LETTER": topics.dead_letter,
-        "ORDERFLOW_TOPICS__TRACKING": topics.tracking,
-        "ORDERFLOW_HTTP__HOST": "127.0.0.1",
-        "ORDERFLOW_HTTP__PORT": str(http_port),
         "ORDERFLOW_LOG__FORMAT": "json",
         "ORDERFLOW_SHUTDOWN_GRACE_S": "5",
-        "ORDERFLOW_ZAKEKE__ENABLED": "false",
-        "ORDERFLOW_SMAKE__ENABLED": "false",
-        "ORDERFLOW_REEVOO__ENABLED": "false",
+        # Polls fast enough that orders finish within the test.
+        "ORDERFLOW_POLL__INITIAL_INTERVAL_S": "0.5", "ORDERFLOW_POLL__MAX_INTERVAL_S": "1",
     })
-    urls = dict(vendor_urls or {})
-    if "zakeke" in urls:
-        env.update({"ORDERFLOW_ZAKEKE__ENABLED": "true",
-                    "ORDERFLOW_ZAKEKE__BASE_URL": urls["zakeke"],
-                    "ORDERFLOW_ZAKEKE__CLIENT_ID": "zakeke-sim-client",
-                    "ORDERFLOW_ZAKEKE__CLIENT_SECRET": "zakeke-sim-secret"})
-    if "smake" in urls:
-        env.update({"ORDERFLOW_SMAKE__ENABLED": "true", "ORDERFLOW_SMAKE__BASE_URL": urls["smake"],
-                    "ORDERFLOW_SMAKE__API_KEY": "smake-sim-key"})
-    if "reevoo" in urls:
-        env.update({"ORDERFLOW_REEVOO__ENABLED": "true",
-                    "ORDERFLOW_REEVOO__BASE_URL": urls["reevoo"],
-                    "ORDERFLOW_REEVOO__API_KEY": "reevoo-sim-key",
-                    "ORDERFLOW_REEVOO__API_SECRET": "reevoo-sim-secret",
-                    "ORDERFLOW_REEVOO__TRKREF": "TRKREF123"})
-    # Polls fast enough that orders finish within the test.
-    env.update({"ORDERFLOW_POLL__INITIAL_INTERVAL_S": "0.5", "ORDERFLOW_POLL__MAX_INTERVAL_S": "1"})
     return env
 
 

@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaProducer
 
 from orderflow.config.settings import Settings, TopicSettings, load_settings
 from orderflow.sandbox.broker import EmbeddedBroker, create_topics
+from orderflow.sandbox.processes import sandbox_env
 from orderflow.sandbox.samples import encode
 
 PARTITIONS = 4
@@ -43,41 +44,14 @@ async def topics(broker: EmbeddedBroker) -> TopicSettings:
 
 
 def service_env(broker: EmbeddedBroker, topics: TopicSettings, **vendor_urls: str) -> dict[str, str]:
-    """The ORDERFLOW_* environment a deployment would set, pointed at the sandbox."""
-    env = {
-        "ORDERFLOW_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-        "ORDERFLOW_KAFKA__GROUP_ID": f"orderflow-{topics.orders_created}",
-        "ORDERFLOW_KAFKA__ENABLE_IDEMPOTENCE": "false",
-        "ORDERFLOW_KAFKA__SESSION_TIMEOUT_MS": "6000",
-        "ORDERFLOW_KAFKA__HEARTBEAT_INTERVAL_MS": "1000",
-        "ORDERFLOW_KAFKA__TRACKING_REPLICATION_FACTOR": "1",
-        "ORDERFLOW_TOPICS__ORDERS_CREATED": topics.orders_created,
-        "ORDERFLOW_TOPICS__STATUS": topics.status,
-        "ORDERFLOW_TOPICS__PRINT_FILES_READY": topics.print_files_ready,
-        "ORDERFLOW_TOPICS__DEAD_LETTER": topics.dead_letter,
-        "ORDERFLOW_TOPICS__TRACKING": topics.tracking,
+    """The ORDERFLOW_* environment a deployment would set, pointed at the sandbox, with quick
+    polling and a short shutdown grace so tests stay fast."""
+    return {
+        **sandbox_env(broker.bootstrap_servers, topics, vendor_urls),
         "ORDERFLOW_POLL__INITIAL_INTERVAL_S": "0.2",
         "ORDERFLOW_POLL__MAX_INTERVAL_S": "1",
-        "ORDERFLOW_HTTP__HOST": "127.0.0.1",
-        "ORDERFLOW_HTTP__PORT": "0",
         "ORDERFLOW_SHUTDOWN_GRACE_S": "5",
-        "ORDERFLOW_ZAKEKE__ENABLED": "false",
-        "ORDERFLOW_SMAKE__ENABLED": "false",
-        "ORDERFLOW_REEVOO__ENABLED": "false",
     }
-    if "zakeke" in vendor_urls:
-        env.update({"ORDERFLOW_ZAKEKE__ENABLED": "true", "ORDERFLOW_ZAKEKE__BASE_URL": vendor_urls["zakeke"],
-                    "ORDERFLOW_ZAKEKE__CLIENT_ID": "zakeke-sim-client",
-                    "ORDERFLOW_ZAKEKE__CLIENT_SECRET": "zakeke-sim-secret"})
-    if "smake" in vendor_urls:
-        env.update({"ORDERFLOW_SMAKE__ENABLED": "true", "ORDERFLOW_SMAKE__BASE_URL": vendor_urls["smake"],
-                    "ORDERFLOW_SMAKE__API_KEY": "smake-sim-key"})
-    if "reevoo" in vendor_urls:
-        env.update({"ORDERFLOW_REEVOO__ENABLED": "true", "ORDERFLOW_REEVOO__BASE_URL": vendor_urls["reevoo"],
-                    "ORDERFLOW_REEVOO__API_KEY": "reevoo-sim-key",
-                    "ORDERFLOW_REEVOO__API_SECRET": "reevoo-sim-secret",
-                    "ORDERFLOW_REEVOO__TRKREF": "TRKREF123"})
-    return env
 
 
 def settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
