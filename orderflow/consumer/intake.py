@@ -97,8 +97,11 @@ class Intake:
             rebalance_timeout_ms=int(self._settings.shutdown_grace_s * 1000) + 30_000,
             max_poll_interval_ms=max(300_000, int(self._settings.shutdown_grace_s * 1000) * 4),
         )
-        self._consumer.subscribe([self._topic], listener=_Rebalance(self))
+        # Started before subscribing: start() then returns at once instead of waiting for the
+        # group's first assignment, which under churn can take many session timeouts, and
+        # SIGTERM, /healthz and the rest of the service are not held up by it.
         await self._consumer.start()
+        self._consumer.subscribe([self._topic], listener=_Rebalance(self))
         self._loop_task = asyncio.create_task(self._consume_forever(), name="intake")
         self._lag_task = asyncio.create_task(self._report_lag_forever(), name="intake-lag")
 
