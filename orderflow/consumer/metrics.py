@@ -63,6 +63,10 @@ class Metrics:
         self.jobs_waiting = Gauge(
             "orderflow_jobs_waiting", "Unfinished jobs in the table, by vendor.", ["vendor"],
             registry=r)
+        self.vendor_paused = Gauge(
+            "orderflow_vendor_paused",
+            "1 while calls to the vendor are held back (Retry-After, or failing in a row).",
+            ["vendor"], registry=r)
         self.order_to_print_files = Histogram(
             "orderflow_order_to_print_files_seconds",
             "Time from the order being placed to its print files being announced.",

@@ -24,9 +24,11 @@ from orderflow.adapters.base import (
     VendorAdapter,
     VendorError,
     VendorRejected,
+    VendorThrottled,
 )
 from orderflow.config.settings import Settings
 from orderflow.consumer import transitions
+from orderflow.consumer.backoff import VendorBackoff
 from orderflow.consumer.jobs import DueQueue, Job, JobKey, JobTable, Phase
 from orderflow.consumer.logging import get_logger
 from orderflow.consumer.metrics import Metrics
@@ -67,6 +69,9 @@ class _VendorLane:
     slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
     limiter: RateLimiter | None = None
     running: set[JobKey] = field(default_factory=set)
+    # Throttled or down: the whole lane holds back (one probe at a time while tripped).
+    backoff: VendorBackoff = field(default_factory=VendorBackoff)
+    call_ended: asyncio.Event = field(default_factory=asyncio.Event)
     # Jobs that came due while their previous run was still finishing: started when it ends.
     deferred: dict[JobKey, int] = field(default_factory=dict)
     dispatcher: asyncio.Task[None] | None = None
@@ -181,7 +186,12 @@ class Scheduler:
         while True:
             await lane.slots.acquire()
             try:
-                job = await self._next_due(lane)
+                while True:
+                    await self._vendor_gate(lane)
+                    job = await self._next_due(lane)
+                    if self._gate_open(lane):
+                        break
+                    lane.queue.push(job)  # the vendor was paused meanwhile: back in line
                 if lane.limiter is not None:
                     await lane.limiter.acquire()
             except BaseException:
@@ -196,9 +206,26 @@ class Scheduler:
                 tasks.discard(t)
                 lane.running.discard(job.key)
                 lane.slots.release()
+                lane.call_ended.set()
                 self._resume_deferred(lane, job.key)
 
             task.add_done_callback(_done)
+
+    def _gate_open(self, lane: _VendorLane) -> bool:
+        backoff = lane.backoff
+        return backoff.wait_s(self._clock()) <= 0 and not (backoff.tripped and lane.running)
+
+    async def _vendor_gate(self, lane: _VendorLane) -> None:
+        """Wait while the vendor is paused (Retry-After, or failing), and while a probe of a
+        tripped vendor is still out."""
+        while not self._gate_open(lane):
+            pause = lane.backoff.wait_s(self._clock())
+            if pause > 0:
+                await asyncio.sleep(min(pause, 1.0))
+            else:
+                lane.call_ended.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(lane.call_ended.wait(), 1.0)
 
     def _resume_deferred(self, lane: _VendorLane, key: JobKey) -> None:
         partition = lane.deferred.pop(key, None)
@@ -249,8 +276,10 @@ class Scheduler:
                     observation = await lane.adapter.submit(job.order, state)
                 else:
                     observation = await lane.adapter.poll(job.order, state)
+                lane.backoff.on_answer()
                 step = transitions.observed(job, observation, self._clock(), poll, self._rng)
             except VendorRejected as exc:
+                lane.backoff.on_answer()
                 if job.phase is Phase.SUBMIT:
                     step = transitions.rejected(job, exc.message, self._clock())
                 else:
@@ -259,6 +288,10 @@ class Scheduler:
                     log.warning("vendor refused a poll", error=str(exc), status=exc.status)
                     step = transitions.retry_later(job, self._clock(), poll, self._rng)
             except TransientVendorError as exc:
+                if isinstance(exc, VendorThrottled):
+                    lane.backoff.on_throttled(self._clock(), exc.retry_after)
+                else:
+                    lane.backoff.on_failure(self._clock())
                 log.info("vendor call failed, will retry", error=str(exc), status=exc.status,
                          attempt=job.attempts + 1, retry_after=exc.retry_after)
                 step = transitions.retry_later(job, self._clock(), poll, self._rng, exc.retry_after)
@@ -340,6 +373,9 @@ class Scheduler:
                         waiting[job.vendor] += 1
             for vendor, count in waiting.items():
                 self._metrics.jobs_waiting.labels(str(vendor)).set(count)
+            for vendor, lane in self._lanes.items():
+                held = lane.backoff.wait_s(now) > 0 or lane.backoff.tripped
+                self._metrics.vendor_paused.labels(str(vendor)).set(1 if held else 0)
             if now - last_sweep >= min(60.0, retention / 10):
                 last_sweep = now
                 await self._sweep_finished(now - retention)

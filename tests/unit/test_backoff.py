@@ -8,7 +8,7 @@ import statistics
 
 import pytest
 
-from orderflow.consumer.backoff import poll_interval, retry_delay
+from orderflow.consumer.backoff import VendorBackoff, poll_interval, retry_delay
 
 SAMPLES = 2000
 
@@ -94,3 +94,39 @@ def test_poll_interval_starts_at_the_initial_interval_when_it_equals_the_maximum
 
 def test_poll_interval_is_reproducible_with_a_seed() -> None:
     assert intervals(2, seed=3) == intervals(2, seed=3)
+
+
+def test_vendor_backoff_retry_after_pauses_the_vendor_for_that_long():
+    backoff = VendorBackoff()
+    backoff.on_throttled(100.0, 2.0)
+    assert backoff.wait_s(100.5) == 1.5
+    assert backoff.wait_s(102.0) == 0.0
+    assert not backoff.tripped  # a throttle is not a failure
+
+
+def test_vendor_backoff_trips_after_failures_in_a_row_and_doubles_per_probe_up_to_the_cap():
+    backoff = VendorBackoff(trip_after=3, base_s=1.0, cap_s=4.0)
+    backoff.on_failure(0.0)
+    backoff.on_failure(0.0)
+    assert backoff.wait_s(0.0) == 0.0 and not backoff.tripped
+    backoff.on_failure(0.0)
+    assert backoff.tripped and backoff.wait_s(0.0) == 1.0
+    backoff.on_failure(0.5)  # a call already out when the pause began: no longer pause
+    assert backoff.wait_s(0.5) == 0.5
+    backoff.on_failure(10.0)  # the probe after the pause failed
+    assert backoff.wait_s(10.0) == 2.0
+    for probe in range(10):
+        backoff.on_failure(20.0 + 10 * probe)
+    assert backoff.wait_s(110.0) == 4.0
+
+
+def test_vendor_backoff_an_answer_closes_it_and_failures_count_again_from_zero():
+    backoff = VendorBackoff(trip_after=2)
+    backoff.on_failure(0.0)
+    backoff.on_answer()
+    backoff.on_failure(0.0)
+    assert not backoff.tripped
+    backoff.on_failure(0.0)
+    assert backoff.tripped
+    backoff.on_answer()
+    assert not backoff.tripped

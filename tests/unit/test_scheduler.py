@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aiokafka.errors import KafkaTimeoutError
 
-from orderflow.adapters.base import Observation, PairState
+from orderflow.adapters.base import Observation, PairState, VendorThrottled, VendorUnavailable
 from orderflow.config.settings import Settings
 from orderflow.consumer.jobs import Job, JobTable
 from orderflow.consumer.metrics import Metrics
@@ -147,3 +147,74 @@ async def test_a_failed_tracking_write_is_retried_without_asking_the_vendor_agai
     assert adapter.submits == 1, "the vendor was asked to create the order again"
     assert tracking.failures == 1
     assert [e.status for e in publisher.events] == [VendorStatus.SUBMITTED, VendorStatus.COMPLETED]
+
+
+class DownThenUp:
+    """Every call fails (503, or 429 with Retry-After) until `up_at`; then orders complete."""
+
+    vendor = Vendor.ZAKEKE
+
+    def __init__(self, up_at: float, throttle: bool) -> None:
+        self.up_at = up_at
+        self.throttle = throttle
+        self.calls: list[float] = []
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def submit(self, order: Order, state: PairState) -> Observation:
+        self.calls.append(time.monotonic())
+        await asyncio.sleep(0.01)
+        if time.monotonic() < self.up_at:
+            if self.throttle:
+                raise VendorThrottled(Vendor.ZAKEKE, "register", "Too Many Requests", 429, retry_after=0.5)
+            raise VendorUnavailable(Vendor.ZAKEKE, "register", "Service Unavailable", 503)
+        return Observation(VendorStatus.COMPLETED, vendor_order_ref="1")
+
+    async def poll(self, order: Order, state: PairState) -> Observation:
+        return Observation(VendorStatus.COMPLETED, vendor_order_ref="1")
+
+
+async def run_jobs_against(adapter: DownThenUp, jobs: int) -> JobTable:
+    settings = Settings(zakeke={"client_id": "a", "client_secret": "b", "max_concurrency": 8},
+                        smake={"enabled": False}, reevoo={"enabled": False},
+                        poll={"initial_interval_s": 0.01, "max_interval_s": 0.05})
+    order = OrderCreated.model_validate_json(EXAMPLE.read_bytes()).order
+    table = JobTable()
+    table.add_partition(0)
+    scheduler = Scheduler(settings, {Vendor.ZAKEKE: adapter}, table, FakePublisher(), FakeTracking(),
+                          Metrics(process_collectors=False), rng=random.Random(1))
+    await scheduler.start()
+    scheduler.open_partition(0)
+    now = time.time()
+    for n in range(jobs):
+        scheduler.schedule(Job(order_id=f"O-{n}", vendor=Vendor.ZAKEKE, partition=0,
+                               source_event_id="e", order=order, created_at=now, due_at=0.0))
+    try:
+        for _ in range(1000):
+            if not table.active_jobs(0):
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await scheduler.stop(grace_s=1)
+    return table
+
+
+async def test_a_vendor_that_is_down_is_probed_not_hammered_and_its_jobs_finish_after():
+    adapter = DownThenUp(up_at=time.monotonic() + 1.0, throttle=False)
+    table = await run_jobs_against(adapter, jobs=100)
+    assert not table.active_jobs(0), "every job finishes once the vendor is back"
+    failed = [t for t in adapter.calls if t < adapter.up_at]
+    # Without holding the vendor back, 100 due jobs retrying every 10-50 ms would call
+    # hundreds of times in a second; tripped after 5 failures, it is probed now and then.
+    assert len(failed) < 30, len(failed)
+
+
+async def test_retry_after_holds_every_job_of_the_vendor_back():
+    adapter = DownThenUp(up_at=time.monotonic() + 0.2, throttle=True)
+    table = await run_jobs_against(adapter, jobs=100)
+    assert not table.active_jobs(0)
+    first_429 = adapter.calls[0]
+    early = [t for t in adapter.calls if first_429 + 0.05 < t < first_429 + 0.45]
+    assert early == [], "calls started while the vendor's Retry-After was running"
