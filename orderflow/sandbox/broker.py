@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -42,6 +43,7 @@ class EmbeddedBroker:
         self.port = port or free_port(host)
         self._log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
 
     @property
     def bootstrap_servers(self) -> str:
@@ -55,7 +57,9 @@ class EmbeddedBroker:
         if self._process is not None:
             return self
         url = f"tcp://{self.host}:{self.port}"
-        log = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL
+        if self._log_path:
+            self._log = open(self._log_path, "ab")  # closed by stop()
+        log = self._log or subprocess.DEVNULL
         self._process = subprocess.Popen(
             [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
              "--storage-engine", "memory://tansu/"],
@@ -95,6 +99,9 @@ class EmbeddedBroker:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start()
