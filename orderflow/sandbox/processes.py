@@ -125,6 +125,8 @@ class Child:
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait()
+        if self.popen.stdout is not None:
+            self.popen.stdout.close()  # the simulators' pipe that announced their URLs
         return self.popen.returncode
 
 
