@@ -145,6 +145,12 @@ class Intake:
                  drained_in_s=round(time.monotonic() - started, 3))
 
     async def on_assigned(self, partitions: set[int]) -> None:
+        if self._stopping:
+            # A rebalance under way when the stop began ends after it (leaving the group waits
+            # for the join in progress): take nothing, so no job starts here; leaving hands
+            # these partitions on.
+            log.info("partitions assigned while stopping, not taken", partitions=sorted(partitions))
+            return
         assert self._consumer is not None
         self.joined = True
         previous = set(self.assigned)
