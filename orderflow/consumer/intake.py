@@ -118,7 +118,11 @@ class Intake:
         await asyncio.gather(*(t for t in (self._loop_task, self._lag_task, *self._restoring.values())
                                if t is not None), return_exceptions=True)
         # Leaving the group does not run the revoke callback: drain here, before letting go.
+        started, in_flight = time.monotonic(), self._scheduler.in_flight_count()
         await self._scheduler.close_partitions(self.assigned, self._settings.shutdown_grace_s)
+        log.info("partitions handed back", partitions=sorted(self.assigned), in_flight=in_flight,
+                 drained_in_s=round(time.monotonic() - started, 3),
+                 committed={p: self._committed[p] for p in sorted(self._committed)})
         consumer, self._consumer = self._consumer, None
         try:
             await consumer.stop()
