@@ -10,7 +10,7 @@ from __future__ import annotations
 import heapq
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -44,11 +44,20 @@ _PHASE_NAMES = frozenset(str(p) for p in Phase)
 
 @dataclass(slots=True)
 class Job:
+    """One pair's state. An active job keeps its order as JSON (`order_json`, ~1 KB for a
+    typical order) and builds the `Order` model only for the run that needs it
+    (`read_order`): a model costs about six times its JSON in memory (~6.8 KB), and a
+    replica holds every active job of its partitions for as long as the vendor works.
+
+    `Job(..., order=order)` takes the model and keeps its JSON: `order` is a constructor
+    argument only, not an attribute to read."""
+
     order_id: str
     vendor: Vendor
     partition: int
     source_event_id: str
-    order: Order | None            # dropped once DONE: only the key is needed then
+    order: InitVar[Order | None] = None
+    order_json: bytes | None = None  # the order as JSON; None once DONE (only the key is needed)
     phase: Phase = Phase.SUBMIT
     status: VendorStatus | None = None  # the last status announced
     vendor_order_ref: str | None = None
@@ -60,12 +69,23 @@ class Job:
     finished_at: float | None = None
     version: int = field(default=0, compare=False)  # in-memory: drops stale queue entries
 
+    def __post_init__(self, order: Order | None) -> None:
+        if order is not None:
+            self.order_json = order.model_dump_json().encode()
+
     @property
     def key(self) -> JobKey:
         return (self.order_id, self.vendor)
 
+    def read_order(self) -> Order:
+        """The order as a model, built from its JSON: hold it for one run, not longer.
+        ValueError when the job has no order or its JSON does not validate."""
+        if self.order_json is None:
+            raise ValueError("the job holds no order")
+        return Order.model_validate_json(self.order_json)
+
     def to_record(self) -> bytes:
-        return json.dumps(
+        head = json.dumps(
             {
                 "v": RECORD_VERSION,
                 "order_id": self.order_id,
@@ -80,23 +100,30 @@ class Job:
                 "attempts": self.attempts,
                 "polls_without_change": self.polls_without_change,
                 "finished_at": self.finished_at,
-                "order": None if self.order is None else self.order.model_dump(mode="json"),
             },
             separators=(",", ":"),
         ).encode()
+        # The order's JSON goes in as it is held, as the record's last member: the record
+        # stays what it always was, and the order is neither decoded nor encoded again.
+        order = b"null" if self.order_json is None else self.order_json
+        return b"".join((head[:-1], b',"order":', order, b"}"))
 
     @classmethod
     def from_record(cls, raw: bytes, partition: int) -> Job:
+        """The job a record holds. Its order is kept as JSON, not validated: that happens
+        when the job runs (`read_order`)."""
         data: dict[str, Any] = json.loads(raw)
         if data.get("v") != RECORD_VERSION:
             raise ValueError(f"unknown tracking record version {data.get('v')!r}")
         order = data.get("order")
+        if order is not None and not isinstance(order, dict):
+            raise ValueError(f"the record's order is not an object but {type(order).__name__}")
         return cls(
             order_id=data["order_id"],
             vendor=Vendor(data["vendor"]),
             partition=partition,
             source_event_id=data["source_event_id"],
-            order=None if order is None else Order.model_validate(order),
+            order_json=None if order is None else _compact_json(order),
             phase=Phase(data["phase"]),
             status=None if data.get("status") is None else VendorStatus(data["status"]),
             vendor_order_ref=data.get("vendor_order_ref"),
@@ -109,11 +136,16 @@ class Job:
         )
 
 
+def _compact_json(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 class JobTable:
-    """The jobs of the partitions this process owns. Active jobs are kept whole; finished
-    pairs only as tracking key (bytes) -> finished_at, which is all that re-delivery
-    de-duplication needs and keeps a large history cheap: about 130 bytes a pair, and a
-    dict of bytes and floats that the garbage collector never has to walk."""
+    """The jobs of the partitions this process owns. Active jobs are kept whole (their
+    orders as JSON); finished pairs only as tracking key (bytes) -> finished_at, which is
+    all that re-delivery de-duplication needs and keeps a large history cheap: about 130
+    bytes a pair, and a dict of bytes and floats that the garbage collector never has to
+    walk."""
 
     def __init__(self) -> None:
         self._active: dict[int, dict[JobKey, Job]] = {}
@@ -218,9 +250,9 @@ class TrackingReplay:
     forgets the pair):
 
     - a finished pair becomes tracking key -> finished_at at once, without a Job;
-    - an unfinished pair keeps only its latest raw record, decoded into a Job (with its
-      order) once the end is reached, so an earlier version that a later one supersedes is
-      never decoded;
+    - an unfinished pair keeps only its latest raw record, decoded into a Job (its order
+      kept as JSON, validated only when the job runs) once the end is reached, so an
+      earlier version that a later one supersedes is never decoded;
     - a record that cannot be read is reported and forgets its pair, as the record that
       should say the pair's state is lost.
 

@@ -34,7 +34,7 @@ from orderflow.consumer.logging import get_logger
 from orderflow.consumer.metrics import Metrics
 from orderflow.consumer.publisher import Publisher
 from orderflow.consumer.tracking import TrackingStore
-from orderflow.contracts.events import OrderPrintFilesReady, OrderVendorStatus, Vendor
+from orderflow.contracts.events import Order, OrderPrintFilesReady, OrderVendorStatus, Vendor
 
 log = get_logger(__name__)
 
@@ -262,20 +262,21 @@ class Scheduler:
         poll = self._settings.poll
         kind = "submit" if job.phase is Phase.SUBMIT else "poll"
         now = self._clock()
+        # The order as a model lives for this run only: the job holds it as JSON.
+        order: Order | None = None
         if transitions.past_deadline(job, now, poll):
             step = transitions.timed_out(job, now)
-        elif job.order is None:
-            log.error("active job without its order, ending it", phase=str(job.phase))
-            step = transitions.timed_out(job, now)
+        elif (order := _read_order(job)) is None:
+            step = transitions.timed_out(job, now, reason="the job's order could not be read")
         else:
             gauge = self._metrics.jobs_in_flight.labels(str(job.vendor), kind)
             gauge.inc()
             try:
                 state = PairState(job.vendor_order_ref, job.vendor_state)
                 if job.phase is Phase.SUBMIT:
-                    observation = await lane.adapter.submit(job.order, state)
+                    observation = await lane.adapter.submit(order, state)
                 else:
-                    observation = await lane.adapter.poll(job.order, state)
+                    observation = await lane.adapter.poll(order, state)
                 lane.backoff.on_answer()
                 step = transitions.observed(job, observation, self._clock(), poll, self._rng)
             except VendorRejected as exc:
@@ -304,9 +305,10 @@ class Scheduler:
                 step = transitions.retry_later(job, self._clock(), poll, self._rng)
             finally:
                 gauge.dec()
-        await self._apply(lane, job, step)
+        await self._apply(lane, job, step, order)
 
-    async def _apply(self, lane: _VendorLane, before: Job, step: transitions.Step) -> None:
+    async def _apply(self, lane: _VendorLane, before: Job, step: transitions.Step,
+                     order: Order | None) -> None:
         """Events first, then the tracking record that marks them done (DESIGN decision 4):
         a crash in between repeats an event (same id, dropped downstream), never loses one."""
         after = step.job
@@ -317,7 +319,7 @@ class Scheduler:
                 if not published:
                     await self._publisher.publish(step.events)
                     published = True
-                    self._count(step.events, before)
+                    self._count(step.events, order)
                 if _needs_record(before, after):
                     await self._tracking.write(after)
                 break
@@ -342,7 +344,8 @@ class Scheduler:
         else:
             self._table.put(after)
 
-    def _count(self, events: Iterable[OrderVendorStatus | OrderPrintFilesReady], job: Job) -> None:
+    def _count(self, events: Iterable[OrderVendorStatus | OrderPrintFilesReady],
+               order: Order | None) -> None:
         print_files_seen = False
         for event in events:
             if isinstance(event, OrderVendorStatus):
@@ -350,10 +353,10 @@ class Scheduler:
                 structlog.contextvars.bind_contextvars(event_id=event.event_id)
                 log.info("status announced", status=str(event.status),
                          vendor_order_ref=event.vendor_order_ref, reason=event.reason)
-            elif not print_files_seen and job.order is not None:
+            elif not print_files_seen and order is not None:
                 print_files_seen = True
                 self._metrics.order_to_print_files.observe(
-                    max(0.0, self._clock() - job.order.placed_at.timestamp()))
+                    max(0.0, self._clock() - order.placed_at.timestamp()))
 
     # ------------------------------------------------------------------ housekeeping
 
@@ -394,6 +397,18 @@ class Scheduler:
             for key in expired:
                 self._table.forget(partition, key)
             log.info("forgot finished pairs", partition=partition, count=len(expired))
+
+
+def _read_order(job: Job) -> Order | None:
+    """The job's order for one run, or None (logged) when it has none or it does not validate:
+    a record from an older release whose order the current model refuses, say. Such a job
+    cannot be sent or followed, and ends."""
+    try:
+        return job.read_order()
+    except ValueError as exc:
+        log.error("active job whose order cannot be read, ending it", phase=str(job.phase),
+                  error=str(exc)[:500])
+        return None
 
 
 def _needs_record(before: Job, after: Job) -> bool:

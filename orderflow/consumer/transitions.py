@@ -62,7 +62,7 @@ def status_event(job: Job, status: VendorStatus, now: float, *, vendor_order_ref
 
 
 def _finish(job: Job, now: float) -> Job:
-    return replace(job, phase=Phase.DONE, order=None, finished_at=now, due_at=now, attempts=0)
+    return replace(job, phase=Phase.DONE, order_json=None, finished_at=now, due_at=now, attempts=0)
 
 
 def observed(job: Job, obs: Observation, now: float, poll: PollSettings, rng: random.Random) -> Step:
@@ -139,8 +139,8 @@ def past_deadline(job: Job, now: float, poll: PollSettings) -> bool:
     return now >= deadline(job, poll)
 
 
-def timed_out(job: Job, now: float) -> Step:
-    reason = "no terminal state from the vendor within the polling deadline"
+def timed_out(job: Job, now: float,
+              reason: str = "no terminal state from the vendor within the polling deadline") -> Step:
     event = status_event(job, VendorStatus.TIMED_OUT, now, vendor_order_ref=job.vendor_order_ref,
                          vendor_state=job.vendor_state, reason=reason)
     return Step((event,), _finish(replace(job, status=VendorStatus.TIMED_OUT), now))

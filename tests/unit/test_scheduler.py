@@ -9,7 +9,14 @@ from pathlib import Path
 
 from aiokafka.errors import KafkaTimeoutError
 
-from orderflow.adapters.base import Observation, PairState, VendorThrottled, VendorUnavailable
+from orderflow.adapters.base import (
+    LinePrintFiles,
+    Observation,
+    PairState,
+    PrintFileRef,
+    VendorThrottled,
+    VendorUnavailable,
+)
 from orderflow.config.settings import Settings
 from orderflow.consumer.jobs import Job, JobTable
 from orderflow.consumer.metrics import Metrics
@@ -218,3 +225,70 @@ async def test_retry_after_holds_every_job_of_the_vendor_back():
     first_429 = adapter.calls[0]
     early = [t for t in adapter.calls if first_429 + 0.05 < t < first_429 + 0.45]
     assert early == [], "calls started while the vendor's Retry-After was running"
+
+
+class RecordingOrders(ReadyOnThirdPoll):
+    """Completes on the first poll with one line's print files; keeps what it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.given: list[Order] = []
+
+    async def submit(self, order: Order, state: PairState) -> Observation:
+        self.given.append(order)
+        return await super().submit(order, state)
+
+    async def poll(self, order: Order, state: PairState) -> Observation:
+        self.given.append(order)
+        files = LinePrintFiles(line_id="L1", design_id="d", modification_id=None,
+                               zip_url="https://files.example/z.zip",
+                               files=(PrintFileRef(format="pdf", url="https://files.example/1.pdf"),))
+        return Observation(VendorStatus.COMPLETED, vendor_order_ref="1", vendor_state="COMPLETED",
+                           print_files=(files,))
+
+
+async def run_one(job: Job, adapter: ReadyOnThirdPoll) -> tuple[JobTable, FakePublisher, Metrics]:
+    settings = Settings(zakeke={"client_id": "a", "client_secret": "b"},
+                        smake={"enabled": False}, reevoo={"enabled": False},
+                        poll={"initial_interval_s": 0.01, "max_interval_s": 0.01, "deadline_s": 10**9})
+    table, publisher, metrics = JobTable(), FakePublisher(), Metrics(process_collectors=False)
+    table.add_partition(0)
+    scheduler = Scheduler(settings, {Vendor.ZAKEKE: adapter}, table, publisher, FakeTracking(),
+                          metrics, rng=random.Random(1))
+    await scheduler.start()
+    scheduler.open_partition(0)
+    scheduler.schedule(job)
+    try:
+        for _ in range(500):
+            if table.get(0, job.key) is None:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await scheduler.stop(grace_s=1)
+    return table, publisher, metrics
+
+
+async def test_each_run_gets_the_order_built_afresh_from_the_jobs_json():
+    order = OrderCreated.model_validate_json(EXAMPLE.read_bytes()).order
+    job = Job(order_id=order.order_id, vendor=Vendor.ZAKEKE, partition=0, source_event_id="e",
+              order=order, created_at=time.time(), due_at=0.0)
+    adapter = RecordingOrders()
+    table, publisher, metrics = await run_one(job, adapter)
+    assert adapter.given == [order, order]
+    assert adapter.given[0] is not order and adapter.given[0] is not adapter.given[1]
+    assert [getattr(e, "status", "print_files") for e in publisher.events] == [
+        VendorStatus.SUBMITTED, "print_files", VendorStatus.COMPLETED]
+    # The time from the order's placed_at to its print files is measured from the run's order.
+    assert metrics.registry.get_sample_value("orderflow_order_to_print_files_seconds_count") == 1
+    assert table.get(0, job.key) is None and table.knows(0, job.key)
+
+
+async def test_a_job_whose_order_cannot_be_read_ends_without_calling_the_vendor():
+    job = Job(order_id="SHOP-1", vendor=Vendor.ZAKEKE, partition=0, source_event_id="e",
+              order_json=b'{"order_id":"SHOP-1"}', created_at=time.time(), due_at=0.0)
+    adapter = RecordingOrders()
+    table, publisher, _ = await run_one(job, adapter)
+    assert adapter.given == []
+    [event] = publisher.events
+    assert event.status is VendorStatus.TIMED_OUT and event.reason == "the job's order could not be read"
+    assert table.get(0, job.key) is None and table.knows(0, job.key)

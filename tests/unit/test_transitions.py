@@ -96,7 +96,7 @@ def test_reevoo_202_is_submitted_then_completed_in_one_step() -> None:
     completed = check_status_event(step.events[1], job, COMPLETED, T0)
     assert submitted.vendor_order_ref == completed.vendor_order_ref == "3f1c-uuid"
     assert step.job.phase is Phase.DONE and step.job.status is COMPLETED
-    assert step.job.order is None and step.job.finished_at == T0
+    assert step.job.order_json is None and step.job.finished_at == T0
     assert step.job.vendor_order_ref == "3f1c-uuid"
 
 
@@ -170,7 +170,7 @@ def test_smake_failed_ends_the_pair_with_the_reason() -> None:
     assert isinstance(failed, OrderVendorStatus)
     assert (failed.status, failed.terminal) == (VendorStatus.FAILED, True)
     assert failed.reason == "Artwork resolution too low"
-    assert job.phase is Phase.DONE and job.status is VendorStatus.FAILED and job.order is None
+    assert job.phase is Phase.DONE and job.status is VendorStatus.FAILED and job.order_json is None
 
 
 def test_smake_cancelled_first_thing_after_adoption_still_starts_with_submitted() -> None:
@@ -222,7 +222,7 @@ def test_rejected_before_acceptance_is_the_only_event_and_carries_the_reason() -
     event = check_status_event(step.events[0], job, VendorStatus.REJECTED, T0)
     assert event.reason == "order has Smake lines but no shipping_address"
     assert step.job.phase is Phase.DONE and step.job.status is VendorStatus.REJECTED
-    assert step.job.order is None and step.job.finished_at == T0
+    assert step.job.order_json is None and step.job.finished_at == T0
 
 
 def test_a_rejected_observation_has_no_submitted_before_it() -> None:
@@ -297,7 +297,14 @@ def test_timed_out_ends_the_pair_keeping_what_is_known() -> None:
     event = check_status_event(step.events[0], job, VendorStatus.TIMED_OUT, now)
     assert event.reason and event.vendor_order_ref == "137"
     assert step.job.phase is Phase.DONE and step.job.status is VendorStatus.TIMED_OUT
-    assert step.job.order is None
+    assert step.job.order_json is None
+
+
+def test_timed_out_can_say_why_the_pair_ended_early() -> None:
+    job = new_job(Vendor.SMAKE)
+    step = timed_out(job, T0, reason="the job's order could not be read")
+    assert statuses(step) == [("timed_out", None)]
+    assert step.events[0].reason == "the job's order could not be read"
 
 
 # ----------------------------------------------------------------------------- ids
@@ -351,4 +358,5 @@ def test_steps_leave_the_given_job_untouched() -> None:
     retry_later(job, T0, POLL, rng())
     rejected(job, "x", T0)
     timed_out(job, T0)
-    assert job == before and job.order is EVENT.order
+    assert job == before and job.order_json == before.order_json is not None
+    assert job.read_order() == EVENT.order
