@@ -197,6 +197,12 @@ class Scheduler:
             except BaseException:
                 lane.slots.release()
                 raise
+            current = self._table.get(job.partition, job.key)
+            if job.partition not in self._open or current is None or current.version != job.version:
+                # Its partition was handed back (or the job rescheduled) while we waited for
+                # the rate limit: a hand-over has already counted the calls it waits for.
+                lane.slots.release()
+                continue
             lane.running.add(job.key)
             task = asyncio.create_task(self._run(lane, job), name=f"job-{vendor}-{job.order_id}")
             tasks = self._in_flight.setdefault(job.partition, set())

@@ -292,3 +292,27 @@ async def test_a_job_whose_order_cannot_be_read_ends_without_calling_the_vendor(
     [event] = publisher.events
     assert event.status is VendorStatus.TIMED_OUT and event.reason == "the job's order could not be read"
     assert table.get(0, job.key) is None and table.knows(0, job.key)
+
+
+async def test_a_job_waiting_for_the_rate_limit_does_not_start_after_its_partition_is_handed_back():
+    settings = Settings(zakeke={"client_id": "a", "client_secret": "b", "rate_limit_per_s": 2},
+                        smake={"enabled": False}, reevoo={"enabled": False})
+    order = OrderCreated.model_validate_json(EXAMPLE.read_bytes()).order
+    table, adapter = JobTable(), CountingSubmits()
+    table.add_partition(0)
+    scheduler = Scheduler(settings, {Vendor.ZAKEKE: adapter}, table, FakePublisher(), FakeTracking(),
+                          Metrics(process_collectors=False), rng=random.Random(1))
+    await scheduler.start()
+    scheduler.open_partition(0)
+    now = time.time()
+    for n in range(5):
+        scheduler.schedule(Job(order_id=f"O-{n}", vendor=Vendor.ZAKEKE, partition=0,
+                               source_event_id="e", order=order, created_at=now, due_at=0.0))
+    try:
+        await asyncio.sleep(0.7)  # two calls pass the limit of 2/s (its burst); a third waits
+        started = adapter.submits
+        await scheduler.close_partitions([0], timeout_s=1)
+        await asyncio.sleep(1.0)
+    finally:
+        await scheduler.stop(grace_s=1)
+    assert adapter.submits == started, "a call started after its partition was handed back"
