@@ -28,6 +28,7 @@ count is reported, and must be 0 in a run without kills.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import signal
@@ -148,6 +149,8 @@ class ChaosReport:
             ("drain after the last fault, seconds", f["drain_after_last_fault_s"]),
             ("whole run, seconds", f["run_s"]),
             ("replica peak RSS, MiB (max)", f["replica_peak_rss_mib"]),
+            ("/healthz answers of running replicas, once a second", f["healthz_answers"]),
+            ("replicas that exited on their own (crashes)", len(f["replicas_exited_on_their_own"])),
         ]
         width = max(len(label) for label, _ in rows)
         lines = [f"{label:<{width}}  {value}" for label, value in rows]
@@ -259,6 +262,9 @@ class Replicas:
         self._grace_s = grace_s
         self.ports = [free_port() for _ in range(slots)]
         self.children: dict[int, Child] = {}
+        self.every_child: list[Child] = []
+        self.signalled: set[int] = set()  # pids the harness killed or terminated
+        self.health_probes: Counter[str] = Counter()  # answers of running replicas' /healthz
         self._logs: dict[int, IO[bytes]] = {}
         self.lock = asyncio.Lock()  # one scaling step or kill at a time
         self.kills = 0
@@ -273,6 +279,7 @@ class Replicas:
         env = {**self._env, "ORDERFLOW_HTTP__PORT": str(self.ports[slot])}
         child = start_service(env, log, name=f"replica-{slot}")
         self.children[slot] = child
+        self.every_child.append(child)
         return child
 
     def running(self) -> list[int]:
@@ -288,6 +295,7 @@ class Replicas:
         child = self.children[slot]
         self.note_memory()
         self.kill_times.append(time.time())
+        self.signalled.add(child.pid)
         child.signal(signal.SIGKILL)
         await asyncio.to_thread(child.popen.wait)
         self.kills += 1
@@ -297,6 +305,7 @@ class Replicas:
         child = self.children[slot]
         self.note_memory()
         started = time.monotonic()
+        self.signalled.add(child.pid)
         child.signal(signal.SIGTERM)
         try:
             code: int | None = await asyncio.to_thread(child.popen.wait, self._grace_s + 60)
@@ -307,6 +316,25 @@ class Replicas:
         took = time.monotonic() - started
         self.sigterm_exits.append((code, took))
         return code, took
+
+    def exited_on_their_own(self) -> list[tuple[str, int | None]]:
+        """Replicas that ended without the harness asking: a crash (must not happen)."""
+        return [(c.name, c.popen.returncode) for c in self.every_child
+                if c.popen.poll() is not None and c.pid not in self.signalled]
+
+    async def probe_health(self, session: aiohttp.ClientSession, stop: asyncio.Event) -> None:
+        """/healthz of every running replica, once a second: through kills, broker stalls and
+        vendor outages the answer should stay 200 (a 503 means a loop stopped turning)."""
+        while not stop.is_set():
+            for slot in self.running():
+                try:
+                    async with session.get(f"http://127.0.0.1:{self.ports[slot]}/healthz",
+                                           timeout=aiohttp.ClientTimeout(total=2)) as answer:
+                        self.health_probes[str(answer.status)] += 1
+                except (aiohttp.ClientError, TimeoutError):
+                    self.health_probes["no answer"] += 1  # starting, or just killed
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
 
     def close_logs(self) -> None:
         for log in self._logs.values():
@@ -519,6 +547,7 @@ class ChaosRun:
 
         stop_reading = asyncio.Event()
         following = asyncio.create_task(self.follow_outputs(reader, stop_reading))
+        probing = asyncio.create_task(replicas.probe_health(session, stop_reading))
         progress = asyncio.create_task(self.report_progress(producer, reader, replicas, expected))
         self.began = time.monotonic()
         self.began_wall = time.time()
@@ -548,7 +577,7 @@ class ChaosRun:
         finally:
             progress.cancel()
             stop_reading.set()
-            await asyncio.gather(following, progress, return_exceptions=True)
+            await asyncio.gather(following, progress, probing, return_exceptions=True)
         await reader.poll(timeout_ms=1000)
 
         dead_letters = await read_dead_letters(broker.bootstrap_servers, topics.dead_letter)
@@ -630,6 +659,8 @@ class ChaosRun:
             "vendor_requests": {v: ledgers[v]["total_requests"] for v in VENDORS},
             "drain_after_last_fault_s": round(max(0.0, drained_at - self.last_fault_end), 1),
             "replica_peak_rss_mib": round(replicas.peak_rss_mib, 1),
+            "healthz_answers": dict(replicas.health_probes),
+            "replicas_exited_on_their_own": replicas.exited_on_their_own(),
         })
         failures = report.failures
         if producer.failed:
@@ -664,6 +695,10 @@ class ChaosRun:
             failures.append(f"SIGTERM not answered by a clean exit within the grace period: {bad_exits}")
         if replicas.kills < plan.kills:
             failures.append(f"only {replicas.kills} of {plan.kills} kills happened")
+        if f["replicas_exited_on_their_own"]:
+            failures.append(f"replicas exited without being asked: {f['replicas_exited_on_their_own']}")
+        if f["healthz_answers"].get("503"):
+            failures.append(f"/healthz answered 503 {f['healthz_answers']['503']} times")
         if self.stalls < plan.stalls:
             failures.append(f"only {self.stalls} of {plan.stalls} broker stalls happened")
 

@@ -25,4 +25,6 @@ async def test_chaos_short_run_loses_nothing_and_duplicates_nothing(tmp_path):
     assert f["duplicates"]["reevoo"] == f["reevoo_duplicates_by_kill"]
     assert f["dead_letters_distinct"] == f["poison_produced"] > 0
     assert f["kills"] >= 3 and f["broker_stalls"] >= 1
+    assert f["replicas_exited_on_their_own"] == []
+    assert "503" not in f["healthz_answers"]
     assert report.passed, report.failures
