@@ -216,6 +216,10 @@ class Producer:
         self.failed: list[str] = []
         self._lock = threading.Lock()
 
+    @property
+    def total(self) -> int:
+        return len(self._stream.records)
+
     def run(self) -> None:
         from confluent_kafka import Producer as KafkaProducer
 
@@ -461,7 +465,7 @@ class ChaosRun:
             replicas.note_memory()
             done = len(expected() & reader.outcomes.finished_pairs())
             self.say(f"[{time.monotonic() - self.began:7.1f}s] produced {producer.handed_over}/"
-                     f"{len(producer._stream.records)}, pairs terminal {done}/{len(expected())}, "
+                     f"{producer.total}, pairs terminal {done}/{len(expected())}, "
                      f"replicas {replicas.running()}")
 
     # ---- the whole run
