@@ -6,10 +6,21 @@ import argparse
 import asyncio
 import dataclasses
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from chaos.harness import ChaosPlan, run_chaos
+from orderflow.sandbox.processes import VENDORS
+
+
+def non_negative(kind: type[int] | type[float]) -> Callable[[str], int | float]:
+    def parse(text: str) -> int | float:
+        value = kind(text)
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must not be negative: {text}")
+        return value
+    parse.__name__ = kind.__name__  # argparse names the type in its error message
+    return parse
 
 
 def parse_args(argv: Sequence[str] | None = None) -> ChaosPlan:
@@ -18,16 +29,20 @@ def parse_args(argv: Sequence[str] | None = None) -> ChaosPlan:
                         help="the size `make test` runs: every fault kind, about a minute")
     defaults = ChaosPlan()
     for f in dataclasses.fields(ChaosPlan):
-        if f.name == "work_dir":
+        if f.name in ("work_dir", "outage_vendor"):
             continue
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(getattr(defaults, f.name)),
-                            default=None)
+        kind = type(getattr(defaults, f.name))
+        parser.add_argument(f"--{f.name.replace('_', '-')}", type=non_negative(kind), default=None)
+    parser.add_argument("--outage-vendor", choices=VENDORS, default=None)
     parser.add_argument("--work-dir", type=Path, default=Path("chaos/results/run"),
                         help="logs of every process and report.json (default: %(default)s)")
     args = parser.parse_args(argv)
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(ChaosPlan)
              if getattr(args, f.name) is not None}
-    return ChaosPlan.short(**given) if args.short else ChaosPlan(**given)
+    plan = ChaosPlan.short(**given) if args.short else ChaosPlan(**given)
+    if plan.problems():
+        parser.error("; ".join(plan.problems()))
+    return plan
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -103,6 +103,19 @@ class ChaosPlan:
             setattr(plan, name, value)
         return plan
 
+    def problems(self) -> list[str]:
+        """What makes this plan impossible to run, in words (empty: fine)."""
+        found = []
+        if self.orders < 1:
+            found.append("orders must be at least 1")
+        if self.rate <= 0:
+            found.append("rate must be above 0")
+        if not 1 <= self.replicas <= self.partitions:
+            found.append("replicas must be between 1 and the number of partitions")
+        if not 0 <= self.error_rate + self.slow_rate <= 1 or not 0 <= self.fail_after_effect_rate <= 1:
+            found.append("fault rates are shares between 0 and 1")
+        return found
+
     @property
     def production_s(self) -> float:
         return self.orders / self.rate
