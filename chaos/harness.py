@@ -11,6 +11,8 @@ harness, on a timetable spread over the production time:
 - SIGKILLs a random replica every few seconds and starts it again (`--kills` times);
 - scales 1 -> N -> 1 -> N replicas, the scale-downs by SIGTERM (graceful hand-over);
 - freezes the broker process with SIGSTOP for `--stall-s`, `--stalls` times;
+- freezes a replica with SIGSTOP past its session timeout, `--freezes` times, then thaws it
+  (a zombie: its partitions have moved while it was stopped);
 - makes every vendor fail all along: 5xx on a share of requests, answers slower than the
   service's client timeout, creates answered by a 5xx or a dropped connection after the
   vendor acted (Zakeke and Smake: the service must look up before creating again), bursts
@@ -77,6 +79,8 @@ class ChaosPlan:
     kills: int = 12
     stalls: int = 2
     stall_s: float = 10.0
+    freezes: int = 2               # a replica SIGSTOPped for freeze_s, then thawed: a zombie
+    freeze_s: float = 10.0
     outage_s: float = 60.0
     outage_vendor: str = "smake"
     throttle_bursts: int = 6
@@ -97,7 +101,7 @@ class ChaosPlan:
     @classmethod
     def short(cls, **overrides: Any) -> ChaosPlan:
         """The variant `make test` runs: every kind of fault, in about a minute."""
-        plan = cls(orders=600, rate=25.0, kills=3, stalls=1, stall_s=5.0, outage_s=8.0,
+        plan = cls(orders=600, rate=25.0, kills=3, stalls=1, stall_s=5.0, freezes=0, outage_s=8.0,
                    throttle_bursts=2, poison=12, redeliveries=10, drain_timeout_s=180.0)
         for name, value in overrides.items():
             setattr(plan, name, value)
@@ -156,6 +160,7 @@ class ChaosReport:
             ("dead letters missing a header", f["dead_letters_without_headers"]),
             ("SIGKILLs", f["kills"]),
             ("broker stalls (SIGSTOP)", f["broker_stalls"]),
+            ("replicas frozen past their session (SIGSTOP)", f["replica_freezes"]),
             ("SIGTERM exits (code: count)", f["sigterm_exit_codes"]),
             ("SIGTERM to exit, max seconds", f["sigterm_max_s"]),
             ("vendor requests faulted (5xx/429/slow/dropped)", f["vendor_faults"]),
@@ -371,6 +376,7 @@ class ChaosRun:
         self.timeline: list[tuple[float, str]] = []
         self.last_fault_end = 0.0      # time.time() of the end of the last fault
         self.stalls = 0
+        self.freezes = 0
 
     def note(self, what: str) -> None:
         at = round(time.monotonic() - self.began, 1)
@@ -431,6 +437,25 @@ class ChaosRun:
             broker.resume()
             self.stalls += 1
             self.note("broker resumed (SIGCONT)")
+            self.fault_ended()
+
+    async def freeze_replicas(self, replicas: Replicas) -> None:
+        """A replica stopped (a long GC pause, CPU throttling) for longer than its session:
+        its partitions move, and when it thaws it must not act as their owner."""
+        for i in range(self.plan.freezes):
+            await self.at(0.45 + 0.4 * i / max(1, self.plan.freezes - 1) if self.plan.freezes > 1 else 0.45)
+            async with replicas.lock:
+                running = replicas.running()
+                if not running:
+                    continue
+                slot = self.rng.choice(running)
+                child = replicas.children[slot]
+                child.signal(signal.SIGSTOP)
+                self.note(f"replica-{slot} frozen (SIGSTOP) for {self.plan.freeze_s:.0f}s")
+                await asyncio.sleep(self.plan.freeze_s)
+                child.signal(signal.SIGCONT)
+                self.freezes += 1
+                self.note(f"replica-{slot} thawed (SIGCONT)")
             self.fault_ended()
 
     async def vendor_faults(self, session: aiohttp.ClientSession, urls: dict[str, str]) -> None:
@@ -576,6 +601,7 @@ class ChaosRun:
                 self.scale(replicas, session),
                 self.kill_replicas(replicas),
                 self.stall_broker(broker),
+                self.freeze_replicas(replicas),
                 self.vendor_faults(session, urls),
             )
             self.note("production and faults over; draining")
@@ -670,6 +696,7 @@ class ChaosRun:
             "dead_letter_reasons": dict(Counter(d["class"] for d in dead_letters)),
             "kills": replicas.kills,
             "broker_stalls": self.stalls,
+            "replica_freezes": self.freezes,
             "sigterm_exit_codes": dict(codes),
             "sigterm_max_s": round(max((t for _, t in replicas.sigterm_exits), default=0.0), 1),
             "vendor_faults": dict(sorted(faults.items())),
@@ -716,6 +743,8 @@ class ChaosRun:
             failures.append(f"replicas exited without being asked: {f['replicas_exited_on_their_own']}")
         if f["healthz_answers"].get("503"):
             failures.append(f"/healthz answered 503 {f['healthz_answers']['503']} times")
+        if self.freezes < plan.freezes:
+            failures.append(f"only {self.freezes} of {plan.freezes} replica freezes happened")
         if self.stalls < plan.stalls:
             failures.append(f"only {self.stalls} of {plan.stalls} broker stalls happened")
 
