@@ -191,6 +191,13 @@ def vendor_row() -> list[timeseries.Panel]:
             ],
         ),
         panel(
+            "Vendors held back",
+            "1 while calls to a vendor are paused: for its Retry-After after a 429, or after 5 "
+            "failures in a row, when one call at a time probes it until it answers.",
+            "short",
+            query(f"max by (vendor) (orderflow_vendor_paused{{{SEL}}})", "{{vendor}}"),
+        ),
+        panel(
             "Jobs in flight per vendor and kind",
             "Submits and polls running right now, against the per-vendor concurrency limit.",
             "short",

@@ -18,7 +18,7 @@ DASHBOARD = DEPLOY / "grafana" / "orderflow.json"
 EXPORTED = {
     "orderflow_events_consumed_total", "orderflow_events_published_total",
     "orderflow_vendor_requests_total", "orderflow_vendor_request_duration_seconds_bucket",
-    "orderflow_vendor_orders_total", "orderflow_jobs_in_flight",
+    "orderflow_vendor_orders_total", "orderflow_jobs_in_flight", "orderflow_vendor_paused",
     "orderflow_order_to_print_files_seconds_bucket", "orderflow_dead_letters_total",
     "orderflow_consumer_lag", "orderflow_partitions_owned", "orderflow_partitions_restored",
     "orderflow_last_progress_timestamp_seconds", "process_cpu_seconds_total",
