@@ -45,9 +45,7 @@ import contextlib
 import json
 import os
 import random
-import signal
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -64,10 +62,10 @@ from orderflow.config.settings import TopicSettings, TrackingSettings
 from orderflow.consumer.jobs import Job, Phase, tracking_key
 from orderflow.contracts.events import Order, Vendor, VendorStatus
 from orderflow.sandbox.broker import EmbeddedBroker, create_topics, free_port
+from orderflow.sandbox.processes import cpu_seconds, memory_mib, sandbox_env, start_service
 from orderflow.sandbox.samples import sample_order_event
 
 RESULTS = Path(__file__).resolve().parent / "results"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # The restore's own fetch sizes (TrackingStore.restore), so the raw ceiling reads as it does.
 FETCH_MAX_BYTES = 64 * 1024 * 1024
@@ -246,27 +244,6 @@ async def fill(bootstrap: str, topic: str, history: TrackingHistory) -> dict[str
 # ----------------------------------------------------------------------------- measurements
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process so far (/proc/<pid>/stat)."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = raw.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def memory_mib(pid: int) -> dict[str, float]:
-    """Resident memory now (VmRSS) and its peak (VmHWM), in MiB (/proc/<pid>/status)."""
-    found: dict[str, float] = {}
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            key, _, rest = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                found["rss_mib" if key == "VmRSS" else "peak_rss_mib"] = int(rest.split()[0]) / 1024
-    return found
-
-
 async def raw_consume(bootstrap: str, topic: str, partitions: int) -> dict[str, Any]:
     """The whole tracking topic read by a plain consumer, records counted, never parsed."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
@@ -299,29 +276,10 @@ async def raw_consume(bootstrap: str, topic: str, partitions: int) -> dict[str, 
 
 def service_env(bootstrap: str, topics: TopicSettings, group: str, port: int,
                 log_level: str) -> dict[str, str]:
-    """The ORDERFLOW_* environment a deployment would set (as tests/integration/conftest.py
-    does), every vendor disabled: the service restores and then idles."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERFLOW_")}
-    env.update({
-        "ORDERFLOW_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
-        "ORDERFLOW_KAFKA__GROUP_ID": group,
-        "ORDERFLOW_KAFKA__ENABLE_IDEMPOTENCE": "false",  # the embedded broker lacks InitProducerId
-        "ORDERFLOW_KAFKA__SESSION_TIMEOUT_MS": "6000",
-        "ORDERFLOW_KAFKA__HEARTBEAT_INTERVAL_MS": "1000",
-        "ORDERFLOW_KAFKA__TRACKING_REPLICATION_FACTOR": "1",
-        "ORDERFLOW_TOPICS__ORDERS_CREATED": topics.orders_created,
-        "ORDERFLOW_TOPICS__STATUS": topics.status,
-        "ORDERFLOW_TOPICS__PRINT_FILES_READY": topics.print_files_ready,
-        "ORDERFLOW_TOPICS__DEAD_LETTER": topics.dead_letter,
-        "ORDERFLOW_TOPICS__TRACKING": topics.tracking,
-        "ORDERFLOW_HTTP__HOST": "127.0.0.1",
-        "ORDERFLOW_HTTP__PORT": str(port),
-        "ORDERFLOW_SHUTDOWN_GRACE_S": "5",
-        "ORDERFLOW_LOG__LEVEL": log_level,
-        "ORDERFLOW_ZAKEKE__ENABLED": "false",
-        "ORDERFLOW_SMAKE__ENABLED": "false",
-        "ORDERFLOW_REEVOO__ENABLED": "false",
-    })
+    """The sandbox's ORDERFLOW_* environment with every vendor disabled: the service
+    restores and then idles."""
+    env = sandbox_env(bootstrap, topics, {}, http_port=port, group_id=group)
+    env.update({"ORDERFLOW_SHUTDOWN_GRACE_S": "5", "ORDERFLOW_LOG__LEVEL": log_level})
     return env
 
 
@@ -386,12 +344,6 @@ def restored_partitions(log_path: Path, since: int) -> list[dict[str, Any]]:
     return found
 
 
-def spawn_service(env: Mapping[str, str], log: IO[bytes]) -> subprocess.Popen[bytes]:
-    """`orderflow run` as deployed: its own process, so its CPU time and memory are its own."""
-    return subprocess.Popen([sys.executable, "-m", "orderflow", "run"], env=env, stdout=log,
-                            stderr=log, stdin=subprocess.DEVNULL)
-
-
 async def service_round(args: argparse.Namespace, bootstrap: str, topics: TopicSettings, index: int,
                         log: IO[bytes], log_path: Path) -> dict[str, Any]:
     port = free_port()
@@ -403,15 +355,15 @@ async def service_round(args: argparse.Namespace, bootstrap: str, topics: TopicS
     async with aiohttp.ClientSession(timeout=timeout) as health_session, \
             aiohttp.ClientSession(timeout=timeout) as session:
         spawned = time.monotonic()
-        popen = spawn_service(env, log)
+        service = start_service(env, log)
         prober = asyncio.create_task(probe_forever(
             health_session, f"http://127.0.0.1:{port}/healthz", spawned, args.probe_interval, health))
         try:
             ready_at = None
             deadline = spawned + args.ready_timeout
             while ready_at is None:
-                if popen.poll() is not None:
-                    raise RuntimeError(f"the service exited with {popen.returncode}; see {log_path}")
+                if not service.running:
+                    raise RuntimeError(f"the service exited with {service.popen.returncode}; see {log_path}")
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"the service was not ready within {args.ready_timeout} s")
                 with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
@@ -420,20 +372,14 @@ async def service_round(args: argparse.Namespace, bootstrap: str, topics: TopicS
                             ready_at = time.monotonic() - spawned
                             break
                 await asyncio.sleep(args.probe_interval)
-            memory = memory_mib(popen.pid)
-            cpu = cpu_seconds(popen.pid)
+            memory = memory_mib(service.pid)
+            cpu = cpu_seconds(service.pid)
             metrics = await scrape(session, port)
         finally:
             prober.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await prober
-            if popen.poll() is None:
-                popen.send_signal(signal.SIGTERM)
-            try:
-                popen.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                popen.kill()
-                popen.wait()
+            service.stop(timeout_s=30)
     log.flush()
     partitions = restored_partitions(log_path, log_start)
     count = metrics.get("orderflow_tracking_restore_seconds_count", 0)
@@ -448,7 +394,7 @@ async def service_round(args: argparse.Namespace, bootstrap: str, topics: TopicS
         "cpu_s_to_ready": cpu,
         **memory,
         "healthz": Probe(health).summary(until=ready_at),
-        "exit_code": popen.returncode,
+        "exit_code": service.popen.returncode,
     }
     return figures
 
