@@ -199,28 +199,10 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
-class PromptOutputReader(OutputReader):
-    """The sandbox's OutputReader, fetching with a short broker wait. With aiokafka's default
-    (fetch_max_wait_ms=500) the embedded broker hands a record over ~135 ms (p50) after it is
-    produced, which would be added to every latency measured here; at 50 ms it is ~25 ms."""
-
-    FETCH_MAX_WAIT_MS = 50
-
-    async def start(self) -> None:
-        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False,
-                                    auto_offset_reset="earliest",
-                                    fetch_max_wait_ms=self.FETCH_MAX_WAIT_MS)
-        await consumer.start()
-        tps: list[TopicPartition] = []
-        for topic in (self._status_topic, self._print_files_topic):
-            partitions = consumer.partitions_for_topic(topic)
-            if partitions is None:
-                await consumer._client.force_metadata_update()
-                partitions = consumer.partitions_for_topic(topic) or {0}
-            tps.extend(TopicPartition(topic, p) for p in sorted(partitions))
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        self._consumer = consumer
+# The status reader fetches with a short broker wait. With aiokafka's default
+# (fetch_max_wait_ms=500) the embedded broker hands a record over ~135 ms (p50) after it is
+# produced, which would be added to every latency measured here; at 50 ms it is ~25 ms.
+READER_FETCH_MAX_WAIT_MS = 50
 
 
 # ----------------------------------------------------------------------------- the rounds
@@ -673,7 +655,8 @@ async def run(args: argparse.Namespace, broker: EmbeddedBroker, sim_log: IO[byte
             await watcher.start()
             watcher.assign([TopicPartition(topics.orders_created, p) for p in range(args.partitions)])
             stack.push_async_callback(watcher.stop)
-            reader = PromptOutputReader(bootstrap, topics.status, topics.print_files_ready)
+            reader = OutputReader(bootstrap, topics.status, topics.print_files_ready,
+                                  fetch_max_wait_ms=READER_FETCH_MAX_WAIT_MS)
             await reader.start()
             stack.push_async_callback(reader.stop)
             bench = Bench(args, bootstrap, topics, group, urls, service,

@@ -72,16 +72,21 @@ class Outcomes:
 class OutputReader:
     """Follows the status and print-files topics from their beginning."""
 
-    def __init__(self, bootstrap_servers: str, status_topic: str, print_files_topic: str) -> None:
+    def __init__(self, bootstrap_servers: str, status_topic: str, print_files_topic: str, *,
+                 fetch_max_wait_ms: int = 500) -> None:
         self._bootstrap = bootstrap_servers
         self._status_topic = status_topic
         self._print_files_topic = print_files_topic
+        # How long the broker may hold a fetch waiting for records (aiokafka's default 500 ms);
+        # a latency measurement wants it short, since it adds to every record's read time.
+        self._fetch_max_wait_ms = fetch_max_wait_ms
         self.outcomes = Outcomes()
         self._consumer: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False,
-                                    auto_offset_reset="earliest")
+                                    auto_offset_reset="earliest",
+                                    fetch_max_wait_ms=self._fetch_max_wait_ms)
         await consumer.start()
         tps: list[TopicPartition] = []
         for topic in (self._status_topic, self._print_files_topic):
