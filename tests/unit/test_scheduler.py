@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from aiokafka.errors import KafkaTimeoutError
@@ -18,7 +19,7 @@ from orderflow.adapters.base import (
     VendorUnavailable,
 )
 from orderflow.config.settings import Settings
-from orderflow.consumer.jobs import Job, JobTable
+from orderflow.consumer.jobs import Job, JobKey, JobTable
 from orderflow.consumer.metrics import Metrics
 from orderflow.consumer.scheduler import Scheduler
 from orderflow.contracts.events import Order, OrderCreated, Vendor, VendorStatus
@@ -76,26 +77,42 @@ class LeapingClock:
         return self.now
 
 
-async def test_a_job_due_again_before_its_last_run_ends_is_deferred_not_dropped():
-    settings = Settings(zakeke={"client_id": "a", "client_secret": "b"},
-                        smake={"enabled": False}, reevoo={"enabled": False},
-                        poll={"deadline_s": 10**9})
-    order = OrderCreated.model_validate_json(EXAMPLE.read_bytes()).order
-    clock = LeapingClock()
-    table, publisher, adapter = JobTable(), FakePublisher(), ReadyOnThirdPoll()
+async def started_scheduler(
+    adapter: object, *, zakeke: dict[str, object] | None = None, poll: dict[str, object] | None = None,
+    publisher: FakePublisher | None = None, tracking: FakeTracking | None = None,
+    metrics: Metrics | None = None, clock: Callable[[], float] = time.time,
+) -> tuple[Scheduler, JobTable]:
+    """A running scheduler with Zakeke only (`adapter`), owning partition 0 of a fresh table."""
+    settings = Settings(zakeke={"client_id": "a", "client_secret": "b", **(zakeke or {})},
+                        smake={"enabled": False}, reevoo={"enabled": False}, poll=poll or {})
+    table = JobTable()
     table.add_partition(0)
-    scheduler = Scheduler(settings, {Vendor.ZAKEKE: adapter}, table, publisher, FakeTracking(),
-                          Metrics(process_collectors=False), clock=clock, rng=random.Random(1))
+    scheduler = Scheduler(settings, {Vendor.ZAKEKE: adapter}, table, publisher or FakePublisher(),
+                          tracking or FakeTracking(), metrics or Metrics(process_collectors=False),
+                          clock=clock, rng=random.Random(1))
     await scheduler.start()
     scheduler.open_partition(0)
+    return scheduler, table
+
+
+async def until_finished(table: JobTable, key: JobKey, tries: int) -> None:
+    for _ in range(tries):
+        if table.get(0, key) is None:
+            return
+        await asyncio.sleep(0.01)
+
+
+async def test_a_job_due_again_before_its_last_run_ends_is_deferred_not_dropped():
+    order = OrderCreated.model_validate_json(EXAMPLE.read_bytes()).order
+    clock = LeapingClock()
+    publisher, adapter = FakePublisher(), ReadyOnThirdPoll()
+    scheduler, table = await started_scheduler(adapter, poll={"deadline_s": 10**9},
+                                               publisher=publisher, clock=clock)
     job = Job(order_id=order.order_id, vendor=Vendor.ZAKEKE, partition=0, source_event_id="e",
               order=order, created_at=clock(), due_at=clock())
     scheduler.schedule(job)
     try:
-        for _ in range(200):
-            if table.get(0, job.key) is None:
-                break
-            await asyncio.sleep(0.01)
+        await until_finished(table, job.key, tries=200)
     finally:
         await scheduler.stop(grace_s=1)
     statuses = [event.status for event in publisher.events]
@@ -129,26 +146,16 @@ class CountingSubmits(ReadyOnThirdPoll):
 
 
 async def test_a_failed_tracking_write_is_retried_without_asking_the_vendor_again():
-    settings = Settings(zakeke={"client_id": "a", "client_secret": "b"},
-                        smake={"enabled": False}, reevoo={"enabled": False},
-                        poll={"initial_interval_s": 0.01, "max_interval_s": 0.01})
     order = OrderCreated.model_validate_json(EXAMPLE.read_bytes()).order
-    table, publisher = JobTable(), FakePublisher()
-    tracking, adapter = FailingOnceTracking(), CountingSubmits()
-    table.add_partition(0)
-    scheduler = Scheduler(settings, {Vendor.ZAKEKE: adapter}, table, publisher, tracking,
-                          Metrics(process_collectors=False), rng=random.Random(1))
-    await scheduler.start()
-    scheduler.open_partition(0)
-    now = time.time()
+    publisher, tracking, adapter = FakePublisher(), FailingOnceTracking(), CountingSubmits()
+    scheduler, table = await started_scheduler(
+        adapter, poll={"initial_interval_s": 0.01, "max_interval_s": 0.01},
+        publisher=publisher, tracking=tracking)
     job = Job(order_id=order.order_id, vendor=Vendor.ZAKEKE, partition=0, source_event_id="e",
-              order=order, created_at=now, due_at=0.0)
+              order=order, created_at=time.time(), due_at=0.0)
     scheduler.schedule(job)
     try:
-        for _ in range(500):
-            if table.get(0, job.key) is None:
-                break
-            await asyncio.sleep(0.01)
+        await until_finished(table, job.key, tries=500)
     finally:
         await scheduler.stop(grace_s=1)
     assert adapter.submits == 1, "the vendor was asked to create the order again"
@@ -184,16 +191,10 @@ class DownThenUp:
 
 
 async def run_jobs_against(adapter: DownThenUp, jobs: int) -> JobTable:
-    settings = Settings(zakeke={"client_id": "a", "client_secret": "b", "max_concurrency": 8},
-                        smake={"enabled": False}, reevoo={"enabled": False},
-                        poll={"initial_interval_s": 0.01, "max_interval_s": 0.05})
     order = OrderCreated.model_validate_json(EXAMPLE.read_bytes()).order
-    table = JobTable()
-    table.add_partition(0)
-    scheduler = Scheduler(settings, {Vendor.ZAKEKE: adapter}, table, FakePublisher(), FakeTracking(),
-                          Metrics(process_collectors=False), rng=random.Random(1))
-    await scheduler.start()
-    scheduler.open_partition(0)
+    scheduler, table = await started_scheduler(
+        adapter, zakeke={"max_concurrency": 8},
+        poll={"initial_interval_s": 0.01, "max_interval_s": 0.05})
     now = time.time()
     for n in range(jobs):
         scheduler.schedule(Job(order_id=f"O-{n}", vendor=Vendor.ZAKEKE, partition=0,
@@ -248,21 +249,13 @@ class RecordingOrders(ReadyOnThirdPoll):
 
 
 async def run_one(job: Job, adapter: ReadyOnThirdPoll) -> tuple[JobTable, FakePublisher, Metrics]:
-    settings = Settings(zakeke={"client_id": "a", "client_secret": "b"},
-                        smake={"enabled": False}, reevoo={"enabled": False},
-                        poll={"initial_interval_s": 0.01, "max_interval_s": 0.01, "deadline_s": 10**9})
-    table, publisher, metrics = JobTable(), FakePublisher(), Metrics(process_collectors=False)
-    table.add_partition(0)
-    scheduler = Scheduler(settings, {Vendor.ZAKEKE: adapter}, table, publisher, FakeTracking(),
-                          metrics, rng=random.Random(1))
-    await scheduler.start()
-    scheduler.open_partition(0)
+    publisher, metrics = FakePublisher(), Metrics(process_collectors=False)
+    scheduler, table = await started_scheduler(
+        adapter, poll={"initial_interval_s": 0.01, "max_interval_s": 0.01, "deadline_s": 10**9},
+        publisher=publisher, metrics=metrics)
     scheduler.schedule(job)
     try:
-        for _ in range(500):
-            if table.get(0, job.key) is None:
-                break
-            await asyncio.sleep(0.01)
+        await until_finished(table, job.key, tries=500)
     finally:
         await scheduler.stop(grace_s=1)
     return table, publisher, metrics
@@ -295,15 +288,9 @@ async def test_a_job_whose_order_cannot_be_read_ends_without_calling_the_vendor(
 
 
 async def test_a_job_waiting_for_the_rate_limit_does_not_start_after_its_partition_is_handed_back():
-    settings = Settings(zakeke={"client_id": "a", "client_secret": "b", "rate_limit_per_s": 2},
-                        smake={"enabled": False}, reevoo={"enabled": False})
     order = OrderCreated.model_validate_json(EXAMPLE.read_bytes()).order
-    table, adapter = JobTable(), CountingSubmits()
-    table.add_partition(0)
-    scheduler = Scheduler(settings, {Vendor.ZAKEKE: adapter}, table, FakePublisher(), FakeTracking(),
-                          Metrics(process_collectors=False), rng=random.Random(1))
-    await scheduler.start()
-    scheduler.open_partition(0)
+    adapter = CountingSubmits()
+    scheduler, _ = await started_scheduler(adapter, zakeke={"rate_limit_per_s": 2})
     now = time.time()
     for n in range(5):
         scheduler.schedule(Job(order_id=f"O-{n}", vendor=Vendor.ZAKEKE, partition=0,
