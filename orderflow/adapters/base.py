@@ -206,6 +206,13 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - now)
 
 
+def require_credentials(vendor: Vendor, settings: VendorSettings) -> None:
+    """Refuse to start an adapter whose settings lack credentials, naming each one missing."""
+    missing = settings.missing_credentials()
+    if missing:
+        raise ValueError(f"{str(vendor).capitalize()} needs {', '.join(missing)}")
+
+
 def basic_authorization(login: str, password: str) -> str:
     """The HTTP Basic `Authorization` value. Built here because aiohttp deprecates BasicAuth."""
     return "Basic " + base64.b64encode(f"{login}:{password}".encode()).decode("ascii")

@@ -52,6 +52,7 @@ from orderflow.adapters.base import (
     VendorUnavailable,
     basic_authorization,
     default_error_for,
+    require_credentials,
 )
 from orderflow.config.settings import ReevooSettings
 from orderflow.contracts.events import Order, OrderLine, Vendor, VendorStatus
@@ -220,9 +221,7 @@ class ReevooAdapter:
         self._http = http or VendorHttp.for_vendor(VENDOR, settings, observer)
 
     async def start(self) -> None:
-        missing = self._settings.missing_credentials()
-        if missing:
-            raise ValueError(f"Reevoo needs {', '.join(missing)}")
+        require_credentials(VENDOR, self._settings)
         await self._http.start()
 
     async def stop(self) -> None:

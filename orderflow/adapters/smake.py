@@ -54,6 +54,7 @@ from orderflow.adapters.base import (
     VendorRejected,
     VendorUnavailable,
     default_error_for,
+    require_credentials,
 )
 from orderflow.config.settings import SmakeSettings
 from orderflow.contracts.events import Address, Order, OrderLine, Vendor, VendorStatus
@@ -362,9 +363,7 @@ class SmakeAdapter:
         self._http = http or VendorHttp.for_vendor(VENDOR, settings, observer)
 
     async def start(self) -> None:
-        missing = self._settings.missing_credentials()
-        if missing:
-            raise ValueError(f"Smake needs {', '.join(missing)}")
+        require_credentials(VENDOR, self._settings)
         await self._http.start()
 
     async def stop(self) -> None:

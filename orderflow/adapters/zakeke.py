@@ -54,6 +54,7 @@ from orderflow.adapters.base import (
     VendorUnavailable,
     basic_authorization,
     default_error_for,
+    require_credentials,
 )
 from orderflow.config.settings import ZakekeSettings
 from orderflow.contracts.events import Order, OrderLine, Vendor, VendorStatus
@@ -577,9 +578,7 @@ class ZakekeAdapter:
         )
 
     async def start(self) -> None:
-        secret = self._settings.client_secret
-        if not self._settings.client_id or secret is None or not secret.get_secret_value():
-            raise ValueError("Zakeke needs client_id and client_secret")
+        require_credentials(VENDOR, self._settings)
         await self._http.start()
 
     async def stop(self) -> None:
