@@ -12,7 +12,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from pydantic import SecretStr
 
@@ -379,7 +378,6 @@ class ScriptedReevooHttp(VendorHttp):
         form: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
-        auth: aiohttp.BasicAuth | None = None,
     ) -> HttpAnswer:
         self.requests.append((operation, method, path, json_body, headers))
         return self.answers.pop(0)

@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from pydantic import SecretStr
 
@@ -469,7 +468,6 @@ class ScriptedSmakeHttp(VendorHttp):
         form: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
-        auth: aiohttp.BasicAuth | None = None,
     ) -> HttpAnswer:
         self.requests.append((operation, method, path, json_body, params))
         self.headers.append(headers)
