@@ -69,6 +69,16 @@ class Outcomes:
         return table
 
 
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """The topic's partitions, asking the broker once more if the consumer's metadata does
+    not know the topic yet (partition 0 if even that does not)."""
+    partitions = consumer.partitions_for_topic(topic)
+    if not partitions:
+        await consumer._client.force_metadata_update()
+        partitions = consumer.partitions_for_topic(topic) or {0}
+    return [TopicPartition(topic, p) for p in sorted(partitions)]
+
+
 class OutputReader:
     """Follows the status and print-files topics from their beginning."""
 
@@ -88,13 +98,8 @@ class OutputReader:
                                     auto_offset_reset="earliest",
                                     fetch_max_wait_ms=self._fetch_max_wait_ms)
         await consumer.start()
-        tps: list[TopicPartition] = []
-        for topic in (self._status_topic, self._print_files_topic):
-            partitions = consumer.partitions_for_topic(topic)
-            if partitions is None:
-                await consumer._client.force_metadata_update()
-                partitions = consumer.partitions_for_topic(topic) or {0}
-            tps.extend(TopicPartition(topic, p) for p in sorted(partitions))
+        tps = [*await topic_partitions(consumer, self._status_topic),
+               *await topic_partitions(consumer, self._print_files_topic)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         self._consumer = consumer
