@@ -8,6 +8,7 @@ are ignored (upstream may add optional fields); outputs are built only from thes
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 from datetime import datetime
 from decimal import Decimal
@@ -15,6 +16,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -54,6 +56,39 @@ Money = Annotated[
     WithJsonSchema({"type": "string", "pattern": _MONEY_PATTERN}),
 ]
 NonEmptyStr = Annotated[str, StringConstraints(min_length=1)]
+
+
+def _path_safe(value: str) -> str:
+    """An id that goes into a vendor's URL path as one segment (percent-encoded there).
+    `.` and `..` would be read as "this" or "the parent" segment (aiohttp resolves them: an
+    order id `..` once turned `GET /v2/order/..` into `GET /v2/`), and a control character
+    has no business in an id."""
+    if value in (".", ".."):
+        raise ValueError(f"{value!r} cannot be an id: it goes into vendor URL paths")
+    if any(unicodedata.category(char) == "Cc" for char in value):
+        raise ValueError("an id must not hold control characters: it goes into vendor URL paths")
+    return value
+
+
+PathSafeId = Annotated[str, AfterValidator(_path_safe)]
+
+# Texts that vendors send us end up in our events. An output event must always be
+# publishable: valid UTF-8 (a lone surrogate from a vendor's JSON `\ud800` is not) and
+# bounded (a megabyte `failure_message` once made the status write fail forever).
+MAX_EVENT_TEXT = 1_000
+MAX_EVENT_URL = 4_096
+
+
+def publishable(value: str, limit: int = MAX_EVENT_TEXT) -> str:
+    """`value` as a publishable text: unpaired surrogates replaced, cut to `limit` characters
+    (an ellipsis marks the cut)."""
+    if len(value) > limit:
+        value = value[: limit - 1] + "\u2026"
+    return value.encode("utf-8", "replace").decode("utf-8")
+
+
+EventText = Annotated[str, AfterValidator(publishable)]
+EventUrl = Annotated[str, AfterValidator(lambda value: publishable(value, MAX_EVENT_URL))]
 CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 
 
@@ -111,8 +146,8 @@ class ZakekeCustomization(_Model):
     """A Zakeke line: a customizer design (`design_id`) or a configurator composition."""
 
     provider: Literal["zakeke"]
-    design_id: NonEmptyStr | None = None
-    modification_id: str | None = None
+    design_id: Annotated[PathSafeId, StringConstraints(min_length=1)] | None = None
+    modification_id: PathSafeId | None = None
     design_unit_price: Money | None = None
     composition_id: NonEmptyStr | None = None
 
@@ -149,7 +184,7 @@ class OrderLine(_Model):
 
 
 class Order(_Model):
-    order_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    order_id: Annotated[PathSafeId, StringConstraints(min_length=1, max_length=64)]
     order_number: str | None = None
     placed_at: AwareDatetime
     currency: CurrencyCode
@@ -218,10 +253,10 @@ class OrderVendorStatus(_Model):
     vendor: Vendor
     status: VendorStatus
     terminal: bool
-    vendor_order_ref: str | None = None
-    vendor_state: str | None = None
-    reason: str | None = None
-    tracking_numbers: list[str] = Field(default_factory=list)
+    vendor_order_ref: EventText | None = None
+    vendor_state: EventText | None = None
+    reason: EventText | None = None
+    tracking_numbers: list[EventText] = Field(default_factory=list)
     source_event_id: NonEmptyStr
 
     @model_validator(mode="after")
@@ -232,8 +267,8 @@ class OrderVendorStatus(_Model):
 
 
 class PrintFile(_Model):
-    format: NonEmptyStr
-    url: NonEmptyStr
+    format: Annotated[EventText, StringConstraints(min_length=1)]
+    url: Annotated[EventUrl, StringConstraints(min_length=1)]
 
 
 class OrderPrintFilesReady(_Model):
@@ -248,6 +283,6 @@ class OrderPrintFilesReady(_Model):
     line_id: NonEmptyStr
     design_id: NonEmptyStr
     modification_id: str | None = None
-    zip_url: str | None = None
+    zip_url: EventUrl | None = None
     files: list[PrintFile] = Field(default_factory=list)
     source_event_id: NonEmptyStr

@@ -93,3 +93,81 @@ def test_many_errors_are_summed_up_in_one_bounded_message() -> None:
     assert why.reason == "schema"
     assert "more" in why.message
     assert len(why.message) < 1000
+
+
+# ----------------------------------------------------------------------------- hostile JSON
+
+
+def with_member(text: str) -> bytes:
+    """The full example with one more top-level member, given as raw JSON text."""
+    return VALID.rstrip()[:-1] + b', "extra": ' + text.encode() + b"}"
+
+
+@pytest.mark.parametrize(("member", "error_class", "words"), [
+    ("9" * 5_000, "StrictJSONError", "5000 digits"),       # past Python's 4,300-digit guard
+    ("-" + "9" * 101, "StrictJSONError", "101 digits"),
+    ("NaN", "StrictJSONError", "NaN is not a JSON number"),
+    ("Infinity", "StrictJSONError", "Infinity"),
+    ("-Infinity", "StrictJSONError", "-Infinity"),
+    ("1e999", "StrictJSONError", "out of range"),
+    ('"\\ud800"', "JSONDecodeError", "not JSON"),              # a lone surrogate escape
+    ('["\\udc00x"]', "JSONDecodeError", "not JSON"),
+])
+def test_what_strict_json_refuses_anywhere_in_the_record(member: str, error_class: str,
+                                                          words: str) -> None:
+    why = undecodable(with_member(member))
+    assert (why.reason, why.error_class) == ("invalid_json", error_class)
+    assert words in why.message
+
+
+def test_a_repeated_key_is_refused_naming_it() -> None:
+    raw = VALID.rstrip()[:-1] + b', "order": {"order_id": "OTHER"}}'
+    why = undecodable(raw)
+    assert (why.reason, why.error_class) == ("invalid_json", "StrictJSONError")
+    assert "'order' appears more than once" in why.message
+
+
+def test_a_surrogate_pair_is_a_character_and_is_fine() -> None:
+    assert isinstance(decode_order_created(with_member('"\\ud83d\\ude00"'), LIMIT), OrderCreated)
+
+
+def test_an_integer_of_a_hundred_digits_is_still_json() -> None:
+    assert isinstance(decode_order_created(with_member("9" * 100), LIMIT), OrderCreated)
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("order_id", "."), ("order_id", ".."), ("order_id", "A\x00B"), ("order_id", "A\nB"),
+])
+def test_ids_that_would_change_a_vendor_url_are_refused_naming_the_field(field: str,
+                                                                          value: str) -> None:
+    event = json.loads(VALID)
+    event["order"][field] = value
+    why = undecodable(json.dumps(event).encode())
+    assert why.reason == "schema"
+    assert f"order.{field}" in why.message and "vendor URL" in why.message
+
+
+@pytest.mark.parametrize("field", ["design_id", "modification_id"])
+def test_design_ids_that_would_change_a_vendor_url_are_refused(field: str) -> None:
+    event = json.loads(VALID)
+    event["order"]["lines"][0]["customization"][field] = ".."
+    why = undecodable(json.dumps(event).encode())
+    assert why.reason == "schema"
+    assert f"order.lines.0.customization.{field}" in why.message
+
+
+def test_ids_with_slashes_spaces_and_percent_signs_are_kept_as_they_are() -> None:
+    # They are percent-encoded into the path, so they are not refused.
+    event = json.loads(VALID)
+    event["order"]["order_id"] = "A/B %2e%2e ü"
+    decoded = decode_order_created(json.dumps(event).encode(), LIMIT)
+    assert isinstance(decoded, OrderCreated)
+    assert decoded.order.order_id == "A/B %2e%2e ü"
+
+
+def test_the_message_never_repeats_a_long_input() -> None:
+    event = json.loads(VALID)
+    event["order"]["currency"] = "X" * 100_000
+    why = undecodable(json.dumps(event).encode())
+    assert why.reason == "schema"
+    assert len(why.message) < 1_000
