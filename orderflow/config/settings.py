@@ -7,7 +7,10 @@ with a default that suits a real cluster. `load_settings()` turns any problem in
 
 from __future__ import annotations
 
+import difflib
+import os
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
@@ -38,9 +41,20 @@ class KafkaSettings(BaseModel):
     ssl_cafile: str | None = None
     # Replication of the tracking topic when orderflow creates it.
     tracking_replication_factor: int = Field(default=3, ge=1)
-    # Input records larger than this go to the dead-letter topic unread.
-    max_record_bytes: int = Field(default=1_048_576, ge=1024)
+    # Input records larger than this go to the dead-letter topic unread. Below the brokers'
+    # limit (next) by room for the dead-letter headers, so a record refused for its size
+    # can still be dead-lettered whole.
+    max_record_bytes: int = Field(default=1_000_000, ge=1024)
+    # The largest record the brokers accept (Kafka's `message.max.bytes`, whose default
+    # this is; or the topics' `max.message.bytes`). A dead letter larger than this is
+    # written without its value (the input topic still holds it), and an order whose
+    # tracking record would be larger is dead-lettered as too_large: a write the broker
+    # refuses would otherwise be retried forever.
+    max_message_bytes: int = Field(default=1_048_588, ge=16_384)
     max_batch_records: int = Field(default=500, ge=1)
+    # At start-up, how long to keep trying brokers that cannot be reached before giving up
+    # (exit 2). Meanwhile /healthz answers 200 and /readyz 503.
+    startup_timeout_s: float = Field(default=300.0, gt=0)
 
 
 class TopicSettings(BaseModel):
@@ -58,6 +72,9 @@ class VendorSettings(BaseModel):
     # Requests per second started against this vendor (0: no limit beyond concurrency).
     rate_limit_per_s: float = Field(default=0.0, ge=0)
     request_timeout_s: float = Field(default=10.0, gt=0)
+    # An answer larger than this (after decompression) is not read into memory: it counts
+    # as a transient error. 0.3 MiB of gzip once became 300 MiB in a second.
+    max_answer_bytes: int = Field(default=1_048_576, ge=1024)
 
     @field_validator("base_url")
     @classmethod
@@ -86,6 +103,29 @@ class SmakeSettings(VendorSettings):
     api_key: SecretStr | None = None
     default_shipping_method: str = "standard"
     default_payment_method: str = "invoice"
+    # Our shipping/payment method words to the handles the Smake producer set up, written
+    # `ours=theirs,ours=theirs`. Unset: the order's own words go to Smake.
+    shipping_method_map: Annotated[dict[str, str] | None, NoDecode] = None
+    payment_method_map: Annotated[dict[str, str] | None, NoDecode] = None
+    # The token Smake signs its webhooks with; unset: POST /webhooks/smake answers 404.
+    webhook_token: SecretStr | None = None
+
+    @field_validator("shipping_method_map", "payment_method_map", mode="before")
+    @classmethod
+    def _parse_method_map(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        mapping: dict[str, str] = {}
+        for pair in value.split(","):
+            if not pair.strip():
+                continue
+            ours, sep, theirs = pair.partition("=")
+            if not sep or not ours.strip() or not theirs.strip():
+                raise ValueError(f"{pair.strip()!r} is not of the form ours=theirs")
+            if ours.strip() in mapping:
+                raise ValueError(f"{ours.strip()!r} is mapped twice")
+            mapping[ours.strip()] = theirs.strip()
+        return mapping or None
 
     def missing_credentials(self) -> list[str]:
         return [] if _present(self.api_key) else ["api_key"]
@@ -166,6 +206,26 @@ class Settings(BaseSettings):
         return {"zakeke": self.zakeke, "smake": self.smake, "reevoo": self.reevoo}
 
 
+def kafka_security_problems(kafka: KafkaSettings) -> list[str]:
+    """What the Kafka security settings lack, one text per variable: caught here, at start,
+    rather than as a client library traceback at the first connection."""
+    problems = []
+    protocol = env_name("kafka", "security_protocol")
+    if kafka.security_protocol.startswith("SASL"):
+        for name in ("sasl_mechanism", "sasl_username", "sasl_password"):
+            if not _present(getattr(kafka, name)):
+                problems.append(f"{env_name('kafka', name)} is required while {protocol} is "
+                                f"{kafka.security_protocol}")
+    if kafka.ssl_cafile is not None:
+        if kafka.security_protocol not in ("SSL", "SASL_SSL"):
+            problems.append(f"{env_name('kafka', 'ssl_cafile')} is set but {protocol} is "
+                            f"{kafka.security_protocol}, which uses no TLS")
+        elif not os.access(kafka.ssl_cafile, os.R_OK) or not os.path.isfile(kafka.ssl_cafile):
+            problems.append(f"{env_name('kafka', 'ssl_cafile')}: no readable file at "
+                            f"{kafka.ssl_cafile!r}")
+    return problems
+
+
 def _present(value: str | SecretStr | None) -> bool:
     if isinstance(value, SecretStr):
         value = value.get_secret_value()
@@ -178,10 +238,55 @@ def env_name(*path: str | int) -> str:
     return ENV_PREFIX + ENV_NESTED_DELIMITER.join(str(p).upper() for p in path)
 
 
-def load_settings(**overrides: Any) -> Settings:
+# Kubernetes injects these for a Service named `orderflow` into every pod of its namespace
+# (service links). They are not settings and must not stop start-up.
+_SERVICE_LINK = re.compile(
+    r"ORDERFLOW_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT"
+    r"|PORT_[0-9]+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)"
+)
+
+
+def setting_variables() -> list[str]:
+    """Every environment variable that names a setting, groups included (a whole group may
+    be given as JSON: ORDERFLOW_POLL='{...}')."""
+    names: list[str] = []
+
+    def walk(model: type[BaseModel], path: tuple[str, ...]) -> None:
+        for name, info in model.model_fields.items():
+            names.append(env_name(*path, name))
+            annotation = info.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                walk(annotation, (*path, name))
+
+    walk(Settings, ())
+    return names
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """`ORDERFLOW_*` variables that name no setting (service links excepted), each with the
+    closest real name when there is one: `ORDERFLOW_KAFKA__BOOTSTRAP_SERVER (did you mean
+    ORDERFLOW_KAFKA__BOOTSTRAP_SERVERS?)`."""
+    known = setting_variables()
+    known_set = set(known)
+    problems = []
+    for variable in sorted(environ):
+        upper = variable.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in known_set or _SERVICE_LINK.fullmatch(upper):
+            continue
+        close = difflib.get_close_matches(upper, known, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        problems.append(f"{variable} names no setting{hint}")
+    return problems
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Read the settings from the environment (and `overrides`, used by the sandbox).
 
-    Raises ConfigError with one line that names the first offending variable."""
+    Raises ConfigError with one line that names every offending variable found at the
+    first stage that finds any: unknown variables, then bad values, then what is missing."""
+    unknown = unknown_variables(os.environ if environ is None else environ)
+    if unknown:
+        raise ConfigError("; ".join(unknown))
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
@@ -198,12 +303,15 @@ def load_settings(**overrides: Any) -> Settings:
         field = re.search(r'field "([^"]+)"', str(exc))
         where = env_name(field.group(1)) if field else f"{ENV_PREFIX}*"
         raise ConfigError(f"{where}: unreadable value ({exc.__cause__ or exc})") from None
-    for vendor, vendor_settings in settings.vendor_settings().items():
-        if vendor_settings.enabled:
-            for name in vendor_settings.missing_credentials():
-                raise ConfigError(
-                    f"{env_name(vendor, name)} is required while {env_name(vendor, 'enabled')} is true"
-                )
+    problems = [
+        f"{env_name(vendor, name)} is required while {env_name(vendor, 'enabled')} is true"
+        for vendor, vendor_settings in settings.vendor_settings().items()
+        if vendor_settings.enabled
+        for name in vendor_settings.missing_credentials()
+    ]
+    problems.extend(kafka_security_problems(settings.kafka))
+    if problems:
+        raise ConfigError("; ".join(problems))
     if settings.poll.max_interval_s < settings.poll.initial_interval_s:
         raise ConfigError(
             f"{env_name('poll', 'max_interval_s')} must not be below "

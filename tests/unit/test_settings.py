@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from orderflow.config.settings import ConfigError, Settings, env_name, load_settings
+from orderflow.config.settings import ConfigError, Settings, env_name, load_settings, setting_variables
 
 ROOT = Path(__file__).parents[2]
 
@@ -204,8 +204,11 @@ def test_blank_credential_counts_as_missing(monkeypatch: pytest.MonkeyPatch) -> 
     assert message.startswith("ORDERFLOW_SMAKE__API_KEY is required")
 
 
-def test_no_credentials_at_all_names_the_first_missing_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert config_error(monkeypatch, {}).startswith("ORDERFLOW_ZAKEKE__CLIENT_ID is required")
+def test_no_credentials_at_all_names_every_missing_one_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    message = config_error(monkeypatch, {})
+    assert message.startswith("ORDERFLOW_ZAKEKE__CLIENT_ID is required")
+    for variable in CREDENTIALS:
+        assert f"{variable} is required" in message
 
 
 @pytest.mark.parametrize("vendor", ["ZAKEKE", "SMAKE", "REEVOO"])
@@ -268,3 +271,145 @@ def test_run_without_a_credential_exits_2_naming_it() -> None:
     assert done.stderr.strip().splitlines() == [
         "orderflow: configuration error: ORDERFLOW_REEVOO__TRKREF is required while "
         "ORDERFLOW_REEVOO__ENABLED is true"]
+
+
+# ----------------------------------------------------------------------------- unknown variables
+
+
+@pytest.mark.parametrize(("variable", "closest"), [
+    ("ORDERFLOW_KAFKA__BOOTSTRAP_SERVER", "ORDERFLOW_KAFKA__BOOTSTRAP_SERVERS"),
+    ("ORDERFLOW_SMAKE__APIKEY", "ORDERFLOW_SMAKE__API_KEY"),
+    ("ORDERFLOW_POLL_DEADLINE_S", "ORDERFLOW_POLL__DEADLINE_S"),
+    ("orderflow_shutdown_grace", "ORDERFLOW_SHUTDOWN_GRACE_S"),
+])
+def test_a_misspelt_variable_stops_start_up_naming_it_and_the_closest_name(
+        monkeypatch: pytest.MonkeyPatch, variable: str, closest: str) -> None:
+    message = config_error(monkeypatch, {**CREDENTIALS, variable: "x"})
+    assert message == f"{variable} names no setting (did you mean {closest}?)"
+
+
+def test_an_unknown_variable_like_no_setting_is_named_without_a_guess(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    message = config_error(monkeypatch, {**CREDENTIALS, "ORDERFLOW_QQQQQQQQQQQQQQQQ": "1"})
+    assert message == "ORDERFLOW_QQQQQQQQQQQQQQQQ names no setting"
+
+
+# What Kubernetes injects for a Service named `orderflow` (service links), as a pod of the
+# shipped manifests would see them before enableServiceLinks: false.
+SERVICE_LINKS = {
+    "ORDERFLOW_SERVICE_HOST": "10.0.0.12",
+    "ORDERFLOW_SERVICE_PORT": "8080",
+    "ORDERFLOW_SERVICE_PORT_HTTP": "8080",
+    "ORDERFLOW_PORT": "tcp://10.0.0.12:8080",
+    "ORDERFLOW_PORT_8080_TCP": "tcp://10.0.0.12:8080",
+    "ORDERFLOW_PORT_8080_TCP_PROTO": "tcp",
+    "ORDERFLOW_PORT_8080_TCP_PORT": "8080",
+    "ORDERFLOW_PORT_8080_TCP_ADDR": "10.0.0.12",
+}
+
+
+def test_kubernetes_service_link_variables_are_not_settings_and_do_not_stop_start_up(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, {**CREDENTIALS, **SERVICE_LINKS})
+    assert load_settings().http.port == 8080
+
+
+def test_every_setting_variable_is_known_groups_included() -> None:
+    known = set(setting_variables())
+    assert {row[0] for row in CONTRACT_DEFAULTS} <= known
+    assert {"ORDERFLOW_POLL", "ORDERFLOW_SMAKE__SHIPPING_METHOD_MAP",
+            "ORDERFLOW_SMAKE__PAYMENT_METHOD_MAP", "ORDERFLOW_SMAKE__WEBHOOK_TOKEN"} <= known
+
+
+def test_the_run_command_refuses_a_misspelt_variable_with_exit_2_and_one_line() -> None:
+    done = run_command({**CREDENTIALS, "ORDERFLOW_KAFKA__BOOTSTRAP_SERVER": "broker:9092"})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "orderflow: configuration error: ORDERFLOW_KAFKA__BOOTSTRAP_SERVER names no setting "
+        "(did you mean ORDERFLOW_KAFKA__BOOTSTRAP_SERVERS?)"]
+
+
+# ----------------------------------------------------------------------------- Kafka security
+
+
+@pytest.mark.parametrize("protocol", ["SASL_PLAINTEXT", "SASL_SSL"])
+def test_sasl_without_mechanism_user_and_password_names_each(monkeypatch: pytest.MonkeyPatch,
+                                                             protocol: str) -> None:
+    message = config_error(monkeypatch, {**CREDENTIALS,
+                                         "ORDERFLOW_KAFKA__SECURITY_PROTOCOL": protocol})
+    for name in ("SASL_MECHANISM", "SASL_USERNAME", "SASL_PASSWORD"):
+        assert (f"ORDERFLOW_KAFKA__{name} is required while ORDERFLOW_KAFKA__SECURITY_PROTOCOL "
+                f"is {protocol}") in message
+
+
+def test_sasl_with_only_the_password_missing_names_only_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    message = config_error(monkeypatch, {
+        **CREDENTIALS, "ORDERFLOW_KAFKA__SECURITY_PROTOCOL": "SASL_SSL",
+        "ORDERFLOW_KAFKA__SASL_MECHANISM": "SCRAM-SHA-512", "ORDERFLOW_KAFKA__SASL_USERNAME": "u"})
+    assert message == ("ORDERFLOW_KAFKA__SASL_PASSWORD is required while "
+                       "ORDERFLOW_KAFKA__SECURITY_PROTOCOL is SASL_SSL")
+
+
+def test_a_ca_file_that_cannot_be_read_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    missing = tmp_path / "ca.pem"
+    message = config_error(monkeypatch, {**CREDENTIALS, "ORDERFLOW_KAFKA__SECURITY_PROTOCOL": "SSL",
+                                         "ORDERFLOW_KAFKA__SSL_CAFILE": str(missing)})
+    assert message == f"ORDERFLOW_KAFKA__SSL_CAFILE: no readable file at {str(missing)!r}"
+
+
+def test_a_readable_ca_file_passes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    set_env(monkeypatch, {**CREDENTIALS, "ORDERFLOW_KAFKA__SECURITY_PROTOCOL": "SSL",
+                          "ORDERFLOW_KAFKA__SSL_CAFILE": str(ca)})
+    assert load_settings().kafka.ssl_cafile == str(ca)
+
+
+def test_the_run_command_names_a_sasl_gap_with_exit_2_before_any_connection() -> None:
+    done = run_command({**CREDENTIALS, "ORDERFLOW_KAFKA__SECURITY_PROTOCOL": "SASL_SSL",
+                        "ORDERFLOW_KAFKA__SASL_MECHANISM": "PLAIN",
+                        "ORDERFLOW_KAFKA__SASL_PASSWORD": "p",
+                        "ORDERFLOW_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:9"})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "orderflow: configuration error: ORDERFLOW_KAFKA__SASL_USERNAME is required while "
+        "ORDERFLOW_KAFKA__SECURITY_PROTOCOL is SASL_SSL"]
+
+
+# ----------------------------------------------------------------------------- Smake method maps
+
+
+def test_method_maps_read_ours_equals_theirs(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, {**CREDENTIALS,
+                          "ORDERFLOW_SMAKE__SHIPPING_METHOD_MAP": " standard = dhl-paket ,express=ups,",
+                          "ORDERFLOW_SMAKE__PAYMENT_METHOD_MAP": "invoice=invoice-b2b"})
+    smake = load_settings().smake
+    assert smake.shipping_method_map == {"standard": "dhl-paket", "express": "ups"}
+    assert smake.payment_method_map == {"invoice": "invoice-b2b"}
+
+
+@pytest.mark.parametrize("raw", ["standard", "standard=", "=dhl", "a=b,a=c"])
+def test_a_bad_method_map_names_the_variable(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
+    message = config_error(monkeypatch, {**CREDENTIALS, "ORDERFLOW_SMAKE__SHIPPING_METHOD_MAP": raw})
+    assert message.startswith("ORDERFLOW_SMAKE__SHIPPING_METHOD_MAP:"), message
+
+
+# ----------------------------------------------------------------------------- tracking topic
+
+
+def test_a_refused_tracking_topic_creation_names_the_topic_and_the_brokers_error() -> None:
+    from orderflow.consumer.kafka import creation_problem
+
+    refused = [("orderflow.tracking", 38, "Replication factor: 3 larger than available brokers: 1.")]
+    assert creation_problem("orderflow.tracking", refused) == (
+        "InvalidReplicationFactorError (code 38): Replication factor: 3 larger than available "
+        "brokers: 1.")
+
+
+@pytest.mark.parametrize("answer", [[("orderflow.tracking", 0, None)],
+                                    [("orderflow.tracking", 36, "exists")],  # another replica won
+                                    [("other", 38, "not ours")], []])
+def test_a_tracking_topic_creation_that_worked_is_no_problem(answer: list[tuple[Any, ...]]) -> None:
+    from orderflow.consumer.kafka import creation_problem
+
+    assert creation_problem("orderflow.tracking", answer) is None
