@@ -27,6 +27,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from orderflow.config.settings import TopicSettings, env_name
+from orderflow.contracts import dead_letters
 from orderflow.contracts.events import (
     OrderCreated,
     OrderPrintFilesReady,
@@ -76,15 +77,7 @@ PRINT_FILES_READY = EventSchema(
 EVENTS: tuple[EventSchema, ...] = (ORDER_CREATED, VENDOR_STATUS, PRINT_FILES_READY)
 
 # Headers of a dead-letter record (all UTF-8 strings), as the contract names them.
-DEAD_LETTER_HEADERS: dict[str, str] = {
-    "orderflow.error.class": "Why the record was refused, as an error class name "
-                             "(for example JSONDecodeError, ValidationError, RecordTooLarge).",
-    "orderflow.error.message": "The explanation in words (for a schema error, the offending fields).",
-    "orderflow.original.topic": "The topic the record was read from.",
-    "orderflow.original.partition": "Its partition, in decimal digits.",
-    "orderflow.original.offset": "Its offset, in decimal digits.",
-    "orderflow.failed_at": "When orderflow refused it, RFC 3339 in UTC.",
-}
+DEAD_LETTER_HEADERS: dict[str, str] = dead_letters.REQUIRED
 
 
 # ----------------------------------------------------------------------------- JSON Schema
@@ -216,7 +209,8 @@ def asyncapi_document(topics: TopicSettings | None = None) -> dict[str, Any]:
         "headers": {
             "type": "object",
             "properties": {name: {"type": "string", "description": text}
-                           for name, text in DEAD_LETTER_HEADERS.items()},
+                           for name, text in {**DEAD_LETTER_HEADERS,
+                                              **dead_letters.OPTIONAL}.items()},
             "required": list(DEAD_LETTER_HEADERS),
         },
         "payload": {"description": "The original record value, byte for byte."},
