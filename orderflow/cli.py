@@ -19,7 +19,7 @@ def _run() -> int:
     signal.signal(signal.SIGTERM, _exit_before_start)
     from orderflow.config.settings import ConfigError, load_settings
     from orderflow.consumer.app import Application
-    from orderflow.consumer.kafka import TopicError
+    from orderflow.consumer.kafka import StartupError
     from orderflow.consumer.logging import configure_logging
 
     try:
@@ -29,16 +29,15 @@ def _run() -> int:
         return 2
     configure_logging(settings.log)
 
-    async def serve() -> None:
+    async def serve() -> int:
         # Kafka clients must be created inside the running event loop.
-        await Application(settings).run_until_signalled()
+        return await Application(settings).run_until_signalled()
 
     try:
-        asyncio.run(serve())
-    except TopicError as exc:
-        print(f"orderflow: topic error: {exc}", file=sys.stderr)
+        return asyncio.run(serve())
+    except StartupError as exc:
+        print(f"orderflow: cannot start: {exc}", file=sys.stderr)
         return 2
-    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -11,11 +11,17 @@ import time
 from collections.abc import Callable, Mapping
 
 from orderflow.adapters.base import RequestObserver, VendorAdapter
-from orderflow.config.settings import Settings
+from orderflow.config.settings import Settings, env_name
+from orderflow.consumer.critical import CriticalTasks
 from orderflow.consumer.http import OpsServer
 from orderflow.consumer.intake import Intake
 from orderflow.consumer.jobs import JobTable
-from orderflow.consumer.kafka import make_producer, prepare_topics
+from orderflow.consumer.kafka import (
+    check_idempotence,
+    make_producer,
+    prepare_topics,
+    wait_for_brokers,
+)
 from orderflow.consumer.logging import get_logger
 from orderflow.consumer.metrics import Metrics
 from orderflow.consumer.publisher import Publisher
@@ -56,19 +62,21 @@ class Application:
         self.metrics = metrics or Metrics()
         self._adapters = dict(adapters) if adapters is not None else build_adapters(settings, self.metrics)
         self._clock = clock
+        self.critical = CriticalTasks()
         self.table = JobTable()
         self._producer = make_producer(settings.kafka)
         self._tracking = TrackingStore(settings.kafka, settings.topics.tracking, self._producer,
                                        self.metrics)
         self._publisher = Publisher(self._producer, settings.topics, self.metrics)
         self.scheduler = Scheduler(settings, self._adapters, self.table, self._publisher,
-                                   self._tracking, self.metrics, clock=clock, rng=rng)
+                                   self._tracking, self.metrics, clock=clock, rng=rng,
+                                   critical=self.critical)
         self.intake = Intake(settings, self.table, self.scheduler, self._tracking, self._producer,
-                             self.metrics, clock=clock)
+                             self.metrics, clock=clock, critical=self.critical)
         self.ops = OpsServer(settings.http.host, settings.http.port, self.metrics,
                              healthy=self.health, ready=self.readiness)
         self._started = False
-        self._stopped = asyncio.Event()
+        self._stop_stack = contextlib.AsyncExitStack()
 
     # ------------------------------------------------------------------ health
 
@@ -99,19 +107,57 @@ class Application:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        """Start everything, in dependency order. A start that fails (StartupError for what
+        the settings or the cluster explain) stops what it had started first."""
         if self._started:
             return
-        await self.ops.start()
-        await prepare_topics(self.settings.kafka, self.settings.topics)
-        for adapter in self._adapters.values():
-            await adapter.start()
-        await self._producer.start()
-        await self.scheduler.start()
-        await self.intake.start()
+        self._stop_stack = contextlib.AsyncExitStack()
+        try:
+            await self._start_all(self._stop_stack)
+        except BaseException:
+            await self._unwind()
+            raise
         self._started = True
         log.info("orderflow started", vendors=sorted(str(v) for v in self._adapters),
                  input=self.settings.topics.orders_created, group=self.settings.kafka.group_id,
                  http_port=self.ops.port)
+
+    async def _start_all(self, stack: contextlib.AsyncExitStack) -> None:
+        # The producer exists from construction: closed even when never started, else the
+        # client library reports it unclosed on the way out.
+        stack.push_async_callback(self._producer.stop)
+        # /healthz answers from the first moment: a replica waiting for its brokers is alive
+        # (200) but not ready (503), and is not restarted for the brokers' absence.
+        await self.ops.start()
+        stack.push_async_callback(self.ops.stop)
+        await wait_for_brokers(self.settings.kafka, self._broker_unreachable)
+        await check_idempotence(self.settings.kafka)
+        await prepare_topics(self.settings.kafka, self.settings.topics)
+        for adapter in self._adapters.values():
+            await adapter.start()
+            stack.push_async_callback(adapter.stop)
+        await self._producer.start()
+        await self.scheduler.start()
+        stack.push_async_callback(self.scheduler.stop, self.settings.shutdown_grace_s)
+        await self.intake.start()
+        stack.push_async_callback(self.intake.stop)
+
+    def _broker_unreachable(self, error: str, waited_s: float) -> None:
+        log.warning("no broker answers yet, still trying", waited_s=round(waited_s, 1),
+                    setting=env_name("kafka", "bootstrap_servers"),
+                    bootstrap_servers=self.settings.kafka.bootstrap_servers, error=error,
+                    gives_up_after_s=self.settings.kafka.startup_timeout_s)
+
+    async def _unwind(self) -> None:
+        """Stop what was started, last first; an error in one stop is logged, and the
+        others still run."""
+        stack, self._stop_stack = self._stop_stack, contextlib.AsyncExitStack()
+        while True:
+            try:
+                await stack.aclose()
+                return
+            except Exception:
+                log.exception("error while stopping a component")
 
     async def stop(self) -> None:
         """Stop taking work, finish or hand back what is in flight within the grace period,
@@ -119,28 +165,34 @@ class Application:
         if not self._started:
             return
         self._started = False
-        grace = self.settings.shutdown_grace_s
-        log.info("orderflow stopping", grace_s=grace, in_flight=self.scheduler.in_flight_count())
-        await self.intake.stop()
-        await self.scheduler.stop(grace)
-        with contextlib.suppress(Exception):
-            await self._producer.stop()
-        for adapter in self._adapters.values():
-            with contextlib.suppress(Exception):
-                await adapter.stop()
-        await self.ops.stop()
-        self._stopped.set()
+        log.info("orderflow stopping", grace_s=self.settings.shutdown_grace_s,
+                 in_flight=self.scheduler.in_flight_count())
+        await self._unwind()
         log.info("orderflow stopped")
 
-    async def run_until_signalled(self) -> None:
+    async def run_until_signalled(self) -> int:
+        """Run until SIGTERM or SIGINT (exit code 0) or until a critical task dies (1).
+        A signal during start-up (waiting for brokers, say) stops at once."""
         loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
+        signalled = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, signalled.set)
+        starting = asyncio.create_task(self.start(), name="start")
+        stop_wait = asyncio.create_task(signalled.wait(), name="signal")
+        failed = asyncio.create_task(self.critical.wait_failed(), name="critical")
         try:
-            await self.start()
-            await stop.wait()
+            await asyncio.wait({starting, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            if not starting.done():
+                starting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await starting
+                return 0
+            starting.result()  # a failed start raises here
+            await asyncio.wait({stop_wait, failed}, return_when=asyncio.FIRST_COMPLETED)
+            return 1 if failed.done() else 0
         finally:
+            for task in (stop_wait, failed):
+                task.cancel()
             await self.stop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)

@@ -1,0 +1,125 @@
+"""`orderflow run` against brokers and topics that are not as configured: each case ends as
+the contract says (exit 2, one line naming the variable or topic), with no traceback and no
+"Unclosed ..." noise, and a broker that is merely absent for a while is waited for."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+from conftest import service_env
+
+from orderflow.sandbox.broker import EmbeddedBroker, free_port
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).parents[2]
+NOBODY = "127.0.0.1:9"  # discard port: nothing listens, connections are refused at once
+
+
+def run_env(env: dict[str, str]) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.upper().startswith("ORDERFLOW_")}
+    return {**base, **env}
+
+
+def the_last_line(stderr: str) -> str:
+    lines = [line for line in stderr.strip().splitlines() if line.startswith("orderflow:")]
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+def assert_quiet(stderr: str) -> None:
+    assert "Traceback" not in stderr, stderr
+    assert "Unclosed" not in stderr, stderr
+
+
+async def probe(session: aiohttp.ClientSession, port: int, path: str) -> int | None:
+    try:
+        async with session.get(f"http://127.0.0.1:{port}{path}") as answer:
+            return answer.status
+    except (aiohttp.ClientError, OSError):
+        return None
+
+
+async def test_an_unreachable_broker_is_waited_for_then_named_with_exit_2(broker, topics) -> None:
+    port = free_port()
+    env = service_env(broker, topics)
+    env.update({"ORDERFLOW_KAFKA__BOOTSTRAP_SERVERS": NOBODY, "ORDERFLOW_HTTP__PORT": str(port),
+                "ORDERFLOW_KAFKA__STARTUP_TIMEOUT_S": "4"})
+    process = subprocess.Popen([sys.executable, "-m", "orderflow", "run"], env=run_env(env),
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen: list[tuple[int | None, int | None]] = []
+    async with aiohttp.ClientSession() as session:
+        while process.poll() is None:
+            health, ready = await probe(session, port, "/healthz"), await probe(session, port, "/readyz")
+            if health is not None:
+                seen.append((health, ready))
+            await asyncio.sleep(0.2)
+    _, stderr = process.communicate(timeout=10)
+    # Alive and not ready all along: Kubernetes does not restart it for the brokers' absence.
+    assert seen and set(seen) == {(200, 503)}, seen
+    assert process.returncode == 2, stderr
+    line = the_last_line(stderr)
+    assert "ORDERFLOW_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:9" in line
+    assert "ORDERFLOW_KAFKA__STARTUP_TIMEOUT_S=4s" in line
+    assert "no broker answers yet, still trying" in stderr  # the warning while it waits
+    assert_quiet(stderr)
+
+
+async def test_a_broker_that_comes_up_late_is_joined(topics) -> None:
+    port = free_port()
+    late = EmbeddedBroker(port=free_port())
+    env = service_env(late, topics)  # type: ignore[arg-type]
+    env.update({"ORDERFLOW_HTTP__PORT": str(port), "ORDERFLOW_KAFKA__STARTUP_TIMEOUT_S": "60",
+                "ORDERFLOW_KAFKA__GROUP_ID": "late"})
+    process = subprocess.Popen([sys.executable, "-m", "orderflow", "run"], env=run_env(env),
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        await asyncio.sleep(2.0)
+        assert process.poll() is None
+        with late:
+            from orderflow.sandbox.broker import create_topics
+            await create_topics(late.bootstrap_servers, [(topics.orders_created, 2, None)])
+            async with aiohttp.ClientSession() as session:
+                deadline = time.monotonic() + 60
+                while await probe(session, port, "/readyz") != 200:
+                    assert process.poll() is None, process.communicate()[1]
+                    assert time.monotonic() < deadline
+                    await asyncio.sleep(0.3)
+            process.terminate()
+            _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, stderr
+    assert_quiet(stderr)
+
+
+def test_a_broker_that_refuses_idempotent_producing_is_named_with_exit_2(broker, topics) -> None:
+    env = service_env(broker, topics)
+    env["ORDERFLOW_KAFKA__ENABLE_IDEMPOTENCE"] = "true"  # the embedded broker lacks it
+    done = subprocess.run([sys.executable, "-m", "orderflow", "run"], env=run_env(env), cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2, done.stderr
+    line = the_last_line(done.stderr)
+    assert "refuses idempotent producing" in line
+    assert "ORDERFLOW_KAFKA__ENABLE_IDEMPOTENCE=false" in line
+    assert_quiet(done.stderr)
+
+
+def test_a_missing_input_topic_is_named_with_exit_2(broker, topics) -> None:
+    env = service_env(broker, topics)
+    env["ORDERFLOW_TOPICS__ORDERS_CREATED"] = "no.such.topic"
+    done = subprocess.run([sys.executable, "-m", "orderflow", "run"], env=run_env(env), cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2, done.stderr
+    line = the_last_line(done.stderr)
+    assert "'no.such.topic' does not exist" in line and "ORDERFLOW_TOPICS__ORDERS_CREATED" in line
+    assert_quiet(done.stderr)
