@@ -13,15 +13,19 @@ import base64
 import email.utils
 import json
 import time
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from orderflow.config.settings import VendorSettings
-from orderflow.contracts.events import Order, Vendor, VendorStatus
+from orderflow.contracts.events import Order, Vendor, VendorStatus, publishable
+
+T = TypeVar("T")
 
 # ----------------------------------------------------------------------------- outcomes
 
@@ -43,9 +47,18 @@ class LinePrintFiles:
     files: tuple[PrintFileRef, ...]
 
 
+# Bounds on what an observation carries into events and the tracking record: a vendor's
+# texts can be anything, and a job's record must stay within what the brokers take.
+MAX_TRACKING_NUMBERS = 50
+
+
 @dataclass(frozen=True, slots=True)
 class Observation:
-    """What a vendor says about a pair right now, already mapped to the contract's words."""
+    """What a vendor says about a pair right now, already mapped to the contract's words.
+
+    Its texts come from the vendor: they are made publishable on construction (valid UTF-8,
+    at most 1,000 characters each, at most MAX_TRACKING_NUMBERS tracking numbers), so no
+    answer can make the status write fail."""
 
     status: VendorStatus
     vendor_order_ref: str | None = None
@@ -53,6 +66,14 @@ class Observation:
     reason: str | None = None
     tracking_numbers: tuple[str, ...] = ()
     print_files: tuple[LinePrintFiles, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("vendor_order_ref", "vendor_state", "reason"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, publishable(str(value)))
+        object.__setattr__(self, "tracking_numbers", tuple(
+            publishable(str(number)) for number in self.tracking_numbers[:MAX_TRACKING_NUMBERS]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +141,12 @@ class VendorUnavailable(TransientVendorError):
     """Connection refused or reset, timeout, 5xx, or an answer we cannot read."""
 
 
+class AnswerUnreadable(VendorUnavailable):
+    """The answer's status arrived but its body could not be read (too large, corrupt, an
+    encoding we did not ask for). `status` says what the vendor meant: a 2xx here still
+    means the vendor acted."""
+
+
 class VendorThrottled(TransientVendorError):
     """429: the vendor asks us to slow down, usually with Retry-After."""
 
@@ -146,12 +173,27 @@ class NullObserver:
 
 @dataclass(frozen=True, slots=True)
 class HttpAnswer:
+    """A vendor's answer, read whole (and bounded, see VendorHttp). Header names are looked
+    up without regard to case, as HTTP wants: `Retry-After` and `retry-after` are one header,
+    whatever mapping the answer was built from."""
+
     status: int
     headers: Mapping[str, str]
     body: bytes = field(repr=False)
 
-    def json(self) -> Any:
-        return json.loads(self.body) if self.body else None
+    def __post_init__(self) -> None:
+        if not isinstance(self.headers, CIMultiDictProxy):
+            object.__setattr__(self, "headers", CIMultiDictProxy(CIMultiDict(self.headers)))
+
+    def json(self, **options: Any) -> Any:
+        """The body as JSON (None when empty). Raises ValueError for anything unreadable,
+        nesting too deep for the reader included (a RecursionError otherwise)."""
+        if not self.body:
+            return None
+        try:
+            return json.loads(self.body, **options)
+        except RecursionError:
+            raise ValueError("JSON nested deeper than the reader's recursion limit") from None
 
     def message(self) -> str:
         """The vendor's explanation, from a JSON `message`/`error`/`errors` or the raw text."""
@@ -160,16 +202,24 @@ class HttpAnswer:
         except ValueError:
             data = None
         if isinstance(data, dict):
-            parts = [str(data[k]) for k in ("message", "error", "title", "detail") if data.get(k)]
+            parts = [str(data[k])[:1000] for k in ("message", "error", "title", "detail")
+                     if data.get(k)]
             errors = data.get("errors")
             if errors:
-                parts.append(json.dumps(errors, ensure_ascii=False, sort_keys=True))
+                parts.append(_shown_json(errors))
             if parts:
                 return "; ".join(parts)[:1000]
         if isinstance(data, str) and data:
             return data[:1000]
         text = self.body.decode("utf-8", "replace").strip()
         return text[:1000] or f"HTTP {self.status}"
+
+
+def _shown_json(value: Any) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)[:1000]
+    except (ValueError, TypeError, RecursionError):
+        return str(type(value).__name__)
 
 
 def outcome_label(status: int) -> str:
@@ -213,6 +263,33 @@ def require_credentials(vendor: Vendor, settings: VendorSettings) -> None:
         raise ValueError(f"{str(vendor).capitalize()} needs {', '.join(missing)}")
 
 
+def build_or_refuse(vendor: Vendor, operation: str, build: Callable[[], T]) -> T:
+    """Build a request from an order, or refuse the order when the vendor's format cannot
+    carry it (a `placed_at` of year 1 with an offset has no UTC time, say): a permanent
+    `VendorRejected` with the reason, never a retry that could only fail again."""
+    try:
+        return build()
+    except (ValueError, ArithmeticError, TypeError) as exc:
+        raise VendorRejected(
+            vendor, operation,
+            f"the order cannot be written in {str(vendor).capitalize()}'s format: {exc}",
+        ) from exc
+
+
+def path_safe_ref(value: Any, max_length: int = 128) -> str | None:
+    """A vendor's id for an order, as text, when it can go into a URL path as one segment;
+    None otherwise (missing, not a string or integer, too long, `.`/`..`, control
+    characters): such an answer is unreadable, and its id is never requested."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return None
+    text = str(value)
+    if not text or len(text) > max_length or text in (".", ".."):
+        return None
+    if any(ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0 for char in text):
+        return None
+    return text
+
+
 def basic_authorization(login: str, password: str) -> str:
     """The HTTP Basic `Authorization` value. Built here because aiohttp deprecates BasicAuth."""
     return "Basic " + base64.b64encode(f"{login}:{password}".encode()).decode("ascii")
@@ -254,8 +331,10 @@ class VendorHttp:
         observer: RequestObserver | None = None,
         default_headers: Mapping[str, str] | None = None,
         json_serialize: Callable[[Any], str] = json.dumps,
+        max_answer_bytes: int = 1_048_576,
     ) -> None:
         self.vendor = vendor
+        self._max_answer_bytes = max_answer_bytes
         self.base_url = base_url.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._max_connections = max_connections
@@ -278,7 +357,7 @@ class VendorHttp:
         """The session a vendor's settings describe: its base URL, timeout and connection cap."""
         return cls(vendor, settings.base_url, timeout_s=settings.request_timeout_s,
                    max_connections=settings.max_concurrency, observer=observer,
-                   json_serialize=json_serialize)
+                   json_serialize=json_serialize, max_answer_bytes=settings.max_answer_bytes)
 
     async def start(self) -> None:
         if self._session is None:
@@ -287,8 +366,11 @@ class VendorHttp:
                 connector=connector,
                 timeout=self._timeout,
                 headers={"Accept": "application/json", "User-Agent": "orderflow/0.1",
-                         **self._default_headers},
+                         "Accept-Encoding": "gzip, deflate", **self._default_headers},
                 json_serialize=self._json_serialize,
+                # Bodies are decompressed by `_read_body`, which stops at the size limit:
+                # the client library's own decompression has no such bound.
+                auto_decompress=False,
             )
 
     async def stop(self) -> None:
@@ -317,8 +399,10 @@ class VendorHttp:
                 method, url, json=json_body, data=form, params=params, headers=headers,
                 allow_redirects=False,
             ) as response:
-                body = await response.read()
-                answer = HttpAnswer(response.status, dict(response.headers), body)
+                outcome = "unreadable"
+                body = await self._read_body(response, operation)
+                answer = HttpAnswer(response.status, CIMultiDictProxy(CIMultiDict(response.headers)),
+                                    body)
                 outcome = outcome_label(response.status)
                 return answer
         except asyncio.CancelledError:
@@ -334,8 +418,58 @@ class VendorHttp:
                 str(self.vendor), operation, outcome, time.perf_counter() - started
             )
 
+    async def _read_body(self, response: aiohttp.ClientResponse, operation: str) -> bytes:
+        """The body, decompressed, or VendorUnavailable when it is larger than the limit
+        (checked as it arrives: a larger answer is never held whole), in an encoding we did
+        not ask for, or corrupt."""
+        limit = self._max_answer_bytes
+        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+        decoder: Any = None
+        if encoding in ("gzip", "x-gzip", "deflate"):
+            decoder = zlib.decompressobj(zlib.MAX_WBITS | 32)  # zlib or gzip framing
+        elif encoding not in ("", "identity"):
+            raise AnswerUnreadable(self.vendor, operation,
+                                    f"answer in an encoding we did not ask for: {encoding[:40]}",
+                                    response.status)
+        declared = response.content_length
+        if decoder is None and declared is not None and declared > limit:
+            raise self._too_large(operation, response.status, f"declares {declared} bytes")
+        chunks: list[bytes] = []
+        size = raw = 0
+        try:
+            async for chunk in response.content.iter_chunked(64 * 1024):
+                raw += len(chunk)
+                if decoder is not None:
+                    data = decoder.decompress(chunk, limit + 1 - size)
+                    if decoder.unconsumed_tail:
+                        raise self._too_large(operation, response.status, "decompresses to more")
+                else:
+                    data = chunk
+                size += len(data)
+                if size > limit or raw > limit + 65_536:
+                    raise self._too_large(operation, response.status, "is longer")
+                chunks.append(data)
+            if decoder is not None:
+                data = decoder.flush()
+                size += len(data)
+                if size > limit:
+                    raise self._too_large(operation, response.status, "decompresses to more")
+                chunks.append(data)
+        except zlib.error as exc:
+            raise AnswerUnreadable(self.vendor, operation,
+                                    f"answer could not be decompressed ({encoding}): {exc}",
+                                    response.status) from exc
+        return b"".join(chunks)
+
+    def _too_large(self, operation: str, status: int, how: str) -> AnswerUnreadable:
+        return AnswerUnreadable(
+            self.vendor, operation,
+            f"answer not read: it {how} than the {self._max_answer_bytes} bytes allowed "
+            f"(ORDERFLOW_{str(self.vendor).upper()}__MAX_ANSWER_BYTES)", status)
+
 
 __all__ = [
+    "AnswerUnreadable",
     "HttpAnswer",
     "LinePrintFiles",
     "NullObserver",
@@ -352,7 +486,9 @@ __all__ = [
     "VendorThrottled",
     "VendorUnavailable",
     "basic_authorization",
+    "build_or_refuse",
     "default_error_for",
     "outcome_label",
     "parse_retry_after",
+    "path_safe_ref",
 ]

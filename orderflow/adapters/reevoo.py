@@ -43,6 +43,7 @@ from urllib.parse import quote
 import structlog
 
 from orderflow.adapters.base import (
+    AnswerUnreadable,
     HttpAnswer,
     Observation,
     PairState,
@@ -51,6 +52,7 @@ from orderflow.adapters.base import (
     VendorHttp,
     VendorUnavailable,
     basic_authorization,
+    build_or_refuse,
     default_error_for,
     require_credentials,
 )
@@ -154,7 +156,8 @@ def reevoo_order_body(order: Order, trkref: str) -> dict[str, Any]:
         "customer_ref": customer.customer_id,
         "title": customer.title,
         "first_name": customer.first_name,
-        "country": customer.country,
+        # ISO 3166 alpha-2 in capitals, as Reevoo wants it ("gb" is refused with 422).
+        "country": customer.country.strip().upper() if customer.country else customer.country,
     }
     body["customer"] = {name: value for name, value in fields.items() if value}
     body["order_items"] = [reevoo_item(line, order.currency) for line in order.lines]
@@ -229,12 +232,20 @@ class ReevooAdapter:
 
     async def submit(self, order: Order, state: PairState) -> Observation:
         operation = "submit_order"
-        body = reevoo_order_body(order, self._settings.trkref or "")  # start() checked it
-        answer = await self._http.request(
-            operation, "POST",
-            f"/v4/organisations/{quote(body['trkref'], safe='')}/customer_order",
-            json_body=body, headers=self._headers,
-        )
+        trkref = self._settings.trkref or ""  # start() checked it
+        body = build_or_refuse(VENDOR, operation, lambda: reevoo_order_body(order, trkref))
+        try:
+            answer = await self._http.request(
+                operation, "POST",
+                f"/v4/organisations/{quote(body['trkref'], safe='')}/customer_order",
+                json_body=body, headers=self._headers,
+            )
+        except AnswerUnreadable as exc:
+            if exc.status is None or not 200 <= exc.status < 300:
+                raise
+            # Accepted, whatever the body: Reevoo cannot be asked, and must never get the
+            # order again after a 2xx.
+            answer = HttpAnswer(exc.status, {}, b"")
         if 200 <= answer.status < 300:
             return observation_from_accepted(answer)
         raise reevoo_error(operation, answer)

@@ -53,7 +53,9 @@ from orderflow.adapters.base import (
     VendorHttp,
     VendorRejected,
     VendorUnavailable,
+    build_or_refuse,
     default_error_for,
+    path_safe_ref,
     require_credentials,
 )
 from orderflow.config.settings import SmakeSettings
@@ -173,10 +175,8 @@ def smake_create_body(order: Order, settings: SmakeSettings) -> dict[str, Any]:
 
 
 def _order_id(order: Mapping[str, Any]) -> str | None:
-    value = order.get("id")
-    if isinstance(value, bool) or not isinstance(value, int | str) or value == "":
-        return None
-    return str(value)
+    # The id goes into `GET /orders/{id}`: one that could not be a path segment is no id.
+    return path_safe_ref(order.get("id"))
 
 
 def _id_sort_key(order_id: str) -> tuple[int, int, str]:
@@ -256,27 +256,19 @@ _ORDER_IN_URL = re.compile(r"/orders/([^/?#]+)/?$")
 def created_order_id(answer: HttpAnswer) -> str | None:
     """The new order's id from the create answer: ``X-Identifier``, else a ``Location`` that
     names an order (``.../orders/{id}``), else an ``id`` in a JSON body."""
-    identifier = _header(answer.headers, "X-Identifier")
-    if identifier and identifier.strip():
-        return identifier.strip()
-    location = _header(answer.headers, "Location")
+    identifier = path_safe_ref((answer.headers.get("X-Identifier") or "").strip())
+    if identifier is not None:
+        return identifier
+    location = answer.headers.get("Location")
     if location:
         found = _ORDER_IN_URL.search(urlsplit(location.strip()).path)
-        if found:
+        if found and path_safe_ref(found.group(1)) is not None:
             return found.group(1)
     try:
         body = answer.json()
     except ValueError:
         return None
     return _order_id(body) if isinstance(body, dict) else None
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is not None:
-        return value
-    lowered = name.lower()
-    return next((v for k, v in headers.items() if k.lower() == lowered), None)
 
 
 def smake_message(answer: HttpAnswer) -> str:
@@ -388,6 +380,9 @@ class SmakeAdapter:
                 )
             return existing
         operation = "get_order"
+        if path_safe_ref(state.vendor_order_ref) is None:
+            raise VendorUnavailable(VENDOR, operation,
+                                    f"recorded Smake id {state.vendor_order_ref[:40]!r} is unusable")
         answer = await self._http.request(
             operation, "GET", f"/orders/{quote(state.vendor_order_ref, safe='')}",
             headers=self._headers,
@@ -420,9 +415,9 @@ class SmakeAdapter:
 
     async def _create(self, order: Order) -> Observation:
         operation = "create_order"
+        body = build_or_refuse(VENDOR, operation, lambda: smake_create_body(order, self._settings))
         answer = await self._http.request(
-            operation, "POST", "/orders", json_body=smake_create_body(order, self._settings),
-            headers=self._headers,
+            operation, "POST", "/orders", json_body=body, headers=self._headers,
         )
         if not 200 <= answer.status < 300:
             raise smake_error(operation, answer)

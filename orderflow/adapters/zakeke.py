@@ -53,6 +53,7 @@ from orderflow.adapters.base import (
     VendorRejected,
     VendorUnavailable,
     basic_authorization,
+    build_or_refuse,
     default_error_for,
     require_credentials,
 )
@@ -592,6 +593,8 @@ class ZakekeAdapter:
             raise VendorRejected(
                 VENDOR, "register_order", "the order has no line customized with Zakeke"
             )
+        # Refused before any call when Zakeke's format cannot carry the order at all.
+        build_or_refuse(VENDOR, "register_order", lambda: zakeke_order_date(order))
         existing = await self._get_order(order)
         if existing is not None:
             # Registered before (a retry after a crash or a lost answer): never post twice.
@@ -604,7 +607,7 @@ class ZakekeAdapter:
             return observation
 
         prices = await self._design_unit_prices(order)
-        body = build_register_body(order, prices)
+        body = build_or_refuse(VENDOR, "register_order", lambda: build_register_body(order, prices))
         answer = await self._authorized(
             "register_order", "POST", "/v2/order",
             code=registration_code(order), json_body=body,

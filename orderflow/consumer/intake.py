@@ -20,9 +20,14 @@ from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+)
 
-from orderflow.config.settings import Settings
+from orderflow.config.settings import Settings, env_name
+from orderflow.consumer.critical import CriticalTasks
 from orderflow.consumer.decode import Undecodable, decode_order_created
 from orderflow.consumer.jobs import Job, JobKey, JobTable
 from orderflow.consumer.kafka import client_options
@@ -31,8 +36,17 @@ from orderflow.consumer.metrics import Metrics
 from orderflow.consumer.routing import route
 from orderflow.consumer.scheduler import Scheduler
 from orderflow.consumer.tracking import TrackingStore
+from orderflow.contracts import dead_letters
 
 log = get_logger(__name__)
+
+# Writes the brokers refuse for their size: retrying them can never succeed.
+_TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError)
+# A job's record grows after intake by what vendors tell us (a reference, a state word, a
+# reason, each bounded to 1,000 characters by Observation): room kept for that.
+TRACKING_RECORD_HEADROOM = 16_384
+# Record framing and batch header that a record costs beyond its key, value and headers.
+DEAD_LETTER_OVERHEAD = 1_024
 
 # aiokafka ships no type information: a consumed record, with bytes key and value.
 Record: TypeAlias = Any  # ConsumerRecord[bytes, bytes]
@@ -60,8 +74,10 @@ class Intake:
         metrics: Metrics,
         *,
         clock: Callable[[], float] = time.time,
+        critical: CriticalTasks | None = None,
     ) -> None:
         self._settings = settings
+        self._critical = critical or CriticalTasks()
         self._topic = settings.topics.orders_created
         self._table = table
         self._scheduler = scheduler
@@ -79,6 +95,9 @@ class Intake:
         self.restored: set[int] = set()   # ... whose tracking state is rebuilt
         self._restoring: dict[int, asyncio.Task[None]] = {}
         self._committed: dict[int, int] = {}
+        # Offsets dead-lettered since the partition's last commit: a batch tried again after
+        # a Kafka error does not write their dead letters a second time.
+        self._dead_lettered: dict[int, set[int]] = {}
         self.last_turn = clock()
 
     # ------------------------------------------------------------------ lifecycle
@@ -102,8 +121,8 @@ class Intake:
         # SIGTERM, /healthz and the rest of the service are not held up by it.
         await self._consumer.start()
         self._consumer.subscribe([self._topic], listener=_Rebalance(self))
-        self._loop_task = asyncio.create_task(self._consume_forever(), name="intake")
-        self._lag_task = asyncio.create_task(self._report_lag_forever(), name="intake-lag")
+        self._loop_task = self._critical.spawn(self._consume_forever(), name="intake")
+        self._lag_task = self._critical.spawn(self._report_lag_forever(), name="intake-lag")
 
     async def stop(self) -> None:
         """Stop fetching, finish the batch in hand (committed), let running calls finish
@@ -180,7 +199,7 @@ class Intake:
             # jobs are known. Restoring runs in the background, so a long history never
             # stalls the group's heartbeat or the health endpoint.
             self._consumer.pause(*(TopicPartition(self._topic, p) for p in to_restore))
-            task = asyncio.create_task(self._restore(to_restore), name="restore")
+            task = self._critical.spawn(self._restore(to_restore), name="restore")
             for partition in to_restore:
                 self._restoring[partition] = task
         self._metrics.partitions_owned.set(len(self.assigned))
@@ -195,6 +214,7 @@ class Intake:
         self._scheduler.forget_partition(partition)
         self._table.drop_partition(partition)
         self._committed.pop(partition, None)
+        self._dead_lettered.pop(partition, None)
         with contextlib.suppress(KeyError):
             self._metrics.consumer_lag.remove(str(partition))
 
@@ -267,59 +287,127 @@ class Intake:
             await self._consumer.commit(offsets)
             for tp, offset in offsets.items():
                 self._committed[tp.partition] = offset
+                # Committed: these records are never read again by this process.
+                self._dead_lettered.pop(tp.partition, None)
 
     async def _process_partition(self, partition: int, records: list[Record]) -> None:
+        """Every record ends as jobs or as exactly one dead letter; raises KafkaError only
+        for a write that may succeed when the batch is tried again (records dead-lettered
+        on an earlier try of the same batch are not written again)."""
         now = self._clock()
-        dead_letters = []
-        new_jobs: list[Job] = []
+        done_before = self._dead_lettered.setdefault(partition, set())
         seen: set[JobKey] = set()
+        verdicts: list[tuple[Record, list[Job] | Undecodable]] = []
         for record in records:
+            if record.offset in done_before:
+                continue
+            verdict = self._verdict(partition, record, now, seen)
+            verdicts.append((record, verdict))
+            if not isinstance(verdict, Undecodable):
+                self._metrics.events_consumed.labels("valid" if verdict else "duplicate").inc()
+
+        writes = [(record, job, await self._tracking.send(job))
+                  for record, verdict in verdicts if not isinstance(verdict, Undecodable)
+                  for job in verdict]
+        refused: dict[int, Record] = {}
+        for record, job, future in writes:
+            try:
+                self._tracking.note_written(job.partition, await future)
+            except _TOO_LARGE as exc:
+                # The brokers take less than ORDERFLOW_KAFKA__MAX_MESSAGE_BYTES says.
+                log.error("tracking record refused for its size", order_id=job.order_id,
+                          error=str(exc))
+                refused[record.offset] = record
+        for record in refused.values():
+            jobs = next(v for r, v in verdicts if r is record)
+            assert not isinstance(jobs, Undecodable)
+            await self._tracking.remove(partition, [job.key for job in jobs])
+        verdicts = [(record, Undecodable(
+                        "too_large", "RecordTooLarge",
+                        "the order's tracking record is larger than the brokers accept"))
+                    if record.offset in refused else (record, verdict)
+                    for record, verdict in verdicts]
+
+        for record, verdict in verdicts:
+            if isinstance(verdict, Undecodable):
+                await self._send_dead_letter(record, verdict)
+                done_before.add(record.offset)
+        for _, verdict in verdicts:
+            if isinstance(verdict, Undecodable):
+                continue
+            for job in verdict:
+                self._table.put(job)
+                if partition in self.restored:
+                    self._scheduler.schedule(job)
+
+    def _verdict(self, partition: int, record: Record, now: float,
+                 seen: set[JobKey]) -> list[Job] | Undecodable:
+        """The new jobs of a record (none for a repeat), or why it is a dead letter. Never
+        raises: an unexpected error is that record's dead letter (reason `internal`), so one
+        record that trips a bug cannot stop its partition."""
+        order_id: str | None = None
+        try:
             decoded = decode_order_created(record.value, self._settings.kafka.max_record_bytes)
             if isinstance(decoded, Undecodable):
-                dead_letters.append(await self._send_dead_letter(record, decoded))
-                continue
+                return decoded
             order = decoded.order
+            order_id = order.order_id
             vendors = route(order, self._settings)
             if not vendors:
                 self._metrics.events_consumed.labels("unrouted").inc()
-                continue
-            created = 0
+                return []
+            jobs: list[Job] = []
             for vendor in vendors:
                 key: JobKey = (order.order_id, vendor)
                 if key in seen or self._table.knows(partition, key):
                     continue
-                seen.add(key)
-                created += 1
-                new_jobs.append(Job(
+                jobs.append(Job(
                     order_id=order.order_id, vendor=vendor, partition=partition,
                     source_event_id=decoded.event_id, order=order,
                     created_at=now, due_at=now,
                 ))
-            self._metrics.events_consumed.labels("valid" if created else "duplicate").inc()
-        await self._tracking.write_many(new_jobs)
-        for future in dead_letters:
-            await future
-        for job in new_jobs:
-            self._table.put(job)
-            if partition in self.restored:
-                self._scheduler.schedule(job)
+            largest = max((len(job.to_record()) for job in jobs), default=0)
+            room = self._settings.kafka.max_message_bytes - TRACKING_RECORD_HEADROOM
+            if largest > room:
+                return Undecodable(
+                    "too_large", "RecordTooLarge",
+                    f"the order's tracking record would be {largest} bytes; with room for its "
+                    f"updates it must stay under {room} "
+                    f"({env_name('kafka', 'max_message_bytes')} less {TRACKING_RECORD_HEADROOM})")
+            seen.update(job.key for job in jobs)
+            return jobs
+        except Exception as exc:
+            log.exception("unexpected error handling an input record, dead-lettering it",
+                          partition=partition, offset=record.offset, order_id=order_id)
+            return Undecodable("internal", type(exc).__name__,
+                               f"unexpected error handling the record: {exc}")
 
-    async def _send_dead_letter(self, record: Record, why: Undecodable) -> asyncio.Future[object]:
+    async def _send_dead_letter(self, record: Record, why: Undecodable) -> None:
+        """Write the record's dead letter and wait for the broker. A record too large to
+        carry is written without its value (and key), with its size in a header."""
         log.warning("dead letter", reason=why.reason, partition=record.partition,
                     offset=record.offset, error=why.message[:300])
+        headers = [
+            (dead_letters.ERROR_CLASS, dead_letters.header_text(why.error_class)),
+            (dead_letters.ERROR_MESSAGE, dead_letters.header_text(why.message)),
+            (dead_letters.ORIGINAL_TOPIC, dead_letters.header_text(record.topic)),
+            (dead_letters.ORIGINAL_PARTITION, str(record.partition).encode()),
+            (dead_letters.ORIGINAL_OFFSET, str(record.offset).encode()),
+            (dead_letters.FAILED_AT, datetime.now(UTC).isoformat().encode()),
+            (dead_letters.ERROR_REASON, why.reason.encode()),
+        ]
+        key, value = record.key, record.value
+        room = self._settings.kafka.max_message_bytes - DEAD_LETTER_OVERHEAD
+        if len(key or b"") + len(value or b"") + sum(len(n) + len(v) for n, v in headers) > room:
+            key, value, headers = _omitted(key, value, headers, room)
+        topic = self._settings.topics.dead_letter
+        try:
+            await (await self._producer.send(topic, value, key=key, headers=headers))
+        except _TOO_LARGE:
+            key, value, headers = _omitted(key, value, headers, 0)
+            await (await self._producer.send(topic, value, key=key, headers=headers))
         self._metrics.dead_letters.labels(why.reason).inc()
         self._metrics.events_consumed.labels("invalid").inc()
-        headers = [
-            ("orderflow.error.class", why.error_class.encode()),
-            ("orderflow.error.message", why.message.encode()),
-            ("orderflow.original.topic", record.topic.encode()),
-            ("orderflow.original.partition", str(record.partition).encode()),
-            ("orderflow.original.offset", str(record.offset).encode()),
-            ("orderflow.failed_at", datetime.now(UTC).isoformat().encode()),
-        ]
-        future: asyncio.Future[object] = await self._producer.send(
-            self._settings.topics.dead_letter, record.value, key=record.key, headers=headers)
-        return future
 
     # ------------------------------------------------------------------ lag
 
@@ -342,3 +430,15 @@ class Intake:
                         max(0, ends[tp] - committed))
             except KafkaError as exc:
                 log.debug("lag not measured this time", error=str(exc))
+
+
+def _omitted(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]],
+             room: int) -> tuple[bytes | None, bytes, list[tuple[str, bytes]]]:
+    """The dead letter of a record too large to carry: its value left out (and its key,
+    when that alone is too large), their sizes in headers. The input topic still holds the
+    record at the offset the headers name."""
+    headers = [*headers, (dead_letters.VALUE_OMITTED, str(len(value or b"")).encode())]
+    if key is not None and len(key) > room // 2:
+        headers.append((dead_letters.KEY_OMITTED, str(len(key)).encode()))
+        key = None
+    return key, b"", headers

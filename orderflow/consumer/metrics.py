@@ -6,7 +6,8 @@ The names in the contract are fixed; labels are ours:
   throttled | server_error | timeout | connection_error | cancelled
 - vendor_orders_total{vendor,status}: every status announced
 - jobs_in_flight{vendor,kind}: kind = submit | poll
-- dead_letters_total{reason}: invalid_utf8 | invalid_json | schema | oversized | empty
+- dead_letters_total{reason}: invalid_utf8 | invalid_json | schema | oversized | empty |
+  too_large | internal
 """
 
 from __future__ import annotations
@@ -91,6 +92,10 @@ class Metrics:
         self.kafka_errors = Counter(
             "orderflow_kafka_errors", "Kafka client errors survived, by stage.", ["stage"],
             registry=r)
+        self.job_errors = Counter(
+            "orderflow_job_errors",
+            "Job runs ended by an unexpected error (a bug); the job runs again later.",
+            ["vendor"], registry=r)
         self.last_progress = Gauge(
             "orderflow_last_progress_timestamp_seconds",
             "Unix time of the last turn of the intake and scheduler loops.", registry=r)

@@ -29,6 +29,7 @@ from orderflow.adapters.base import (
 from orderflow.config.settings import Settings
 from orderflow.consumer import transitions
 from orderflow.consumer.backoff import VendorBackoff
+from orderflow.consumer.critical import CriticalTasks
 from orderflow.consumer.jobs import DueQueue, Job, JobKey, JobTable, Phase
 from orderflow.consumer.logging import get_logger
 from orderflow.consumer.metrics import Metrics
@@ -89,8 +90,10 @@ class Scheduler:
         *,
         clock: Clock = time.time,
         rng: random.Random | None = None,
+        critical: CriticalTasks | None = None,
     ) -> None:
         self._settings = settings
+        self._critical = critical or CriticalTasks()
         self._table = table
         self._publisher = publisher
         self._tracking = tracking
@@ -119,9 +122,9 @@ class Scheduler:
             return
         self._started = True
         for vendor, lane in self._lanes.items():
-            lane.dispatcher = asyncio.create_task(self._dispatch(vendor, lane),
-                                                  name=f"dispatch-{vendor}")
-        self._housekeeping = asyncio.create_task(self._housekeep(), name="scheduler-housekeeping")
+            lane.dispatcher = self._critical.spawn(self._dispatch(vendor, lane),
+                                                   name=f"dispatch-{vendor}")
+        self._housekeeping = self._critical.spawn(self._housekeep(), name="scheduler-housekeeping")
 
     async def stop(self, grace_s: float) -> None:
         """Start nothing new, let running calls finish within `grace_s`, then cancel."""
@@ -265,6 +268,19 @@ class Scheduler:
 
     async def _run(self, lane: _VendorLane, job: Job) -> None:
         structlog.contextvars.bind_contextvars(order_id=job.order_id, vendor=str(job.vendor))
+        try:
+            await self._run_once(lane, job)
+        except Exception:
+            # A bug (here, in an adapter, in an event model) must neither kill the lane nor
+            # leave the job unscheduled: it runs again later, from its last recorded state,
+            # until the deadline ends it.
+            self._metrics.job_errors.labels(str(job.vendor)).inc()
+            log.exception("unexpected error running a job, it will run again later")
+            if job.partition in self._open:
+                retry = transitions.retry_later(job, self._clock(), self._settings.poll, self._rng)
+                self.schedule(retry.job)
+
+    async def _run_once(self, lane: _VendorLane, job: Job) -> None:
         poll = self._settings.poll
         kind = "submit" if job.phase is Phase.SUBMIT else "poll"
         now = self._clock()

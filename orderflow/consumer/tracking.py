@@ -61,15 +61,15 @@ class TrackingStore:
         metadata = await future
         self._note_offset(job.partition, metadata.offset)
 
-    async def write_many(self, jobs: Iterable[Job]) -> None:
-        futures = [
-            (job.partition, await self._producer.send(
-                self.topic, job.to_record(), key=tracking_key(job.key), partition=job.partition))
-            for job in jobs
-        ]
-        for partition, future in futures:
-            metadata = await future
-            self._note_offset(partition, metadata.offset)
+    async def send(self, job: Job) -> asyncio.Future[Any]:
+        """Hand the job's state to the producer; await the future it returns for the
+        broker's acknowledgement, then pass that to `note_written`."""
+        future: asyncio.Future[Any] = await self._producer.send(
+            self.topic, job.to_record(), key=tracking_key(job.key), partition=job.partition)
+        return future
+
+    def note_written(self, partition: int, metadata: Any) -> None:
+        self._note_offset(partition, metadata.offset)
 
     async def remove(self, partition: int, keys: Iterable[JobKey]) -> None:
         """Tombstones: compaction then drops the records for good."""
