@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-unit test-integration bench bench-restore lint typecheck schemas chaos system-deps clean
+.PHONY: demo test test-unit test-integration bench bench-restore lint typecheck schemas chaos fuzz system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,8 +40,13 @@ bench-restore: $(STAMP)
 chaos: $(STAMP)
 	$(BIN)/python -m chaos
 
+# Hostile records through the real intake and hostile answers through every adapter
+# (fuzz/): at least 100,000 records; fails on any crash, stall or record not accounted for.
+fuzz: $(STAMP)
+	$(BIN)/python -m fuzz
+
 lint: $(STAMP)
-	$(BIN)/ruff check orderflow tests bench chaos
+	$(BIN)/ruff check orderflow tests bench chaos fuzz
 	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
 
