@@ -413,6 +413,11 @@ class VendorHttp:
             raise VendorUnavailable(self.vendor, operation, "request timed out") from exc
         except aiohttp.ClientError as exc:
             raise VendorUnavailable(self.vendor, operation, f"{type(exc).__name__}: {exc}") from exc
+        except ValueError as exc:
+            # The client refuses to write a request it finds unsafe (a control character in
+            # a header built from something a vendor said). Nothing was sent.
+            outcome = "not_sent"
+            raise VendorUnavailable(self.vendor, operation, f"request not sent: {exc}") from exc
         finally:
             self._observer.observe_request(
                 str(self.vendor), operation, outcome, time.perf_counter() - started

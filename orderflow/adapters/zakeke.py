@@ -75,6 +75,8 @@ DEFAULT_TOKEN_LIFETIME_S = 300.0
 # tenth of its life), so a request never leaves with a token that dies on the way.
 MAX_TOKEN_SAFETY_MARGIN_S = 60.0
 TOKEN_SAFETY_MARGIN_SHARE = 0.1
+# A bearer token is a few hundred characters (a JWT a few thousand).
+MAX_TOKEN_CHARS = 8_192
 
 # ----------------------------------------------------------------------------- order -> request
 
@@ -252,6 +254,10 @@ def parse_token_answer(data: Any) -> GrantedToken:
     token = data.get("access_token") or data.get("access-token")
     if not isinstance(token, str) or not token:
         raise ValueError("token answer holds no access_token")
+    if len(token) > MAX_TOKEN_CHARS or not all("!" <= char <= "~" for char in token):
+        # It goes into the Authorization header: a line break there is header injection,
+        # which the HTTP client refuses with an error of its own.
+        raise ValueError("token answer's access_token is not a printable ASCII token")
     expires_in: float | None = None
     raw = data.get("expires_in")
     if isinstance(raw, int | float | Decimal | str) and not isinstance(raw, bool):

@@ -11,7 +11,8 @@ that another reader could take differently from us is refused rather than guesse
 - an integer of more than `MAX_INTEGER_DIGITS` digits is refused (Python's own guard against
   quadratic conversion raises a bare `ValueError` past 4,300 digits, which once escaped and
   stopped the intake loop), and so is a number beyond a double's range (`1e999`);
-- nesting past the interpreter's recursion limit is refused (a few KB of `[` do it);
+- nesting past the interpreter's recursion limit is refused (a few KB of `[` do it), and
+  so is nesting past the validator's own limit (about 240 levels; an order needs five);
 - a lone surrogate escape (`"\\ud800"`) is refused: it is no character, and no UTF-8
   writer (our producer, a vendor's JSON parser) can carry it.
 """

@@ -397,6 +397,10 @@ class Intake:
             (dead_letters.ERROR_REASON, why.reason.encode()),
         ]
         key, value = record.key, record.value
+        if key is None and value is None:
+            # A record with neither: the client refuses to write one (it asserts), and that
+            # once stopped the intake loop. An empty value is the closest copy.
+            value = b""
         room = self._settings.kafka.max_message_bytes - DEAD_LETTER_OVERHEAD
         if len(key or b"") + len(value or b"") + sum(len(n) + len(v) for n, v in headers) > room:
             key, value, headers = _omitted(key, value, headers, room)

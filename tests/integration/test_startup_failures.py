@@ -15,7 +15,8 @@ import aiohttp
 import pytest
 from conftest import service_env
 
-from orderflow.sandbox.broker import EmbeddedBroker, free_port
+from orderflow.sandbox.broker import EmbeddedBroker, create_topics, free_port
+from orderflow.sandbox.processes import start_service
 
 pytestmark = pytest.mark.integration
 
@@ -47,24 +48,26 @@ async def probe(session: aiohttp.ClientSession, port: int, path: str) -> int | N
         return None
 
 
-async def test_an_unreachable_broker_is_waited_for_then_named_with_exit_2(broker, topics) -> None:
+async def test_an_unreachable_broker_is_waited_for_then_named_with_exit_2(
+        broker, topics, tmp_path: Path) -> None:
     port = free_port()
     env = service_env(broker, topics)
     env.update({"ORDERFLOW_KAFKA__BOOTSTRAP_SERVERS": NOBODY, "ORDERFLOW_HTTP__PORT": str(port),
                 "ORDERFLOW_KAFKA__STARTUP_TIMEOUT_S": "4"})
-    process = subprocess.Popen([sys.executable, "-m", "orderflow", "run"], env=run_env(env),
-                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log_path = tmp_path / "service.log"
+    with log_path.open("wb") as log:
+        service = start_service(env, log)
     seen: list[tuple[int | None, int | None]] = []
     async with aiohttp.ClientSession() as session:
-        while process.poll() is None:
+        while service.running:
             health, ready = await probe(session, port, "/healthz"), await probe(session, port, "/readyz")
             if health is not None:
                 seen.append((health, ready))
             await asyncio.sleep(0.2)
-    _, stderr = process.communicate(timeout=10)
+    stderr = log_path.read_text()
     # Alive and not ready all along: Kubernetes does not restart it for the brokers' absence.
     assert seen and set(seen) == {(200, 503)}, seen
-    assert process.returncode == 2, stderr
+    assert service.stop() == 2, stderr
     line = the_last_line(stderr)
     assert "ORDERFLOW_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:9" in line
     assert "ORDERFLOW_KAFKA__STARTUP_TIMEOUT_S=4s" in line
@@ -72,33 +75,31 @@ async def test_an_unreachable_broker_is_waited_for_then_named_with_exit_2(broker
     assert_quiet(stderr)
 
 
-async def test_a_broker_that_comes_up_late_is_joined(topics) -> None:
+async def test_a_broker_that_comes_up_late_is_joined(topics, tmp_path: Path) -> None:
     port = free_port()
     late = EmbeddedBroker(port=free_port())
-    env = service_env(late, topics)  # type: ignore[arg-type]
+    env = service_env(late, topics)
     env.update({"ORDERFLOW_HTTP__PORT": str(port), "ORDERFLOW_KAFKA__STARTUP_TIMEOUT_S": "60",
                 "ORDERFLOW_KAFKA__GROUP_ID": "late"})
-    process = subprocess.Popen([sys.executable, "-m", "orderflow", "run"], env=run_env(env),
-                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log_path = tmp_path / "service.log"
+    with log_path.open("wb") as log:
+        service = start_service(env, log)
     try:
         await asyncio.sleep(2.0)
-        assert process.poll() is None
+        assert service.running, log_path.read_text()
         with late:
-            from orderflow.sandbox.broker import create_topics
             await create_topics(late.bootstrap_servers, [(topics.orders_created, 2, None)])
             async with aiohttp.ClientSession() as session:
                 deadline = time.monotonic() + 60
                 while await probe(session, port, "/readyz") != 200:
-                    assert process.poll() is None, process.communicate()[1]
+                    assert service.running, log_path.read_text()
                     assert time.monotonic() < deadline
                     await asyncio.sleep(0.3)
-            process.terminate()
-            _, stderr = process.communicate(timeout=30)
+            code = service.stop()
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    assert process.returncode == 0, stderr
+        service.stop()
+    stderr = log_path.read_text()
+    assert code == 0, stderr
     assert_quiet(stderr)
 
 
