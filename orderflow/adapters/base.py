@@ -454,11 +454,13 @@ class VendorHttp:
                 if size > limit or raw > limit + 65_536:
                     raise self._too_large(operation, response.status, "is longer")
                 chunks.append(data)
-            if decoder is not None:
+            if decoder is not None and raw:
                 data = decoder.flush()
                 size += len(data)
                 if size > limit:
                     raise self._too_large(operation, response.status, "decompresses to more")
+                if not decoder.eof:
+                    raise zlib.error("the compressed stream ends early")
                 chunks.append(data)
         except zlib.error as exc:
             raise AnswerUnreadable(self.vendor, operation,

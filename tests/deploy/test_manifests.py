@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from typing import Any
 
 import kubernetes_validate
@@ -153,6 +154,16 @@ def test_settings_load_from_the_manifests(rendered: tuple[str, list[dict[str, An
     for entry in container(objects).get("env", []):
         if "valueFrom" in entry:
             env[entry["name"]] = "placeholder-from-secret"
+    cafile = env.get("ORDERFLOW_KAFKA__SSL_CAFILE")
+    if cafile:
+        # The loader checks the file is readable: in the pod it is a mounted Secret. Check the
+        # mount is there, then stand a file in for it.
+        mounts = [m["mountPath"] for m in container(objects).get("volumeMounts", [])]
+        assert any(cafile.startswith(path.rstrip("/") + "/") for path in mounts), (
+            f"{name}: {cafile} is not under a volume mount of the container")
+        with tempfile.NamedTemporaryFile("w", suffix=".crt", delete=False) as stand_in:
+            stand_in.write("-----BEGIN CERTIFICATE-----\n")
+        env["ORDERFLOW_KAFKA__SSL_CAFILE"] = stand_in.name
     result = subprocess.run(
         [sys.executable, "-c",
          "from orderflow.config.settings import load_settings; load_settings()"],
@@ -209,6 +220,8 @@ def test_deployment_runs_the_service_safely(rendered: tuple[str, list[dict[str, 
     assert sc["allowPrivilegeEscalation"] is False
     assert sc["capabilities"]["drop"] == ["ALL"]
     assert pod["automountServiceAccountToken"] is False
+    # Kubernetes' service-link variables for a Service named orderflow look like settings.
+    assert pod["enableServiceLinks"] is False
 
     # A read-only root needs a writable /tmp.
     mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}

@@ -303,3 +303,63 @@ async def test_a_job_waiting_for_the_rate_limit_does_not_start_after_its_partiti
     finally:
         await scheduler.stop(grace_s=1)
     assert adapter.submits == started, "a call started after its partition was handed back"
+
+
+class FailingOncePublisher(FakePublisher):
+    """The first publish fails with an error that is not Kafka's: a bug, say."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 0
+
+    async def publish(self, events) -> None:
+        if not self.failures:
+            self.failures += 1
+            raise RuntimeError("a bug in publishing")
+        await super().publish(events)
+
+
+class SaysFailedWithHostileTexts(ReadyOnThirdPoll):
+    async def submit(self, order: Order, state: PairState) -> Observation:
+        return Observation(VendorStatus.FAILED, vendor_order_ref="1" * 5_000,
+                           vendor_state="\ud800failed", reason="\udfff" + "r" * 1_000_000,
+                           tracking_numbers=tuple(f"T{i}\ud800" for i in range(500)))
+
+
+async def test_a_job_run_ended_by_an_unexpected_error_runs_again_later():
+    order = OrderCreated.model_validate_json(EXAMPLE.read_bytes()).order
+    publisher, adapter = FailingOncePublisher(), ReadyOnThirdPoll()
+    metrics = Metrics(process_collectors=False)
+    scheduler, table = await started_scheduler(
+        adapter, poll={"initial_interval_s": 0.01, "max_interval_s": 0.05, "deadline_s": 10**9},
+        publisher=publisher, metrics=metrics)
+    job = Job(order_id=order.order_id, vendor=Vendor.ZAKEKE, partition=0, source_event_id="e",
+              order=order, created_at=time.time(), due_at=time.time())
+    scheduler.schedule(job)
+    try:
+        await until_finished(table, job.key, tries=500)
+    finally:
+        await scheduler.stop(grace_s=1)
+    assert publisher.failures == 1
+    assert [e.status for e in publisher.events][-1] is VendorStatus.COMPLETED
+    assert metrics.job_errors.labels("zakeke")._value.get() == 1
+    assert scheduler.is_alive() is False  # stopped by us, not by the error
+
+
+async def test_a_vendors_hostile_texts_still_publish_bounded_and_valid():
+    order = OrderCreated.model_validate_json(EXAMPLE.read_bytes()).order
+    publisher = FakePublisher()
+    scheduler, table = await started_scheduler(SaysFailedWithHostileTexts(), publisher=publisher)
+    job = Job(order_id=order.order_id, vendor=Vendor.ZAKEKE, partition=0, source_event_id="e",
+              order=order, created_at=time.time(), due_at=time.time())
+    scheduler.schedule(job)
+    try:
+        await until_finished(table, job.key, tries=200)
+    finally:
+        await scheduler.stop(grace_s=1)
+    failed = publisher.events[-1]
+    assert failed.status is VendorStatus.FAILED
+    encoded = failed.model_dump_json().encode("utf-8")
+    assert len(encoded) < 64_000
+    assert failed.reason is not None and len(failed.reason) == 1_000 and "\udfff" not in failed.reason
+    assert len(failed.tracking_numbers) == 50
