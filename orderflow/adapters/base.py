@@ -14,7 +14,7 @@ import email.utils
 import json
 import time
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any, Protocol, TypeVar
@@ -78,10 +78,23 @@ class Observation:
 
 @dataclass(frozen=True, slots=True)
 class PairState:
-    """What the engine remembers of a pair between calls (from the tracking topic)."""
+    """What the engine remembers of a pair between calls (from the tracking topic).
+
+    `intent_at` is when the engine last recorded, durably, the intent to create the pair at
+    the vendor (epoch seconds); None means no create was ever attempted, so there is nothing
+    to look up before creating. An adapter awaits `intend_to_create()` right before its
+    create call: the engine's tracking write, after which a crash, a lost answer or a
+    rebalance leaves an intent behind, and the next submit asks the vendor first."""
 
     vendor_order_ref: str | None = None
     vendor_state: str | None = None
+    intent_at: float | None = None
+    record_intent: Callable[[], Awaitable[None]] | None = field(default=None, compare=False,
+                                                                repr=False)
+
+    async def intend_to_create(self) -> None:
+        if self.record_intent is not None:
+            await self.record_intent()
 
 
 class VendorAdapter(Protocol):
@@ -103,9 +116,12 @@ class VendorAdapter(Protocol):
 
 
 class VendorError(Exception):
-    """Root of everything an adapter raises. `retriable` says whether trying later may help."""
+    """Root of everything an adapter raises. `retriable` says whether trying later may help;
+    `vendor_failing` whether the vendor itself is failing (the engine then holds the whole
+    vendor back after several in a row), rather than one order waiting for something."""
 
     retriable = False
+    vendor_failing = False
 
     def __init__(self, vendor: Vendor, operation: str, message: str, status: int | None = None):
         super().__init__(f"{vendor} {operation}: {message}")
@@ -113,6 +129,9 @@ class VendorError(Exception):
         self.operation = operation
         self.message = message
         self.status = status
+        # True when the request is known never to have acted (the connection never opened,
+        # or the vendor throttled it): a create that failed so leaves no doubt behind.
+        self.nothing_created = False
 
 
 class VendorRejected(VendorError):
@@ -124,6 +143,7 @@ class TransientVendorError(VendorError):
     """Trying again later may succeed. `retry_after` is the vendor's own hint in seconds."""
 
     retriable = True
+    vendor_failing = True
 
     def __init__(
         self,
@@ -145,6 +165,14 @@ class AnswerUnreadable(VendorUnavailable):
     """The answer's status arrived but its body could not be read (too large, corrupt, an
     encoding we did not ask for). `status` says what the vendor meant: a 2xx here still
     means the vendor acted."""
+
+
+class NotProvenAbsent(TransientVendorError):
+    """A create whose answer was lost may have taken effect, and the vendor's reads may still
+    lag behind it: the order is not created again until it has stayed absent long enough.
+    The vendor is answering normally; only this order waits."""
+
+    vendor_failing = False
 
 
 class VendorThrottled(TransientVendorError):
@@ -300,10 +328,12 @@ def default_error_for(vendor: Vendor, operation: str, answer: HttpAnswer) -> Ven
     translation function after handling the codes that mean something special to them."""
     status = answer.status
     if status == 429:
-        return VendorThrottled(
+        throttled = VendorThrottled(
             vendor, operation, answer.message(), status,
             retry_after=parse_retry_after(answer.headers.get("Retry-After")),
         )
+        throttled.nothing_created = True  # refused before anything was done
+        return throttled
     if status >= 500:
         return VendorUnavailable(
             vendor, operation, answer.message(), status,
@@ -411,6 +441,10 @@ class VendorHttp:
         except TimeoutError as exc:
             outcome = "timeout"
             raise VendorUnavailable(self.vendor, operation, "request timed out") from exc
+        except aiohttp.ClientConnectorError as exc:
+            error = VendorUnavailable(self.vendor, operation, f"{type(exc).__name__}: {exc}")
+            error.nothing_created = True  # the request never left
+            raise error from exc
         except aiohttp.ClientError as exc:
             raise VendorUnavailable(self.vendor, operation, f"{type(exc).__name__}: {exc}") from exc
         except ValueError as exc:
@@ -479,6 +513,7 @@ __all__ = [
     "AnswerUnreadable",
     "HttpAnswer",
     "LinePrintFiles",
+    "NotProvenAbsent",
     "NullObserver",
     "Observation",
     "PairState",

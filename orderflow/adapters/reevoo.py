@@ -71,7 +71,9 @@ ACCEPTED_STATE = "accepted"
 
 def reevoo_date(order: Order) -> str:
     """``order_date``: dd-mm-yyyy, the calendar date of ``placed_at`` in its own offset."""
-    return order.placed_at.strftime("%d-%m-%Y")
+    placed = order.placed_at
+    # Not strftime: its %Y writes year 1 as "1" on Linux, not the format's four digits.
+    return f"{placed.day:02d}-{placed.month:02d}-{placed.year:04d}"
 
 
 _LOCALE = re.compile(r"^([a-z]{2})(?:[-_](?:[a-z]{4}[-_])?([a-z]{2}))?$", re.IGNORECASE)

@@ -25,9 +25,18 @@ Decisions where the pages leave room (each one has a unit test):
   (``VendorUnavailable``, transient): the engine keeps polling with backoff, the word shows in
   the error message and the metrics, and a state that never becomes readable ends as
   ``timed_out`` rather than being guessed into a terminal status.
-- Smake does not check ``external_identifier`` for uniqueness. Lookup results are matched
-  exactly on it (in case the filter is not an exact match), and when several orders carry
-  our id the lowest id (the first created) is adopted and the others are logged.
+- Smake does not check ``external_identifier`` for uniqueness, and its filters match parts of
+  a value, newest first: for order ``1001`` the first pages can be all ``10010``, ``91001x``
+  and so on. The lookup reads every page (at most ``LOOKUP_MAX_PAGES``; past that it is an
+  error, and nothing is created) and counts only an exact ``external_identifier``; when
+  several orders carry our id the lowest id (the first created) is adopted and the others
+  are logged.
+- The lookup runs only when a create may already have happened: the engine records the
+  intent to create before the create call, and a pair without one was never sent.
+- Shipping and payment methods go to Smake as the handles its producer set up: through
+  ``ORDERFLOW_SMAKE__SHIPPING_METHOD_MAP`` / ``__PAYMENT_METHOD_MAP`` where set (an order
+  naming a method a set map lacks is refused before calling, naming the method and the
+  setting), else the order's own words.
 - The create answer's ``Location`` is used for the id only when it names an order
   (``.../orders/{id}``): the page's own example points it at a job (``/jobs/1``), whose number
   is not the order id. With no usable id, the order is looked up again by external
@@ -81,23 +90,28 @@ STATE_TO_STATUS: Mapping[str, VendorStatus] = {
     "cancelled": VendorStatus.CANCELLED,
 }
 
-# The lookup asks for Smake's largest page, so duplicates of one external identifier all
-# arrive in one answer in any plausible case.
+# The lookup asks for Smake's largest page. Partial matches can fill many pages; past this
+# many the lookup gives up (an error, retried later) rather than create on a guess.
 LOOKUP_PAGE_SIZE = 100
+LOOKUP_MAX_PAGES = 100
 
 # ----------------------------------------------------------------------------- request body
 
 
 def smake_lines(order: Order) -> list[OrderLine]:
     """The lines Smake produces: those whose fulfilment names Smake."""
-    return [
-        line for line in order.lines
-        if line.fulfilment is not None and line.fulfilment.provider == "smake"
-    ]
+    return [line for line in order.lines if line.smake is not None]
 
 
-def refusal_before_create(order: Order) -> str | None:
+def refusal_before_create(order: Order, settings: SmakeSettings | None = None) -> str | None:
     """Why Smake cannot take this order, decided without calling Smake; None when it can."""
+    if settings is not None:
+        for refusal in (_unmapped(order.shipping_method, settings.shipping_method_map,
+                                  "shipping_method", "shipping_method_map"),
+                        _unmapped(order.payment_method, settings.payment_method_map,
+                                  "payment_method", "payment_method_map")):
+            if refusal is not None:
+                return refusal
     if not smake_lines(order):
         return "the order has no line fulfilled by Smake"
     if order.shipping_address is None:
@@ -114,6 +128,24 @@ def refusal_before_create(order: Order) -> str | None:
                     f"{STREET_LINE_MAX} per street line"
                 )
     return None
+
+
+def _unmapped(method: str | None, mapping: Mapping[str, str] | None, field: str,
+              setting: str) -> str | None:
+    if method is None or mapping is None or method in mapping:
+        return None
+    return (f"the order's {field} {method!r} has no Smake handle in "
+            f"ORDERFLOW_SMAKE__{setting.upper()} (it maps {', '.join(sorted(mapping)) or 'nothing'})")
+
+
+def method_handle(method: str | None, mapping: Mapping[str, str] | None, default: str) -> str:
+    """The Smake handle for the order's method word: mapped where a map is set (call
+    ``refusal_before_create`` first), else the word itself; the default when it names none.
+    A default is our word too, and is mapped when the map knows it."""
+    word = method or default
+    if mapping is not None and word in mapping:
+        return mapping[word]
+    return word
 
 
 def smake_address(address: Address, customer_email: str) -> dict[str, Any]:
@@ -133,7 +165,7 @@ def smake_address(address: Address, customer_email: str) -> dict[str, Any]:
 
 def smake_item(line: OrderLine) -> dict[str, Any]:
     """One order item: the variant by Smake's numeric id when we have it, else by origin sku."""
-    fulfilment = line.fulfilment
+    fulfilment = line.smake
     if fulfilment is None:
         raise ValueError(f"line {line.line_id} is not fulfilled by Smake")
     variant: dict[str, Any] = {"type": "basic"}
@@ -155,8 +187,10 @@ def smake_create_body(order: Order, settings: SmakeSettings) -> dict[str, Any]:
         if order.billing_address is not None
         else dict(shipping)
     )
-    payment_method = order.payment_method or settings.default_payment_method
-    shipping_method = order.shipping_method or settings.default_shipping_method
+    payment_method = method_handle(order.payment_method, settings.payment_method_map,
+                                   settings.default_payment_method)
+    shipping_method = method_handle(order.shipping_method, settings.shipping_method_map,
+                                    settings.default_shipping_method)
     body: dict[str, Any] = {
         "customer": {"email": email},
         "items": [smake_item(line) for line in smake_lines(order)],
@@ -223,31 +257,43 @@ def observation_from_order(order: Any, operation: str = "get_order") -> Observat
     )
 
 
-def choose_existing_order(
-    listing: Any, external_identifier: str, operation: str = "find_order"
-) -> tuple[dict[str, Any] | None, list[str]]:
-    """From the answer to ``GET /orders?filter[external_identifier]=...``: the order to adopt
-    (the lowest id, the first created) and the ids of every match, for the log.
+def exact_matches(listing: Any, external_identifier: str, operation: str = "find_order"
+                  ) -> list[tuple[str, dict[str, Any]]]:
+    """From one page of ``GET /orders?filter[external_identifier]=...``: (id, order) of every
+    order that carries our id exactly, lowest id (the first created) first.
 
-    Orders whose ``external_identifier`` is present and different are ignored, in case the
-    filter matches more loosely than equality."""
+    Smake's filter matches parts of the value: only an order whose ``external_identifier``
+    equals ours counts. Raises VendorUnavailable for a page without a data array."""
     data = listing.get("data") if isinstance(listing, dict) else None
     if not isinstance(data, list):
         raise VendorUnavailable(VENDOR, operation, "order list answer has no data array")
     matches: list[tuple[str, dict[str, Any]]] = []
     for order in data:
-        if not isinstance(order, dict):
-            continue
+        if not isinstance(order, dict) or order.get("external_identifier") != external_identifier:
+            continue  # a partial match (or one that does not say): not ours
         order_id = _order_id(order)
-        if order_id is None:
-            continue
-        if "external_identifier" in order and order["external_identifier"] != external_identifier:
-            continue
-        matches.append((order_id, order))
-    if not matches:
-        return None, []
+        if order_id is not None:
+            matches.append((order_id, order))
     matches.sort(key=lambda match: _id_sort_key(match[0]))
-    return matches[0][1], [order_id for order_id, _ in matches]
+    return matches
+
+
+def choose_existing_order(
+    listing: Any, external_identifier: str, operation: str = "find_order"
+) -> tuple[dict[str, Any] | None, list[str]]:
+    """One page's order to adopt (the lowest id) and the ids of every exact match."""
+    matches = exact_matches(listing, external_identifier, operation)
+    return (matches[0][1] if matches else None), [order_id for order_id, _ in matches]
+
+
+def has_next_page(listing: Any) -> bool:
+    """Whether a list answer says more pages follow: a ``links.next``, on a page that is not
+    empty (an empty page ends the walk whatever its links say)."""
+    if not isinstance(listing, dict):
+        return False
+    links, data = listing.get("links"), listing.get("data")
+    return (isinstance(links, dict) and bool(links.get("next"))
+            and isinstance(data, list) and bool(data))
 
 
 _ORDER_IN_URL = re.compile(r"/orders/([^/?#]+)/?$")
@@ -334,8 +380,9 @@ def _json(answer: HttpAnswer, operation: str) -> Any:
 class SmakeAdapter:
     """Creates Smake production orders (once) and reads their progress.
 
-    ``submit`` returns the state of the order Smake holds for ``order.order_id`` (adopting an
-    existing one) or, after creating it, ``SUBMITTED`` with ``vendor_state="draft"``.
+    ``submit`` creates the order (asking first whether Smake already holds one for
+    ``order.order_id`` when a create may already have happened) and returns ``SUBMITTED``
+    with ``vendor_state="draft"``, or the state of the order it adopts.
     ``poll`` returns the mapped state of ``GET /orders/{vendor_order_ref}``.
     """
 
@@ -362,13 +409,15 @@ class SmakeAdapter:
         await self._http.stop()
 
     async def submit(self, order: Order, state: PairState) -> Observation:
-        refusal = refusal_before_create(order)
+        refusal = refusal_before_create(order, self._settings)
         if refusal is not None:
             raise VendorRejected(VENDOR, "create_order", refusal)
-        existing = await self._find(order.order_id)
-        if existing is not None:
-            return existing
-        return await self._create(order)
+        if state.intent_at is not None:
+            # A create may have happened (its answer lost, or its sender gone): ask first.
+            existing = await self._find(order.order_id)
+            if existing is not None:
+                return existing
+        return await self._create(order, state)
 
     async def poll(self, order: Order, state: PairState) -> Observation:
         if state.vendor_order_ref is None:
@@ -392,30 +441,44 @@ class SmakeAdapter:
         return observation_from_order(_json(answer, operation), operation)
 
     async def _find(self, order_id: str) -> Observation | None:
+        """The order Smake holds for our id, reading every page of the partial-match filter;
+        None when no order carries our id exactly."""
         operation = "find_order"
-        answer = await self._http.request(
-            operation, "GET", "/orders",
-            params={"filter[external_identifier]": order_id, "per_page": str(LOOKUP_PAGE_SIZE)},
-            headers=self._headers,
-        )
-        if answer.status != 200:
-            raise smake_error(operation, answer)
-        listing = _json(answer, operation)
-        chosen, ids = choose_existing_order(listing, order_id, operation)
-        if chosen is None:
+        matches: list[tuple[str, dict[str, Any]]] = []
+        for page in range(1, LOOKUP_MAX_PAGES + 1):
+            answer = await self._http.request(
+                operation, "GET", "/orders",
+                params={"filter[external_identifier]": order_id,
+                        "per_page": str(LOOKUP_PAGE_SIZE), "page": str(page)},
+                headers=self._headers,
+            )
+            if answer.status != 200:
+                raise smake_error(operation, answer)
+            listing = _json(answer, operation)
+            matches.extend(exact_matches(listing, order_id, operation))
+            if not has_next_page(listing):
+                break
+        else:
+            raise VendorUnavailable(
+                VENDOR, operation,
+                f"the lookup of {order_id!r} still had pages after {LOOKUP_MAX_PAGES} of "
+                f"{LOOKUP_PAGE_SIZE}: not creating on a guess")
+        if not matches:
             return None
-        more_pages = isinstance(listing, dict) and bool((listing.get("links") or {}).get("next"))
-        if len(ids) > 1 or more_pages:
+        matches.sort(key=lambda match: _id_sort_key(match[0]))
+        ids = [found for found, _ in matches]
+        if len(ids) > 1:
             # Smake does not enforce uniqueness; the duplicates need a person's attention.
             log.warning("smake_duplicate_orders", order_id=order_id, adopted=ids[0],
-                        smake_order_ids=ids, more_pages=more_pages)
+                        smake_order_ids=ids)
         else:
             log.info("smake_order_adopted", order_id=order_id, adopted=ids[0])
-        return observation_from_order(chosen, operation)
+        return observation_from_order(matches[0][1], operation)
 
-    async def _create(self, order: Order) -> Observation:
+    async def _create(self, order: Order, state: PairState) -> Observation:
         operation = "create_order"
         body = build_or_refuse(VENDOR, operation, lambda: smake_create_body(order, self._settings))
+        await state.intend_to_create()
         answer = await self._http.request(
             operation, "POST", "/orders", json_body=body, headers=self._headers,
         )
@@ -426,7 +489,11 @@ class SmakeAdapter:
             # Created, but the answer does not say as what: ask by our id. If Smake cannot
             # list it yet, a transient error makes the engine call submit again, which finds
             # and adopts it rather than creating a second one.
-            found = await self._find(order.order_id)
+            try:
+                found = await self._find(order.order_id)
+            except VendorError as exc:
+                exc.nothing_created = False  # the create did act; only the lookup failed
+                raise
             if found is not None:
                 return found
             raise VendorUnavailable(
@@ -443,6 +510,9 @@ __all__ = [
     "SmakeAdapter",
     "choose_existing_order",
     "created_order_id",
+    "exact_matches",
+    "has_next_page",
+    "method_handle",
     "observation_from_order",
     "refusal_before_create",
     "smake_address",

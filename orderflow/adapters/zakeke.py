@@ -13,9 +13,12 @@ about each:
   carries neither. Those tokens are cached per code in a bounded LRU. Reads use one plain
   S2S token, so polling never costs a token request per customer.
 - `POST /v2/order` promises only a status code, and nothing says a second post of the same
-  code is refused: it may register the order twice. So `submit` always asks
-  `GET /v2/order/{orderCode}` first and adopts what Zakeke already has; after a post it
-  reads the order back (which may still 404 for a moment) to learn Zakeke's `id`.
+  code is refused: it may register the order twice. The engine records the intent to
+  register before every post; when one exists, `submit` asks `GET /v2/order/{orderCode}`
+  first and adopts what Zakeke already has. A read right after a registration can still
+  answer 404, so after an intent the order must stay absent for
+  `ORDERFLOW_ZAKEKE__REGISTER_SETTLE_S` before it is posted again. After a post the order
+  is read back (which may still 404 for a moment) to learn Zakeke's `id`.
 - Print files are rendered asynchronously: items stay `INPROCESS` (and the output-file
   endpoints answer 404) until they are `READY`.
 
@@ -33,7 +36,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from functools import partial
 from typing import Any, Literal
 from urllib.parse import quote
@@ -43,6 +46,7 @@ import structlog
 from orderflow.adapters.base import (
     HttpAnswer,
     LinePrintFiles,
+    NotProvenAbsent,
     Observation,
     PairState,
     PrintFileRef,
@@ -85,7 +89,7 @@ def zakeke_lines(order: Order) -> list[OrderLine]:
     """The lines Zakeke must hear about: those customized with Zakeke, nothing else."""
     return [
         line for line in order.lines
-        if line.customization is not None and line.customization.provider == "zakeke"
+        if line.zakeke is not None
     ]
 
 
@@ -98,18 +102,18 @@ def composition_lines(order: Order) -> list[OrderLine]:
     """Configurator lines (a `composition_id`)."""
     return [
         line for line in zakeke_lines(order)
-        if line.customization is not None and line.customization.composition_id is not None
+        if line.zakeke is not None and line.zakeke.composition_id is not None
     ]
 
 
 def _design_id(line: OrderLine) -> str | None:
-    return line.customization.design_id if line.customization is not None else None
+    return line.zakeke.design_id if line.zakeke is not None else None
 
 
 def _modification_id(line: OrderLine) -> str | None:
-    if line.customization is None or not line.customization.modification_id:
+    if line.zakeke is None or not line.zakeke.modification_id:
         return None
-    return line.customization.modification_id
+    return line.zakeke.modification_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +149,7 @@ def lines_needing_design_price(order: Order) -> list[OrderLine]:
     """Design lines whose `design_unit_price` upstream did not send: Zakeke must be asked."""
     return [
         line for line in design_lines(order)
-        if line.customization is not None and line.customization.design_unit_price is None
+        if line.zakeke is not None and line.zakeke.design_unit_price is None
     ]
 
 
@@ -159,8 +163,8 @@ def build_register_body(
     details: list[dict[str, Any]] = []
     compositions: list[dict[str, Any]] = []
     for line in zakeke_lines(order):
-        customization = line.customization
-        assert customization is not None  # zakeke_lines only keeps customized lines
+        customization = line.zakeke
+        assert customization is not None  # zakeke_lines only keeps Zakeke lines
         if customization.design_id is not None:
             design_price = customization.design_unit_price
             if design_price is None:
@@ -278,27 +282,44 @@ def token_lifetime(expires_in: float | None) -> float:
     return max(0.0, expires_in - margin)
 
 
-def design_unit_price_from(data: Any) -> Decimal:
-    """`designUnitPrice` of `GET /v3/designs/{designID}/{quantity}`, as an exact Decimal
-    (decode the body with `parse_float=Decimal`). Raises ValueError when it is missing."""
-    if not isinstance(data, dict):
-        raise ValueError("design answer is not a JSON object")
-    raw = data.get("designUnitPrice")
-    if isinstance(raw, bool) or raw is None:
-        raise ValueError("design answer holds no designUnitPrice")
+def _price(raw: Any, name: str) -> Decimal | None:
+    """A money value of a Zakeke answer as an exact Decimal; None when absent."""
+    if raw is None:
+        return None
+    if isinstance(raw, bool):
+        raise ValueError(f"{name} is not a number")
     if isinstance(raw, Decimal | int):
         price = Decimal(raw)
     elif isinstance(raw, str):
         try:
             price = Decimal(raw)
         except ArithmeticError as exc:
-            raise ValueError(f"designUnitPrice {raw!r} is not a number") from exc
+            raise ValueError(f"{name} {raw[:40]!r} is not a number") from exc
     elif isinstance(raw, float):
         price = Decimal(repr(raw))
     else:
-        raise ValueError("designUnitPrice is not a number")
+        raise ValueError(f"{name} is not a number")
     if not price.is_finite():
-        raise ValueError(f"designUnitPrice {raw!r} is not a number")
+        raise ValueError(f"{name} {raw!r} is not a number")
+    return price
+
+
+def design_unit_price_from(data: Any, model_unit_price: Decimal = Decimal(0)) -> Decimal:
+    """The design's unit mark-up from `GET /v3/designs/{designID}/{quantity}` (decode the
+    body with `parse_float=Decimal`): `designUnitPrice`, plus `designUnitPercentagePrice`
+    percent of the product's base unit price (our line's `unit_price`, Zakeke's
+    `modelUnitPrice`) where the back office prices designs by percentage; cents rounded half
+    up. Raises ValueError when neither is there."""
+    if not isinstance(data, dict):
+        raise ValueError("design answer is not a JSON object")
+    fixed = _price(data.get("designUnitPrice"), "designUnitPrice")
+    percentage = _price(data.get("designUnitPercentagePrice"), "designUnitPercentagePrice")
+    if fixed is None and percentage is None:
+        raise ValueError("design answer holds no designUnitPrice")
+    price = fixed if fixed is not None else Decimal(0)
+    if percentage:
+        markup = model_unit_price * percentage / 100
+        price = (price + markup).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
     return price
 
 
@@ -361,28 +382,60 @@ def _item_files(line: OrderLine, item: Mapping[str, Any]) -> LinePrintFiles:
 def match_design_items(
     lines: Sequence[OrderLine], items: Sequence[Mapping[str, Any]]
 ) -> dict[str, Mapping[str, Any]]:
-    """Pair each design line with its Zakeke item: by `code` (our `orderDetailCode`, the line
-    id) first, for all lines, then by `design` for the lines still unpaired. An item serves
-    one line only. Returns items by line id."""
+    """Pair each design line with its Zakeke item. An item serves one line only.
+
+    1. by `code` (our `orderDetailCode`, the line id), for all lines;
+    2. by `designModificationID`, for the lines that have one (Names and Numbers: one design,
+       a modification per line, and a print file each);
+    3. by `design`, only for lines without a modification id, and only among items that
+       name no modification: a names-and-numbers line matched by design alone could be
+       given another line's files.
+    Returns items by line id; a line left unpaired gets its files from the designs API."""
     unused = list(range(len(items)))
     matched: dict[str, Mapping[str, Any]] = {}
-    for key, value_of in (("code", lambda ln: ln.line_id), ("design", _design_id)):
-        for line in lines:
-            if line.line_id in matched:
-                continue
-            wanted = value_of(line)
-            for index in unused:
-                if items[index].get(key) == wanted:
-                    matched[line.line_id] = items[index]
-                    unused.remove(index)
-                    break
+
+    def pair(line: OrderLine, accepts: Callable[[Mapping[str, Any]], bool]) -> None:
+        for index in unused:
+            if accepts(items[index]):
+                matched[line.line_id] = items[index]
+                unused.remove(index)
+                return
+
+    def by_code(line: OrderLine) -> Callable[[Mapping[str, Any]], bool]:
+        return lambda item: item.get("code") == line.line_id
+
+    def by_modification(line: OrderLine) -> Callable[[Mapping[str, Any]], bool]:
+        return lambda item: item.get("designModificationID") == _modification_id(line)
+
+    def by_design(line: OrderLine) -> Callable[[Mapping[str, Any]], bool]:
+        return lambda item: (item.get("design") == _design_id(line)
+                             and not item.get("designModificationID"))
+
+    for line in lines:
+        pair(line, by_code(line))
+    for line in lines:
+        if line.line_id not in matched and _modification_id(line) is not None:
+            pair(line, by_modification(line))
+    for line in lines:
+        if line.line_id not in matched and _modification_id(line) is None:
+            pair(line, by_design(line))
     return matched
 
 
+def _print_files_status(item: Mapping[str, Any]) -> str:
+    return str(item.get("printFilesStatus") or "").strip().upper()
+
+
 def summarize_zakeke_order(order: Order, data: Any) -> ZakekeOrderSummary:
-    """Read a Zakeke order: is every item's print-file production READY, and what files does
-    each design line of our order have. Raises ValueError for an answer that is not shaped
-    like the documented order."""
+    """Read a Zakeke order: are the print files of every design line of our order READY, and
+    what files does each have. Raises ValueError for an answer not shaped like the
+    documented order.
+
+    Completion is decided on design lines only: nothing says configurator (composition)
+    items ever get print files, so they never hold an order back. A design line no item was
+    paired with (Zakeke echoing neither our line code nor the modification id) is ready when
+    every item of its design that no other line took is READY, and is not ready while its
+    design has no item listed yet."""
     if not isinstance(data, dict):
         raise ValueError("order answer is not a JSON object")
     items = data.get("items")
@@ -391,20 +444,22 @@ def summarize_zakeke_order(order: Order, data: Any) -> ZakekeOrderSummary:
     if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
         raise ValueError("order answer's items is not a list of objects")
     lines = design_lines(order)
-    not_ready = [
-        str(item.get("printFilesStatus") or "").strip().upper()
-        for item in items
-        if str(item.get("printFilesStatus") or "").strip().upper() != PRINT_FILES_READY
-    ]
-    # With no item listed yet there is nothing READY to announce, unless we sent no design
-    # (a composition-only order has no print files to wait for).
-    ready = not not_ready and (bool(items) or not lines)
-    if ready:
-        vendor_state = PRINT_FILES_READY
-    else:
-        # Zakeke documents only INPROCESS besides READY; pass any other word through.
-        vendor_state = next((word for word in not_ready if word), PRINT_FILES_IN_PROCESS)
     matched = match_design_items(lines, items)
+    taken = {id(item) for item in matched.values()}
+    waiting: list[str] = []  # the state words of the design lines not ready yet
+    for line in lines:
+        if line.line_id in matched:
+            words = [_print_files_status(matched[line.line_id])]
+        else:
+            words = [_print_files_status(item) for item in items
+                     if id(item) not in taken and item.get("design") == _design_id(line)]
+            if not words:
+                words = [PRINT_FILES_IN_PROCESS]  # its design is not listed yet
+        waiting.extend(word for word in words if word != PRINT_FILES_READY)
+    ready = not waiting
+    # Zakeke documents only INPROCESS besides READY; any other word is passed through.
+    vendor_state = PRINT_FILES_READY if ready else next(
+        (word for word in waiting if word), PRINT_FILES_IN_PROCESS)
     return ZakekeOrderSummary(
         vendor_order_ref=order_ref_from(data),
         ready=ready,
@@ -577,8 +632,11 @@ class ZakekeAdapter:
         observer: RequestObserver | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
+        # Epoch time, the clock of the engine's `PairState.intent_at`.
+        self._wall_clock = wall_clock
         self._http = VendorHttp.for_vendor(VENDOR, settings, observer, json_serialize=dumps_exact_json)
         self._tokens = S2STokenCache(
             self._request_token, max_codes=settings.token_cache_size, clock=clock
@@ -601,19 +659,28 @@ class ZakekeAdapter:
             )
         # Refused before any call when Zakeke's format cannot carry the order at all.
         build_or_refuse(VENDOR, "register_order", lambda: zakeke_order_date(order))
-        existing = await self._get_order(order)
-        if existing is not None:
-            # Registered before (a retry after a crash or a lost answer): never post twice.
-            observation = await self._observe(order, existing, state.vendor_order_ref)
-            log.info(
-                "zakeke_order_adopted",
-                order_id=order.order_id,
-                vendor_order_ref=observation.vendor_order_ref,
-            )
-            return observation
+        if state.intent_at is not None:
+            # A registration may have happened (its answer lost, or its sender gone).
+            existing = await self._get_order(order)
+            if existing is not None:
+                # Registered before: never post twice.
+                observation = await self._observe(order, existing, state.vendor_order_ref)
+                log.info("zakeke_order_adopted", order_id=order.order_id,
+                         vendor_order_ref=observation.vendor_order_ref)
+                return observation
+            waited = self._wall_clock() - state.intent_at
+            settle = self._settings.register_settle_s
+            if waited < settle:
+                # One 404 right after a registration proves nothing: Zakeke's reads lag.
+                raise NotProvenAbsent(
+                    VENDOR, "get_order",
+                    f"a registration {waited:.0f}s ago is not proven absent yet (reads lag; "
+                    f"registering again only after {settle:g}s, "
+                    f"ORDERFLOW_ZAKEKE__REGISTER_SETTLE_S)", 404)
 
         prices = await self._design_unit_prices(order)
         body = build_or_refuse(VENDOR, "register_order", lambda: build_register_body(order, prices))
+        await state.intend_to_create()
         answer = await self._authorized(
             "register_order", "POST", "/v2/order",
             code=registration_code(order), json_body=body,
@@ -700,7 +767,8 @@ class ZakekeAdapter:
                 # 404: the order names a design Zakeke does not have, a permanent refusal.
                 raise zakeke_error("get_design", answer)
             try:
-                prices[line.line_id] = design_unit_price_from(decode_json("get_design", answer))
+                prices[line.line_id] = design_unit_price_from(decode_json("get_design", answer),
+                                                              line.unit_price)
             except ValueError as exc:
                 raise VendorUnavailable(VENDOR, "get_design", str(exc), answer.status) from exc
         return prices

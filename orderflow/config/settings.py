@@ -93,6 +93,10 @@ class ZakekeSettings(VendorSettings):
     client_secret: SecretStr | None = None
     # Registration tokens are per customer or visitor code; this bounds how many are cached.
     token_cache_size: int = Field(default=1024, ge=1)
+    # After a registration whose answer was lost, Zakeke's reads can answer 404 for a while:
+    # the order is registered again only once it has stayed absent this long.
+    # 30 s: well past the few seconds of lag seen, and paid only after a lost answer.
+    register_settle_s: float = Field(default=30.0, ge=0)
 
     def missing_credentials(self) -> list[str]:
         return [n for n in ("client_id", "client_secret") if not _present(getattr(self, n))]

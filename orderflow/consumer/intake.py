@@ -33,7 +33,7 @@ from orderflow.consumer.jobs import Job, JobKey, JobTable
 from orderflow.consumer.kafka import client_options
 from orderflow.consumer.logging import get_logger
 from orderflow.consumer.metrics import Metrics
-from orderflow.consumer.routing import route
+from orderflow.consumer.routing import route, unknown_providers
 from orderflow.consumer.scheduler import Scheduler
 from orderflow.consumer.tracking import TrackingStore
 from orderflow.contracts import dead_letters
@@ -352,6 +352,8 @@ class Intake:
                 return decoded
             order = decoded.order
             order_id = order.order_id
+            for where, count in unknown_providers(order).items():
+                self._metrics.unknown_provider_lines.labels(where).inc(count)
             vendors = route(order, self._settings)
             if not vendors:
                 self._metrics.events_consumed.labels("unrouted").inc()

@@ -67,6 +67,10 @@ class Job:
     attempts: int = 0              # consecutive transient failures
     polls_without_change: int = 0
     finished_at: float | None = None
+    # When the intent to create the pair at the vendor was last recorded (written before
+    # every create call): a submit with an intent asks the vendor first, one without does
+    # not need to (nobody can have created it).
+    intent_at: float | None = None
     version: int = field(default=0, compare=False)  # in-memory: drops stale queue entries
 
     def __post_init__(self, order: Order | None) -> None:
@@ -103,6 +107,7 @@ class Job:
                 "attempts": self.attempts,
                 "polls_without_change": self.polls_without_change,
                 "finished_at": self.finished_at,
+                "intent_at": self.intent_at,
             },
             separators=(",", ":"),
         ).encode()
@@ -136,6 +141,9 @@ class Job:
             attempts=int(data.get("attempts", 0)),
             polls_without_change=int(data.get("polls_without_change", 0)),
             finished_at=data.get("finished_at"),
+            # A record from before intents were recorded says nothing either way: take it
+            # that a create may have happened, so the vendor is asked first, as it always was.
+            intent_at=data["intent_at"] if "intent_at" in data else float(data["created_at"]),
         )
 
 

@@ -75,6 +75,10 @@ class Metrics:
         self.dead_letters = Counter(
             "orderflow_dead_letters", "Input records sent to the dead-letter topic.", ["reason"],
             registry=r)
+        self.unknown_provider_lines = Counter(
+            "orderflow_unknown_provider_lines",
+            "Order lines customized or fulfilled by a provider orderflow does not know (ignored "
+            "for routing), by where the provider was named.", ["where"], registry=r)
         self.consumer_lag = Gauge(
             "orderflow_consumer_lag", "Records of the input topic not yet committed.", ["partition"],
             registry=r)

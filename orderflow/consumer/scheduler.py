@@ -13,7 +13,7 @@ import contextlib
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import structlog
 from aiokafka.errors import KafkaError
@@ -293,11 +293,14 @@ class Scheduler:
         else:
             gauge = self._metrics.jobs_in_flight.labels(str(job.vendor), kind)
             gauge.inc()
+            intent_before = job.intent_at
             try:
-                state = PairState(job.vendor_order_ref, job.vendor_state)
                 if job.phase is Phase.SUBMIT:
+                    state = PairState(job.vendor_order_ref, job.vendor_state, job.intent_at,
+                                      record_intent=lambda: self._record_intent(job))
                     observation = await lane.adapter.submit(order, state)
                 else:
+                    state = PairState(job.vendor_order_ref, job.vendor_state)
                     observation = await lane.adapter.poll(order, state)
                 lane.backoff.on_answer()
                 step = transitions.observed(job, observation, self._clock(), poll, self._rng)
@@ -313,13 +316,26 @@ class Scheduler:
             except TransientVendorError as exc:
                 if isinstance(exc, VendorThrottled):
                     lane.backoff.on_throttled(self._clock(), exc.retry_after)
-                else:
+                elif exc.vendor_failing:
                     lane.backoff.on_failure(self._clock())
+                else:
+                    lane.backoff.on_answer()
                 log.info("vendor call failed, will retry", error=str(exc), status=exc.status,
                          attempt=job.attempts + 1, retry_after=exc.retry_after)
                 step = transitions.retry_later(job, self._clock(), poll, self._rng, exc.retry_after)
+                if exc.nothing_created and job.phase is Phase.SUBMIT:
+                    # This run's create never acted: it leaves no doubt, and the next submit
+                    # need not wait for proof. (Its recorded intent stays: after a restart the
+                    # vendor is asked first, which is merely careful.)
+                    step = transitions.Step(step.events, replace(step.job, intent_at=intent_before))
             except VendorError as exc:
                 log.warning("vendor error, will retry", error=str(exc))
+                step = transitions.retry_later(job, self._clock(), poll, self._rng)
+            except KafkaError as exc:
+                # The intent to create could not be recorded, so nothing was created: the
+                # vendor is not to blame, and the submit runs again later.
+                self._metrics.kafka_errors.labels("intent").inc()
+                log.warning("could not record the intent to create, will retry", error=str(exc))
                 step = transitions.retry_later(job, self._clock(), poll, self._rng)
             except Exception:
                 # An adapter bug must not lose the job: log it loudly and retry later.
@@ -328,6 +344,13 @@ class Scheduler:
             finally:
                 gauge.dec()
         await self._apply(lane, job, step, order)
+
+    async def _record_intent(self, job: Job) -> None:
+        """Write the job with the intent to create, and wait for the broker, before an
+        adapter's create call. The job in hand carries the intent from then on, so every
+        later state of the pair (a retry after a lost answer included) keeps it."""
+        job.intent_at = self._clock()
+        await self._tracking.write(job)
 
     async def _apply(self, lane: _VendorLane, before: Job, step: transitions.Step,
                      order: Order | None) -> None:

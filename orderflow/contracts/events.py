@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -20,10 +21,12 @@ from pydantic import (
     AwareDatetime,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     PlainSerializer,
     PlainValidator,
     StringConstraints,
+    Tag,
     WithJsonSchema,
     model_validator,
 )
@@ -172,15 +175,72 @@ class SmakeFulfilment(_Model):
         return self
 
 
+class OtherProvider(_Model):
+    """A customization or fulfilment by a provider orderflow does not know. Its line is
+    ignored for routing (and counted), not a reason to refuse the order: the vendors that
+    orderflow does know still get theirs."""
+
+    provider: NonEmptyStr
+
+
+def _not_provider(known: str) -> Callable[[dict[str, Any]], None]:
+    """JSON Schema refinement: the provider is any but `known` (whose object is validated as
+    that provider's, in full)."""
+    def refine(schema: dict[str, Any]) -> None:
+        schema["properties"]["provider"]["not"] = {"const": known}
+    return refine
+
+
+class OtherThanZakeke(OtherProvider):
+    """A customization by a provider other than Zakeke."""
+
+    model_config = ConfigDict(json_schema_extra=_not_provider("zakeke"))
+
+
+class OtherThanSmake(OtherProvider):
+    """A fulfilment by a provider other than Smake."""
+
+    model_config = ConfigDict(json_schema_extra=_not_provider("smake"))
+
+
+def _by_provider(known: str) -> Callable[[Any], str]:
+    def tag(value: Any) -> str:
+        provider = value.get("provider") if isinstance(value, dict) else getattr(value, "provider", None)
+        return known if provider == known else "other_provider"
+    return tag
+
+
+# Read by the provider named: the known one is validated in full (and refused when wrong),
+# any other is kept by name only.
+Customization = Annotated[
+    Annotated[ZakekeCustomization, Tag("zakeke")] | Annotated[OtherThanZakeke, Tag("other_provider")],
+    Discriminator(_by_provider("zakeke")),
+]
+Fulfilment = Annotated[
+    Annotated[SmakeFulfilment, Tag("smake")] | Annotated[OtherThanSmake, Tag("other_provider")],
+    Discriminator(_by_provider("smake")),
+]
+
+
 class OrderLine(_Model):
     line_id: NonEmptyStr
     sku: NonEmptyStr
     name: str | None = None
     quantity: int = Field(ge=1)
     unit_price: Money
-    customization: ZakekeCustomization | None = None
-    fulfilment: SmakeFulfilment | None = None
+    customization: Customization | None = None
+    fulfilment: Fulfilment | None = None
     metadata: dict[str, str] | None = None
+
+    @property
+    def zakeke(self) -> ZakekeCustomization | None:
+        """The line's Zakeke customization, if it has one."""
+        return self.customization if isinstance(self.customization, ZakekeCustomization) else None
+
+    @property
+    def smake(self) -> SmakeFulfilment | None:
+        """The line's Smake fulfilment, if it has one."""
+        return self.fulfilment if isinstance(self.fulfilment, SmakeFulfilment) else None
 
 
 class Order(_Model):

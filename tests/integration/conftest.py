@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from orderflow.adapters.base import PairState
 from orderflow.config.settings import Settings, TopicSettings, load_settings
 from orderflow.sandbox.broker import EmbeddedBroker, create_topics
 from orderflow.sandbox.processes import sandbox_env
@@ -72,3 +74,20 @@ async def produce(bootstrap_servers: str, topic: str, events: list[dict[str, Any
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
+
+
+class EnginePair:
+    """What the engine keeps of one pair between submits, for tests that call an adapter
+    directly: the intent to create it records (in the tracking topic) before each create."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.intent_at: float | None = None
+        self.intents = 0
+        self._clock = clock
+
+    def state(self) -> PairState:
+        return PairState(intent_at=self.intent_at, record_intent=self._record)
+
+    async def _record(self) -> None:
+        self.intent_at = self._clock()
+        self.intents += 1

@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
+from conftest import EnginePair
 from pydantic import SecretStr
 
 from orderflow.adapters.base import (
@@ -126,7 +127,8 @@ async def test_create_then_every_state_through_to_completed(rig: Rig) -> None:
     assert seen[0].tracking_numbers == ()
     assert rig.simulator.ledger.total_created == 1
     assert rig.simulator.ledger.duplicates() == {}
-    assert {op for _, op, _ in rig.observer.calls} == {"find_order", "create_order", "get_order"}
+    # A first submit asks nothing first: no intent was recorded, so nobody can have created it.
+    assert {op for _, op, _ in rig.observer.calls} == {"create_order", "get_order"}
     assert {outcome for _, _, outcome in rig.observer.calls} == {"ok"}
 
 
@@ -158,11 +160,11 @@ async def test_cancelled_at_smake_is_cancelled(rig: Rig) -> None:
 
 
 async def test_a_second_submit_adopts_the_order_and_creates_nothing(rig: Rig) -> None:
-    order = make_order()
-    first = await rig.adapter.submit(order, PairState())
+    order, pair = make_order(), EnginePair()
+    first = await rig.adapter.submit(order, pair.state())
     rig.clock.advance(SECONDS_PER_STATE)
 
-    again = await rig.adapter.submit(order, PairState())
+    again = await rig.adapter.submit(order, pair.state())
 
     assert again.vendor_order_ref == first.vendor_order_ref
     assert (again.status, again.vendor_state) == (VendorStatus.IN_PROGRESS, "checking")
@@ -176,7 +178,8 @@ async def test_an_order_smake_already_holds_is_adopted_lowest_id_first(rig: Rig)
     second_id = await rig.seed_order(order)  # Smake does not check uniqueness
     assert first_id < second_id
 
-    observation = await rig.adapter.submit(order, PairState())
+    # Seeded orders stand for a create of ours whose answer was lost: an intent exists.
+    observation = await rig.adapter.submit(order, PairState(intent_at=1.0))
 
     assert observation.vendor_order_ref == str(first_id)
     assert rig.simulator.ledger.created_count("SHOP-100234") == 2  # none added by us
@@ -187,12 +190,12 @@ async def test_an_order_smake_already_holds_is_adopted_lowest_id_first(rig: Rig)
 async def test_a_create_lost_after_smake_acted_is_adopted_on_retry(rig: Rig, mode: str) -> None:
     rig.simulator.knobs.fail_after_effect_rate = 1.0
     rig.simulator.knobs.fail_after_effect_mode = "error" if mode == "error" else "drop"
-    order = make_order()
+    order, pair = make_order(), EnginePair()
 
     with pytest.raises(VendorUnavailable):
-        await rig.adapter.submit(order, PairState())
+        await rig.adapter.submit(order, pair.state())
     rig.simulator.knobs.fail_after_effect_rate = 0.0
-    observation = await rig.adapter.submit(order, PairState())
+    observation = await rig.adapter.submit(order, pair.state())
 
     assert observation.status is VendorStatus.SUBMITTED
     assert rig.simulator.ledger.created_count("SHOP-100234") == 1

@@ -15,9 +15,11 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from conftest import EnginePair
 from pydantic import SecretStr
 
 from orderflow.adapters.base import (
+    NotProvenAbsent,
     Observation,
     PairState,
     PrintFileRef,
@@ -87,7 +89,8 @@ class Sandbox:
         return ZakekeSettings(**values)
 
     async def adapter(self, **settings: Any) -> ZakekeAdapter:
-        adapter = ZakekeAdapter(self.settings(**settings), self.observer, clock=self.clock)
+        adapter = ZakekeAdapter(self.settings(**settings), self.observer, clock=self.clock,
+                                wall_clock=self.clock)
         await adapter.start()
         self._adapters.append(adapter)
         return adapter
@@ -233,30 +236,39 @@ async def test_many_pollers_share_one_token_request(sandbox: Sandbox) -> None:
 
 
 async def test_submit_adopts_an_order_zakeke_already_has(sandbox: Sandbox) -> None:
-    order = load_order()
-    first = await (await sandbox.adapter()).submit(order, PairState())
-    # A restarted service (a fresh adapter, nothing remembered) submits the same order again.
-    again = await (await sandbox.adapter()).submit(order, PairState())
+    order, pair = load_order(), EnginePair(sandbox.clock)
+    first = await (await sandbox.adapter()).submit(order, pair.state())
+    # A restarted service (a fresh adapter, the intent restored) submits the same order again.
+    again = await (await sandbox.adapter()).submit(order, pair.state())
     assert again.status is VendorStatus.SUBMITTED
     assert again.vendor_order_ref == first.vendor_order_ref
     assert sandbox.sim.ledger.created_count("SHOP-100234") == 1
     assert sandbox.sim.ledger.request_count("create_order") == 1
 
 
+async def test_a_first_submit_registers_without_reading_first(sandbox: Sandbox) -> None:
+    order, pair = load_order(), EnginePair(sandbox.clock)
+    await (await sandbox.adapter()).submit(order, pair.state())
+    # Register (with its token), read back (with the read token): no lookup before, since
+    # without an intent nobody can have registered it.
+    assert sandbox.observer.operations() == ["token", "register_order", "token", "get_order"]
+    assert pair.intents == 1
+
+
 async def test_adopting_an_order_whose_files_are_ready_completes_it(sandbox: Sandbox) -> None:
-    order = load_order()
-    await (await sandbox.adapter()).submit(order, PairState())
+    order, pair = load_order(), EnginePair(sandbox.clock)
+    await (await sandbox.adapter()).submit(order, pair.state())
     sandbox.clock.advance(31)
-    adopted = await (await sandbox.adapter()).submit(order, PairState())
+    adopted = await (await sandbox.adapter()).submit(order, pair.state())
     assert adopted.status is VendorStatus.COMPLETED
     assert [files.line_id for files in adopted.print_files] == ["L1"]
     assert sandbox.sim.ledger.created_count("SHOP-100234") == 1
 
 
 async def test_lookup_finds_an_order_code_with_reserved_characters(sandbox: Sandbox) -> None:
-    order = load_order(order_id="A/B 1?x=%2F#")
-    first = await (await sandbox.adapter()).submit(order, PairState())
-    again = await (await sandbox.adapter()).submit(order, PairState())
+    order, pair = load_order(order_id="A/B 1?x=%2F#"), EnginePair(sandbox.clock)
+    first = await (await sandbox.adapter()).submit(order, pair.state())
+    again = await (await sandbox.adapter()).submit(order, pair.state())
     assert first.vendor_order_ref == again.vendor_order_ref == "1"
     assert sandbox.sim.ledger.created == {"A/B 1?x=%2F#": 1}
 
@@ -265,27 +277,27 @@ async def test_a_lost_answer_to_the_registration_is_recovered_without_a_second_o
     sandbox: Sandbox,
 ) -> None:
     adapter = await sandbox.adapter()
-    order = load_order()
+    order, pair = load_order(), EnginePair(sandbox.clock)
     # Zakeke registers the order, but the answer is lost (a 5xx after the effect).
     sandbox.sim.knobs.fail_after_effect_rate = 1.0
     sandbox.sim.knobs.fail_after_effect_mode = "error"
     with pytest.raises(VendorUnavailable):
-        await adapter.submit(order, PairState())
+        await adapter.submit(order, pair.state())
     sandbox.sim.knobs.fail_after_effect_rate = 0.0
-    retried = await adapter.submit(order, PairState())
+    retried = await adapter.submit(order, pair.state())
     assert retried.status is VendorStatus.SUBMITTED and retried.vendor_order_ref == "1"
     assert sandbox.sim.ledger.created_count("SHOP-100234") == 1
 
 
 async def test_a_dropped_connection_after_registration_is_recovered(sandbox: Sandbox) -> None:
     adapter = await sandbox.adapter()
-    order = load_order()
+    order, pair = load_order(), EnginePair(sandbox.clock)
     sandbox.sim.knobs.fail_after_effect_rate = 1.0
     sandbox.sim.knobs.fail_after_effect_mode = "drop"
     with pytest.raises(VendorUnavailable):
-        await adapter.submit(order, PairState())
+        await adapter.submit(order, pair.state())
     sandbox.sim.knobs.fail_after_effect_rate = 0.0
-    await adapter.submit(order, PairState())
+    await adapter.submit(order, pair.state())
     assert sandbox.sim.ledger.created_count("SHOP-100234") == 1
 
 
@@ -311,7 +323,7 @@ async def test_registration_read_back_may_lag(sandbox_factory: SandboxFactory) -
     sandbox: Sandbox = await sandbox_factory(LaggingZakeke)
     adapter = await sandbox.adapter()
     order = load_order()
-    submitted = await adapter.submit(order, PairState())
+    submitted = await adapter.submit(order, EnginePair(sandbox.clock).state())
     assert submitted == Observation(VendorStatus.SUBMITTED)  # registered, id not known yet
     # Still lagging: nothing changed, which the poll says by repeating the pair's state.
     lagging = await adapter.poll(order, PairState(None, None))
@@ -335,14 +347,65 @@ async def test_a_failed_read_back_does_not_fail_the_registration(
 ) -> None:
     sandbox: Sandbox = await sandbox_factory(ReadOutageZakeke)
     adapter = await sandbox.adapter()
-    order = load_order()
+    order, pair = load_order(), EnginePair(sandbox.clock)
     # Raising here would make the engine submit again; the order is registered.
-    assert await adapter.submit(order, PairState()) == Observation(VendorStatus.SUBMITTED)
+    assert await adapter.submit(order, pair.state()) == Observation(VendorStatus.SUBMITTED)
     with pytest.raises(VendorUnavailable):
         await adapter.poll(order, PairState())
     with pytest.raises(VendorUnavailable):  # a repeated submit must not post either
-        await adapter.submit(order, PairState())
+        await adapter.submit(order, pair.state())
     assert sandbox.sim.ledger.created_count("SHOP-100234") == 1
+
+
+async def test_a_lost_registration_whose_reads_lag_waits_for_proof_and_never_registers_twice(
+    sandbox_factory: SandboxFactory,
+) -> None:
+    sandbox: Sandbox = await sandbox_factory(LaggingZakeke)
+    LaggingZakeke.lag_reads = 3
+    adapter = await sandbox.adapter(register_settle_s=60)
+    order, pair = load_order(), EnginePair(sandbox.clock)
+    sandbox.sim.knobs.fail_after_effect_rate = 1.0  # registered, answer lost
+    with pytest.raises(VendorUnavailable):
+        await adapter.submit(order, pair.state())
+    sandbox.sim.knobs.fail_after_effect_rate = 0.0
+    for _ in range(3):  # 404s from a lagging read prove nothing within the settle window
+        sandbox.clock.advance(5)
+        with pytest.raises(NotProvenAbsent, match="not proven absent yet"):
+            await adapter.submit(order, pair.state())
+    sandbox.clock.advance(5)
+    adopted = await adapter.submit(order, pair.state())
+    assert adopted.vendor_order_ref == "1"
+    assert sandbox.sim.ledger.created_count("SHOP-100234") == 1
+
+
+class RefusingFirstRegistration(ZakekeSimulator):
+    """Answers the first registration 503 without registering anything."""
+
+    refused = False
+
+    async def _post_order(self, request: web.Request) -> web.Response:
+        if not self.refused:
+            self.refused = True
+            return web.json_response({"message": "Service Unavailable"}, status=503)
+        return await super()._post_order(request)
+
+
+async def test_a_registration_that_never_happened_is_posted_again_after_the_settle_window(
+    sandbox_factory: SandboxFactory,
+) -> None:
+    sandbox: Sandbox = await sandbox_factory(RefusingFirstRegistration)
+    adapter = await sandbox.adapter(register_settle_s=60)
+    order, pair = load_order(), EnginePair(sandbox.clock)
+    with pytest.raises(VendorUnavailable):
+        await adapter.submit(order, pair.state())
+    sandbox.clock.advance(30)
+    with pytest.raises(NotProvenAbsent):
+        await adapter.submit(order, pair.state())
+    sandbox.clock.advance(31)
+    registered = await adapter.submit(order, pair.state())
+    assert registered.vendor_order_ref == "1"
+    assert sandbox.sim.ledger.created_count("SHOP-100234") == 1
+    assert pair.intents == 2
 
 
 async def test_poll_of_an_unknown_order_reports_no_change(sandbox: Sandbox) -> None:
@@ -539,8 +602,8 @@ async def test_unreadable_answer_is_unavailable_and_never_leads_to_a_post(
     adapter = await sandbox.adapter()
     with pytest.raises(VendorUnavailable):
         await adapter.poll(load_order(), PairState())
-    with pytest.raises(VendorUnavailable):
-        await adapter.submit(load_order(), PairState())
+    with pytest.raises(VendorUnavailable):  # a submit after an intent reads first
+        await adapter.submit(load_order(), PairState(intent_at=1.0))
     assert sandbox.sim.ledger.request_count("create_order") == 0
 
 

@@ -176,9 +176,22 @@ def test_smake_variant_id_is_a_positive_integer(variant_id: Any) -> None:
     refusal(order_event(lines=[line(fulfilment={"provider": "smake", "variant_id": variant_id})]))
 
 
-def test_providers_are_the_contracts() -> None:
-    refusal(order_event(lines=[line(customization={"provider": "other", "design_id": "d"})]))
-    refusal(order_event(lines=[line(fulfilment={"provider": "other", "sku": "X"})]))
+def test_a_line_of_a_provider_orderflow_does_not_know_is_kept_by_name_only() -> None:
+    # Not a reason to refuse the order: its other lines still go to the vendors we know.
+    event = order_event(lines=[line(customization={"provider": "other", "design_id": "d"},
+                                    fulfilment={"provider": "printful", "sku": "X"}),
+                               line(line_id="2")])
+    order = OrderCreated.model_validate(event).order
+    first = order.lines[0]
+    assert (first.zakeke, first.smake) == (None, None)
+    assert first.customization is not None and first.customization.provider == "other"
+    assert first.fulfilment is not None and first.fulfilment.provider == "printful"
+
+
+def test_a_known_providers_line_is_validated_in_full() -> None:
+    assert "design_id" in refusal(order_event(lines=[line(customization={"provider": "zakeke"})]))
+    assert "variant_id" in refusal(order_event(lines=[line(fulfilment={"provider": "smake"})]))
+    assert "provider" in refusal(order_event(lines=[line(customization={"design_id": "d"})]))
 
 
 @pytest.mark.parametrize(("count", "valid"), [(0, False), (1, True), (500, True), (501, False)])

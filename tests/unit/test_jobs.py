@@ -74,8 +74,9 @@ def test_read_order_refuses_a_job_without_an_order_or_with_an_unreadable_one() -
 
 def test_the_record_is_the_same_as_before_orders_were_held_as_json() -> None:
     """The record is what `json.dumps` made of the job with `order.model_dump(mode="json")`
-    (before the order was held as JSON), less the order's nulls: the same members in the
-    same order, the same values. (Older records, nulls included, still restore: below.)"""
+    (before the order was held as JSON), less the order's nulls and with the intent to
+    create: the same members in the same order, the same values. (Older records still
+    restore: below.)"""
     active = job(phase=Phase.POLL, status=VendorStatus.IN_PROGRESS, vendor_order_ref="137",
                  vendor_state="preparing", attempts=1, polls_without_change=2)
     legacy = {
@@ -83,6 +84,7 @@ def test_the_record_is_the_same_as_before_orders_were_held_as_json() -> None:
         "source_event_id": active.source_event_id, "phase": "poll", "status": "in_progress",
         "vendor_order_ref": "137", "vendor_state": "preparing", "created_at": active.created_at,
         "due_at": active.due_at, "attempts": 1, "polls_without_change": 2, "finished_at": None,
+        "intent_at": None,
         "order": ORDER.model_dump(mode="json", exclude_none=True),
     }
     record = active.to_record()
@@ -104,7 +106,8 @@ def test_a_record_written_before_orders_were_held_as_json_restores() -> None:
     assert order.customer.first_name == "Zoë"
     assert order == ORDER.model_copy(update={"customer": ORDER.customer.model_copy(
         update={"first_name": "Zoë"})})
-    assert json.loads(restored.to_record()) == json.loads(raw), "written back unchanged"
+    # Written back unchanged, but for the intent it is now taken to carry.
+    assert json.loads(restored.to_record()) == {**json.loads(raw), "intent_at": restored.created_at}
     assert finished_at_of(b"smake/SHOP-100234", restored.to_record()) is None
 
     done = (b'{"v":1,"order_id":"SHOP-100234","vendor":"reevoo","source_event_id":"0b6f3c1e-8d7a-'
@@ -113,7 +116,9 @@ def test_a_record_written_before_orders_were_held_as_json_restores() -> None:
             b'"attempts":0,"polls_without_change":0,"finished_at":1700000100.0,"order":null}')
     assert finished_at_of(b"reevoo/SHOP-100234", done) == 1_700_000_100.0
     restored_done = Job.from_record(done, partition=3)
-    assert restored_done.order_json is None and restored_done.to_record() == done
+    assert restored_done.order_json is None
+    assert restored_done.to_record() == done.replace(b',"order":null}',
+                                                     b',"intent_at":1700000000.25,"order":null}')
 
 
 def test_new_job_round_trips() -> None:
@@ -492,3 +497,20 @@ def test_entries_carry_partition_and_version_so_stale_ones_are_skipped() -> None
     assert live(30.0) == []        # A@10 is stale (version 1), B has no job
     assert live(60.0) == ["A"]     # the current entry, version 2
     assert len(queue) == 0
+
+
+def test_a_record_from_before_intents_were_recorded_asks_the_vendor_first() -> None:
+    """Without an `intent_at` member nobody can say whether a create happened: the restored
+    job carries an intent (its creation time), so its submit looks the order up first."""
+    raw = (FIXTURES / "tracking-record-v1-active.json").read_bytes()
+    assert b"intent_at" not in raw
+    restored = read_tracking_record(b"smake/SHOP-100234", raw, partition=3)
+    assert restored.intent_at == restored.created_at
+
+
+def test_a_new_job_has_no_intent_and_keeps_one_once_recorded() -> None:
+    fresh = job()
+    assert fresh.intent_at is None
+    assert read_tracking_record(tracking_key(fresh.key), fresh.to_record(), 0).intent_at is None
+    fresh.intent_at = 1_700_000_123.5
+    assert read_tracking_record(tracking_key(fresh.key), fresh.to_record(), 0).intent_at == 1_700_000_123.5

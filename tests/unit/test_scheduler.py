@@ -19,7 +19,7 @@ from orderflow.adapters.base import (
     VendorUnavailable,
 )
 from orderflow.config.settings import Settings
-from orderflow.consumer.jobs import Job, JobKey, JobTable
+from orderflow.consumer.jobs import Job, JobKey, JobTable, Phase
 from orderflow.consumer.metrics import Metrics
 from orderflow.consumer.scheduler import Scheduler
 from orderflow.contracts.events import Order, OrderCreated, Vendor, VendorStatus
@@ -363,3 +363,57 @@ async def test_a_vendors_hostile_texts_still_publish_bounded_and_valid():
     assert len(encoded) < 64_000
     assert failed.reason is not None and len(failed.reason) == 1_000 and "\udfff" not in failed.reason
     assert len(failed.tracking_numbers) == 50
+
+
+class LosesItsFirstCreateAnswer(ReadyOnThirdPoll):
+    """Records the intent, 'creates', and the first answer is lost; it remembers the states
+    each submit was given."""
+
+    def __init__(self, nothing_created: bool = False) -> None:
+        super().__init__()
+        self.seen: list[PairState] = []
+        self.nothing_created = nothing_created
+
+    async def submit(self, order: Order, state: PairState) -> Observation:
+        self.seen.append(state)
+        await state.intend_to_create()
+        if len(self.seen) == 1:
+            error = VendorUnavailable(Vendor.ZAKEKE, "register_order", "answer lost")
+            error.nothing_created = self.nothing_created
+            raise error
+        return Observation(VendorStatus.COMPLETED, vendor_order_ref="1")
+
+
+async def test_the_intent_is_recorded_before_the_create_and_the_retry_carries_it():
+    order = OrderCreated.model_validate_json(EXAMPLE.read_bytes()).order
+    tracking, adapter = FakeTracking(), LosesItsFirstCreateAnswer()
+    scheduler, table = await started_scheduler(
+        adapter, poll={"initial_interval_s": 0.01, "max_interval_s": 0.02, "deadline_s": 10**9},
+        tracking=tracking)
+    job = Job(order_id=order.order_id, vendor=Vendor.ZAKEKE, partition=0, source_event_id="e",
+              order=order, created_at=time.time(), due_at=time.time())
+    scheduler.schedule(job)
+    try:
+        await until_finished(table, job.key, tries=300)
+    finally:
+        await scheduler.stop(grace_s=1)
+    first, second = adapter.seen
+    assert first.intent_at is None  # a new pair: nothing to ask before creating
+    assert second.intent_at is not None  # after a lost answer: ask first
+    # The intent reached the tracking topic before the create was sent.
+    assert tracking.records[0].intent_at is not None and tracking.records[0].phase is Phase.SUBMIT
+
+
+async def test_a_create_that_never_acted_leaves_no_intent_in_hand():
+    order = OrderCreated.model_validate_json(EXAMPLE.read_bytes()).order
+    adapter = LosesItsFirstCreateAnswer(nothing_created=True)
+    scheduler, table = await started_scheduler(
+        adapter, poll={"initial_interval_s": 0.01, "max_interval_s": 0.02, "deadline_s": 10**9})
+    job = Job(order_id=order.order_id, vendor=Vendor.ZAKEKE, partition=0, source_event_id="e",
+              order=order, created_at=time.time(), due_at=time.time())
+    scheduler.schedule(job)
+    try:
+        await until_finished(table, job.key, tries=300)
+    finally:
+        await scheduler.stop(grace_s=1)
+    assert [state.intent_at for state in adapter.seen] == [None, None]

@@ -151,8 +151,8 @@ REFUSED: list[tuple[str, str, Change]] = [
      _line(0, customization={"provider": "zakeke", "design_id": None})),
     ("order-created.json", "smake fulfilment without variant_id or sku",
      _line(0, fulfilment={"provider": "smake"})),
-    ("order-created.json", "unknown customization provider",
-     _line(1, customization={"provider": "other", "composition_id": "x"})),
+    ("order-created.json", "customization without a provider",
+     _line(1, customization={"composition_id": "x"})),
     ("order-created.json", "quantity 0", _line(0, quantity=0)),
     ("order-created.json", "no lines", _order(lines=[])),
     ("order-created.json", "order_id too long", _order(order_id="x" * 65)),
@@ -168,6 +168,10 @@ REFUSED: list[tuple[str, str, Change]] = [
 ]
 
 ACCEPTED: list[tuple[str, str, Change]] = [
+    ("order-created.json", "a customization by a provider orderflow does not know",
+     _line(1, customization={"provider": "other", "composition_id": "x"})),
+    ("order-created.json", "a fulfilment by a provider orderflow does not know",
+     _line(2, fulfilment={"provider": "printful", "sku": "X"})),
     ("order-created.json", "an unknown optional field (upstream may add some)", _order(gift_note="hi")),
     ("order-created.json", "composition line with a null design_id",
      _line(1, customization={"provider": "zakeke", "design_id": None, "composition_id": "c"})),

@@ -23,11 +23,13 @@ from orderflow.adapters.base import (
     VendorUnavailable,
 )
 from orderflow.adapters.smake import (
+    LOOKUP_MAX_PAGES,
     STATE_TO_STATUS,
     STREET_LINE_MAX,
     SmakeAdapter,
     choose_existing_order,
     created_order_id,
+    has_next_page,
     observation_from_order,
     refusal_before_create,
     smake_create_body,
@@ -500,25 +502,41 @@ async def test_submit_with_a_too_long_street_calls_nothing() -> None:
     assert http.requests == []
 
 
-async def test_submit_asks_first_then_creates() -> None:
+async def test_a_first_submit_creates_without_asking_and_records_the_intent_first() -> None:
     adapter, http = adapter_with({
-        ("GET", "/orders"): [(200, {}, listed())],
         ("POST", "/orders"): [(202, {"X-Identifier": "137",
                                      "Location": "https://api.smake.io/jobs/1"}, b"")],
     })
     order = make_order()
+    intents: list[int] = []
 
-    observation = await adapter.submit(order, PairState())
+    async def record_intent() -> None:
+        intents.append(len(http.requests))  # how many requests had left by then
+
+    observation = await adapter.submit(order, PairState(record_intent=record_intent))
 
     assert observation == Observation(VendorStatus.SUBMITTED, vendor_order_ref="137",
                                       vendor_state="draft")
+    (create,) = http.requests  # no intent before: nobody can have created it, no lookup
+    assert create[:3] == ("create_order", "POST", "/orders")
+    assert create[3] == smake_create_body(order, SETTINGS)
+    assert intents == [0], "the intent is recorded before the create leaves"
+    assert http.headers == [{"Authorization": "Bearer sk-test-not-real"}]
+
+
+async def test_a_submit_after_an_intent_asks_first_then_creates() -> None:
+    adapter, http = adapter_with({
+        ("GET", "/orders"): [(200, {}, listed())],
+        ("POST", "/orders"): [(202, {"X-Identifier": "137"}, b"")],
+    })
+    observation = await adapter.submit(make_order(), PairState(intent_at=1_700_000_000.0))
+
+    assert observation.vendor_order_ref == "137"
     (find, create) = http.requests
     assert find[:3] == ("find_order", "GET", "/orders")
     assert find[4] is not None
     assert find[4]["filter[external_identifier]"] == "SHOP-100234"
     assert create[:3] == ("create_order", "POST", "/orders")
-    assert create[3] == smake_create_body(order, SETTINGS)
-    assert http.headers == [{"Authorization": "Bearer sk-test-not-real"}] * 2
 
 
 async def test_submit_adopts_an_existing_order_without_creating() -> None:
@@ -531,7 +549,7 @@ async def test_submit_adopts_an_existing_order_without_creating() -> None:
         ))],
     })
 
-    observation = await adapter.submit(make_order(), PairState())
+    observation = await adapter.submit(make_order(), PairState(intent_at=1_700_000_000.0))
 
     assert observation == Observation(VendorStatus.IN_PROGRESS, vendor_order_ref="4",
                                       vendor_state="checking")
@@ -541,7 +559,6 @@ async def test_submit_adopts_an_existing_order_without_creating() -> None:
 async def test_create_answer_without_an_id_is_resolved_by_asking_again() -> None:
     adapter, http = adapter_with({
         ("GET", "/orders"): [
-            (200, {}, listed()),
             (200, {}, listed({"id": 77, "external_identifier": "SHOP-100234", "state": "draft"})),
         ],
         ("POST", "/orders"): [(202, {"Location": "https://api.smake.io/jobs/5"}, b"")],
@@ -550,12 +567,12 @@ async def test_create_answer_without_an_id_is_resolved_by_asking_again() -> None
     observation = await adapter.submit(make_order(), PairState())
 
     assert observation.vendor_order_ref == "77" and observation.status is VendorStatus.SUBMITTED
-    assert [request[1] for request in http.requests] == ["GET", "POST", "GET"]
+    assert [request[1] for request in http.requests] == ["POST", "GET"]
 
 
 async def test_create_answer_without_an_id_and_not_listed_is_transient() -> None:
     adapter, _ = adapter_with({
-        ("GET", "/orders"): [(200, {}, listed()), (200, {}, listed())],
+        ("GET", "/orders"): [(200, {}, listed())],
         ("POST", "/orders"): [(202, {}, b"")],
     })
 
@@ -578,7 +595,7 @@ async def test_lookup_failure_stops_before_creating() -> None:
     adapter, http = adapter_with({("GET", "/orders"): [(503, {}, b"maintenance")]})
 
     with pytest.raises(VendorUnavailable):
-        await adapter.submit(make_order(), PairState())
+        await adapter.submit(make_order(), PairState(intent_at=1_700_000_000.0))
     assert len(http.requests) == 1
 
 
@@ -640,3 +657,113 @@ def test_the_api_key_never_appears_in_errors() -> None:
 
     assert "sk-test-not-real" not in str(error)
     assert "sk-test-not-real" not in repr(SETTINGS)
+
+
+# ----------------------------------------------------------------------------- partial matches
+
+
+def test_an_order_that_does_not_say_its_external_identifier_is_no_match() -> None:
+    assert choose_existing_order(listed({"id": 2, "state": "draft"}), "SHOP-1") == (None, [])
+
+
+def partial_match_pages(order_id: str, pages: int, exact_on: int | None) -> list[Answer]:
+    """What Smake's partial-match filter answers for `order_id`: newest first, pages of
+    longer ids that contain it, and (on page `exact_on`) the one that is ours."""
+    answers: list[Answer] = []
+    for page in range(1, pages + 1):
+        orders = [{"id": 10_000 - page * 100 - n, "external_identifier": f"{order_id}{page}{n}",
+                   "state": "draft"} for n in range(100)]
+        if page == exact_on:
+            orders[-1] = {"id": 42, "external_identifier": order_id, "state": "checking"}
+        answers.append((200, {}, listed(*orders, next_page=None if page == pages else f"?page={page + 1}")))
+    return answers
+
+
+async def test_the_lookup_reads_every_page_and_adopts_only_the_exact_match() -> None:
+    adapter, http = adapter_with({("GET", "/orders"): partial_match_pages("1001", 4, exact_on=3)})
+
+    observation = await adapter.submit(make_order(order_id="1001"), PairState(intent_at=1.0))
+
+    assert observation.vendor_order_ref == "42" and observation.vendor_state == "checking"
+    assert [request[4]["page"] for request in http.requests if request[4]] == ["1", "2", "3", "4"]
+
+
+async def test_partial_matches_on_every_page_are_not_ours_and_the_order_is_created() -> None:
+    script = {("GET", "/orders"): partial_match_pages("1001", 3, exact_on=None),
+              ("POST", "/orders"): [(202, {"X-Identifier": "555"}, b"")]}
+    adapter, http = adapter_with(script)
+
+    observation = await adapter.submit(make_order(order_id="1001"), PairState(intent_at=1.0))
+
+    assert observation.vendor_order_ref == "555"
+    assert [request[1] for request in http.requests] == ["GET", "GET", "GET", "POST"]
+
+
+async def test_a_lookup_that_pages_without_end_is_an_error_and_creates_nothing() -> None:
+    endless = [(200, {}, listed({"id": n, "external_identifier": f"1001-{n}", "state": "draft"},
+                                next_page="more")) for n in range(LOOKUP_MAX_PAGES + 5)]
+    adapter, http = adapter_with({("GET", "/orders"): endless})
+
+    with pytest.raises(VendorUnavailable, match="still had pages after 100"):
+        await adapter.submit(make_order(order_id="1001"), PairState(intent_at=1.0))
+    assert {request[1] for request in http.requests} == {"GET"}
+    assert len(http.requests) == LOOKUP_MAX_PAGES
+
+
+def test_an_empty_page_ends_the_walk_whatever_its_links_say() -> None:
+    assert has_next_page(listed(next_page="?page=2")) is False
+    assert has_next_page(listed({"id": 1}, next_page="?page=2")) is True
+    assert has_next_page(listed({"id": 1})) is False
+
+
+# ----------------------------------------------------------------------------- method handles
+
+
+MAPPED = SETTINGS.model_copy(update={"shipping_method_map": {"standard": "dhl-paket"},
+                                     "payment_method_map": {"invoice": "invoice-b2b",
+                                                            "prepayment": "vorkasse"}})
+
+
+def test_mapped_methods_become_the_producers_handles() -> None:
+    body = smake_create_body(make_order(), MAPPED)
+    assert body["shipments"] == [{"shipping_method": {"handle": "dhl-paket"}}]
+    assert body["payments"] == [{"payment_method": {"handle": "invoice-b2b"}}]
+
+
+def test_an_order_naming_no_method_gets_the_default_mapped_when_the_map_knows_it() -> None:
+    body = smake_create_body(make_order(shipping_method=None, payment_method=None), MAPPED)
+    assert body["payments"] == [{"payment_method": {"handle": "vorkasse"}}]
+    assert body["shipments"] == [{"shipping_method": {"handle": "dhl-express"}}]
+
+
+def test_without_maps_the_orders_own_words_go_through() -> None:
+    body = smake_create_body(make_order(), SETTINGS)
+    assert body["shipments"] == [{"shipping_method": {"handle": "standard"}}]
+
+
+@pytest.mark.parametrize(("changes", "words"), [
+    ({"shipping_method": "express"}, "shipping_method 'express' has no Smake handle in "
+                                     "ORDERFLOW_SMAKE__SHIPPING_METHOD_MAP"),
+    ({"payment_method": "paypal"}, "payment_method 'paypal' has no Smake handle in "
+                                   "ORDERFLOW_SMAKE__PAYMENT_METHOD_MAP"),
+])
+async def test_a_method_a_set_map_lacks_is_refused_without_calling_smake(
+        changes: dict[str, str], words: str) -> None:
+    http = ScriptedSmakeHttp({})
+    adapter = SmakeAdapter(MAPPED, http=http)
+    with pytest.raises(VendorRejected, match=words):
+        await adapter.submit(make_order(**changes), PairState())
+    assert http.requests == []
+
+
+async def test_a_throttled_create_leaves_no_doubt_but_a_throttled_lookup_after_a_create_does() -> None:
+    adapter, _ = adapter_with({("POST", "/orders"): [(429, {"Retry-After": "1"}, b"")]})
+    with pytest.raises(VendorThrottled) as refused:
+        await adapter.submit(make_order(), PairState())
+    assert refused.value.nothing_created
+
+    adapter, _ = adapter_with({("POST", "/orders"): [(202, {}, b"")],  # created, no id given
+                               ("GET", "/orders"): [(429, {"Retry-After": "1"}, b"")]})
+    with pytest.raises(VendorThrottled) as lookup:
+        await adapter.submit(make_order(), PairState())
+    assert not lookup.value.nothing_created

@@ -338,20 +338,34 @@ def test_order_ref_is_zakekes_id_as_string() -> None:
 
 def test_documented_example_order_is_read() -> None:
     summary = summarize_zakeke_order(load_order(), ORDER_EXAMPLE)
-    # "string" is not a documented status, so the order is not READY; the word is passed on.
-    assert (summary.vendor_order_ref, summary.ready, summary.vendor_state) == ("0", False, "STRING")
+    # The example's one item is of another design ("string"): our design line has none yet.
+    assert (summary.vendor_order_ref, summary.ready, summary.vendor_state) == ("0", False, "INPROCESS")
+    example = load_order().model_dump(mode="json")
+    example["lines"][0]["customization"]["design_id"] = "string"
+    summary = summarize_zakeke_order(Order.model_validate(example), ORDER_EXAMPLE)
+    # "string" is not a documented status, so the line is not READY; the word is passed on.
+    assert (summary.ready, summary.vendor_state) == (False, "STRING")
 
 
-def test_in_process_until_every_item_is_ready() -> None:
+def test_in_process_until_every_design_line_is_ready() -> None:
+    order = load_order()
+    data = zakeke_order([item("L1", DESIGN_ID, "INPROCESS"), item("L2", "", "READY")])
+    summary = summarize_zakeke_order(order, data)
+    assert (summary.vendor_order_ref, summary.ready, summary.vendor_state) == (
+        "4711", False, "INPROCESS"
+    )
+
+
+def test_a_composition_item_without_files_does_not_hold_the_order_back() -> None:
+    # Nothing says configurator items ever get print files: completion waits on designs only.
     order = load_order()
     data = zakeke_order([
         item("L1", DESIGN_ID, "READY", zip_url=ZIP, files=[PDF, PNG]),
         item("L2", "", "INPROCESS"),
     ])
     summary = summarize_zakeke_order(order, data)
-    assert (summary.vendor_order_ref, summary.ready, summary.vendor_state) == (
-        "4711", False, "INPROCESS"
-    )
+    assert (summary.ready, summary.vendor_state) == (True, "READY")
+    assert [entry.line.line_id for entry in summary.lines] == ["L1"]
 
 
 def test_all_ready_gives_print_files_per_design_line() -> None:
@@ -389,8 +403,13 @@ def test_item_without_zip_or_match_is_left_for_the_designs_api() -> None:
     summary = summarize_zakeke_order(order, zakeke_order([item("L1", DESIGN_ID, "READY")]))
     assert summary.ready
     assert summary.lines[0].files is not None and summary.lines[0].files.zip_url is None
+    # Not paired by code, but by the line's design: ready, its zip from the designs API.
+    summary = summarize_zakeke_order(order, zakeke_order([item("X", DESIGN_ID, "READY")]))
+    assert summary.ready and summary.lines[0].files is not None
+    assert summary.lines[0].files.zip_url is None
+    # Only another design listed: the line's own is not there yet.
     summary = summarize_zakeke_order(order, zakeke_order([item("X", "other", "READY")]))
-    assert summary.ready and summary.lines[0].files is None
+    assert not summary.ready and summary.lines[0].files is None
 
 
 def test_unusable_file_entries_are_skipped() -> None:
@@ -511,3 +530,70 @@ def test_unreadable_success_body_is_an_outage() -> None:
     assert decode_json("get_order", answer(200, b'{"id": 1, "x": 1.10}')) == {
         "id": 1, "x": Decimal("1.10"),
     }
+
+
+# ----------------------------------------------------------------------------- names and numbers
+
+
+def names_and_numbers_order() -> Order:
+    """One design, a modification per line (Zakeke's Names and Numbers tool)."""
+    data = load_order().model_dump(mode="json")
+    base = data["lines"][0]
+    data["lines"] = [
+        {**base, "line_id": "N1", "customization": {**base["customization"], "modification_id": "M-ANNA"}},
+        {**base, "line_id": "N2", "customization": {**base["customization"], "modification_id": "M-BOB"}},
+    ]
+    return Order.model_validate(data)
+
+
+def modification_item(modification_id: str, status: str, zip_url: str) -> dict[str, Any]:
+    return {"design": DESIGN_ID, "designModificationID": modification_id,
+            "printFilesStatus": status, "printingFilesZip": zip_url, "printingFiles": []}
+
+
+def test_names_and_numbers_lines_get_their_own_files_by_modification_id() -> None:
+    # Zakeke lists the items in its own order and does not echo our line codes.
+    data = zakeke_order([modification_item("M-BOB", "READY", "https://z/bob.zip"),
+                         modification_item("M-ANNA", "READY", "https://z/anna.zip")])
+    summary = summarize_zakeke_order(names_and_numbers_order(), data)
+    assert summary.ready
+    zips = {entry.line.line_id: entry.files.zip_url for entry in summary.lines if entry.files}
+    assert zips == {"N1": "https://z/anna.zip", "N2": "https://z/bob.zip"}
+
+
+def test_names_and_numbers_lines_are_never_given_files_by_design_alone() -> None:
+    # Neither code nor modification echoed: the items cannot say which line they are, so
+    # each line's files come from the designs API by its own modification id.
+    plain = [{"design": DESIGN_ID, "printFilesStatus": "READY", "printingFilesZip": "https://z/?.zip"}] * 2
+    summary = summarize_zakeke_order(names_and_numbers_order(), zakeke_order(plain))
+    assert summary.ready
+    assert [entry.files for entry in summary.lines] == [None, None]
+    plain[1] = {**plain[1], "printFilesStatus": "INPROCESS"}
+    assert not summarize_zakeke_order(names_and_numbers_order(), zakeke_order(plain)).ready
+
+
+def test_one_names_and_numbers_item_still_in_process_holds_its_line_back() -> None:
+    data = zakeke_order([modification_item("M-ANNA", "READY", "https://z/anna.zip"),
+                         modification_item("M-BOB", "INPROCESS", "")])
+    summary = summarize_zakeke_order(names_and_numbers_order(), data)
+    assert (summary.ready, summary.vendor_state) == (False, "INPROCESS")
+
+
+# ----------------------------------------------------------------------------- percentage prices
+
+
+@pytest.mark.parametrize(("answer", "base", "expected"), [
+    ({"designUnitPercentagePrice": Decimal(25)}, Decimal("12.00"), Decimal("3.00")),
+    ({"designUnitPercentagePrice": Decimal("12.5"), "designUnitPrice": Decimal(0)},
+     Decimal("9.99"), Decimal("1.25")),
+    ({"designUnitPercentagePrice": 10, "designUnitPrice": "1.50"}, Decimal("20"), Decimal("3.50")),
+    ({"designUnitPercentagePrice": 0, "designUnitPrice": "4.10"}, Decimal("20"), Decimal("4.10")),
+])
+def test_a_percentage_design_price_is_that_share_of_the_product_price(
+        answer: dict[str, Any], base: Decimal, expected: Decimal) -> None:
+    assert design_unit_price_from(answer, base) == expected
+
+
+def test_a_percentage_that_is_not_a_number_is_an_unreadable_answer() -> None:
+    with pytest.raises(ValueError, match="designUnitPercentagePrice"):
+        design_unit_price_from({"designUnitPercentagePrice": "lots"}, Decimal(1))
