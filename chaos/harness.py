@@ -43,7 +43,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import aiohttp
-from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
 from orderflow.config.settings import Settings, TopicSettings
@@ -51,7 +50,7 @@ from orderflow.consumer.decode import decode_order_created
 from orderflow.consumer.routing import route
 from orderflow.contracts.events import OrderCreated
 from orderflow.sandbox.broker import EmbeddedBroker, create_topics, free_port
-from orderflow.sandbox.outcomes import OutputReader, topic_partitions
+from orderflow.sandbox.outcomes import OutputReader, read_topic
 from orderflow.sandbox.processes import (
     VENDORS,
     Child,
@@ -88,7 +87,7 @@ class ChaosPlan:
     retry_after_s: float = 2.0
     error_rate: float = 0.10
     slow_rate: float = 0.05
-    fail_after_effect_rate: float = 0.02  # Zakeke and Smake only: Reevoo cannot be asked
+    fail_after_effect_rate: float = 0.03  # Zakeke and Smake only: Reevoo cannot be asked
     latency_s: float = 0.02
     request_timeout_s: float = 2.0
     shutdown_grace_s: float = 5.0
@@ -153,6 +152,9 @@ class ChaosReport:
             ("vendor orders created twice: reevoo (cannot be asked)", f["duplicates"]["reevoo"]),
             ("  of which a SIGKILL came between Reevoo's 202 and the record", f["reevoo_duplicates_by_kill"]),
             ("completed pairs the vendor does not hold", f["completed_unknown_to_vendor"]),
+            ("pairs rejected (a request the vendor found malformed)", f["pairs_rejected"]),
+            ("completed Smake pairs with tracking numbers announced", f["shipment_tracking_events"]),
+            ("  completed Smake pairs still without them", f["smake_completed_without_tracking"]),
             ("Zakeke lines completed without print files", f["print_files_missing"]),
             ("status/print-files events repeated (same event_id)", f["events_repeated"]),
             ("dead letters (distinct input records)", f["dead_letters_distinct"]),
@@ -539,6 +541,8 @@ class ChaosRun:
                 "PYTHONUNBUFFERED": "1",  # a SIGKILLed replica's last log lines are kept
                 "ORDERFLOW_POLL__INITIAL_INTERVAL_S": "0.5",
                 "ORDERFLOW_POLL__MAX_INTERVAL_S": "2",
+                # Smake's tracking numbers come a few seconds after completion (world.py).
+                "ORDERFLOW_POLL__TRACKING_INTERVAL_S": "2",
                 "ORDERFLOW_SHUTDOWN_GRACE_S": str(plan.shutdown_grace_s),
                 "ORDERFLOW_KAFKA__MAX_RECORD_BYTES": str(MAX_RECORD_BYTES),
                 **{f"ORDERFLOW_{v.upper()}__REQUEST_TIMEOUT_S": str(plan.request_timeout_s) for v in VENDORS},
@@ -612,6 +616,10 @@ class ChaosRun:
             drained_at = max((reader.outcomes.terminal_at.get(p, 0.0) for p in want), default=0.0)
             self.note("every pair terminal" if want <= reader.outcomes.finished_pairs()
                       else f"drain timed out after {plan.drain_timeout_s:.0f}s")
+            # Smake's tracking numbers come after completion, looked for every 2 s.
+            late = time.monotonic() + 30.0
+            while time.monotonic() < late and reader.outcomes.completed_without_tracking("smake"):  # noqa: ASYNC110
+                await asyncio.sleep(0.5)
             await asyncio.sleep(3.0)  # late repeats, if any, are counted too
             async with replicas.lock:
                 exits = await asyncio.gather(*(replicas.terminate(s) for s in replicas.running()))
@@ -687,6 +695,13 @@ class ChaosRun:
             "kill_times_s": [round(t - self.began_wall, 2) for t in replicas.kill_times],
             "duplicate_keys": {v: ledgers[v]["duplicates"] for v in VENDORS},
             "completed_unknown_to_vendor": completed_unknown,
+            "pairs_rejected": sum(1 for status in outcomes.terminal_status.values()
+                                  if status == "rejected"),
+            "smake_completed_without_tracking": len(outcomes.completed_without_tracking("smake")),
+            "shipment_tracking_events": sum(
+                1 for pair, announced in outcomes.shipment_tracking.items()
+                if pair[1] == "smake" and len(announced) > 0
+                and outcomes.terminal_status.get(pair) == "completed"),
             "print_files_missing": print_files_missing,
             "events_repeated": outcomes.repeated_events(),
             "dead_letters_distinct": len(dl_keys),
@@ -726,6 +741,12 @@ class ChaosRun:
                             "with no kill during the call")
         if completed_unknown:
             failures.append(f"{completed_unknown} pairs announced completed that the vendor does not hold")
+        if f["pairs_rejected"]:
+            failures.append(f"{f['pairs_rejected']} pairs rejected (every order fed is valid: a "
+                            "refusal means a request the vendor found malformed)")
+        if f["smake_completed_without_tracking"]:
+            failures.append(f"{f['smake_completed_without_tracking']} completed Smake pairs whose "
+                            "tracking numbers were never announced")
         if print_files_missing:
             failures.append(f"{print_files_missing} completed Zakeke lines without a print-files event")
         if f["dead_letters_distinct"] != f["poison_produced"]:
@@ -757,32 +778,16 @@ def expected_pairs_of(event: dict[str, Any], routing: Settings) -> set[tuple[str
 
 async def read_dead_letters(bootstrap: str, topic: str) -> list[dict[str, Any]]:
     """Every record of the dead-letter topic: its original coordinates and its headers."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = await topic_partitions(consumer, topic)
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        found: list[dict[str, Any]] = []
-        remaining = {tp for tp in tps if ends[tp] > 0}
-        while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=500)
-            for records in batch.values():
-                for record in records:
-                    headers = {k: v.decode(errors="replace") for k, v in record.headers}
-                    found.append({
-                        "partition": headers.get("orderflow.original.partition"),
-                        "offset": headers.get("orderflow.original.offset"),
-                        "class": headers.get("orderflow.error.class"),
-                        "headers": set(headers),
-                    })
-            for tp in list(remaining):
-                if await consumer.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
-        return found
-    finally:
-        await consumer.stop()
+    found: list[dict[str, Any]] = []
+    for record in await read_topic(bootstrap, topic):
+        headers = {k: v.decode(errors="replace") for k, v in record.headers}
+        found.append({
+            "partition": headers.get("orderflow.original.partition"),
+            "offset": headers.get("orderflow.original.offset"),
+            "class": headers.get("orderflow.error.class"),
+            "headers": set(headers),
+        })
+    return found
 
 
 async def run_chaos(plan: ChaosPlan, say: Say = print) -> ChaosReport:

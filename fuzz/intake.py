@@ -41,7 +41,7 @@ from orderflow.config.settings import (
 from orderflow.consumer.app import Application
 from orderflow.contracts import dead_letters
 from orderflow.sandbox.broker import EmbeddedBroker, create_topics
-from orderflow.sandbox.outcomes import topic_partitions
+from orderflow.sandbox.outcomes import read_topic
 
 PARTITIONS = 4
 # Small limits keep the run quick and put "just under" and "just over" within reach. The
@@ -138,27 +138,6 @@ async def committed_offsets(bootstrap: str, group: str, tps: list[TopicPartition
     await consumer.start()
     try:
         return {tp.partition: (await consumer.committed(tp)) or 0 for tp in tps}
-    finally:
-        await consumer.stop()
-
-
-async def read_topic(bootstrap: str, topic: str) -> list[Any]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                max_partition_fetch_bytes=8 * 1024 * 1024)
-    await consumer.start()
-    try:
-        tps = await topic_partitions(consumer, topic)
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        records: list[Any] = []
-        async def behind() -> bool:
-            return any([await consumer.position(tp) < ends[tp] for tp in tps])
-
-        while await behind():
-            for part in (await consumer.getmany(timeout_ms=1_000, max_records=5_000)).values():
-                records.extend(part)
-        return records
     finally:
         await consumer.stop()
 

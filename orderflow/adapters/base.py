@@ -66,6 +66,9 @@ class Observation:
     reason: str | None = None
     tracking_numbers: tuple[str, ...] = ()
     print_files: tuple[LinePrintFiles, ...] = ()
+    # The vendor adds tracking numbers at or after completion (Smake's shipments): a pair
+    # completed without them is looked at again until they come.
+    tracking_expected: bool = False
 
     def __post_init__(self) -> None:
         for name in ("vendor_order_ref", "vendor_state", "reason"):

@@ -254,6 +254,8 @@ def observation_from_order(order: Any, operation: str = "get_order") -> Observat
         vendor_state=state,
         reason=reason,
         tracking_numbers=tracking_numbers(order),
+        # Shipments' tracking numbers "can appear when the order is completed or later".
+        tracking_expected=status is VendorStatus.COMPLETED,
     )
 
 

@@ -159,6 +159,10 @@ class PollSettings(BaseModel):
     initial_interval_s: float = Field(default=5.0, gt=0)
     max_interval_s: float = Field(default=300.0, gt=0)
     deadline_s: float = Field(default=172_800.0, gt=0)
+    # A pair completed without tracking numbers (Smake adds shipments' numbers at or after
+    # completion) is looked at this often, for at most this long after its completion.
+    tracking_interval_s: float = Field(default=3_600.0, gt=0)
+    tracking_deadline_s: float = Field(default=14 * 24 * 3_600.0, ge=0)
 
 
 class HttpSettings(BaseModel):

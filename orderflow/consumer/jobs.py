@@ -22,7 +22,8 @@ RECORD_VERSION = 1
 class Phase(StrEnum):
     SUBMIT = "submit"  # the vendor has not (knowingly) accepted the order yet
     POLL = "poll"      # accepted; following the vendor's work
-    DONE = "done"      # a terminal status was announced
+    TRACKING = "tracking"  # completed (announced), waiting for tracking numbers to appear
+    DONE = "done"      # a terminal status was announced, and nothing more is awaited
 
 
 JobKey = tuple[str, Vendor]  # (order_id, vendor)
@@ -66,6 +67,7 @@ class Job:
     due_at: float = 0.0
     attempts: int = 0              # consecutive transient failures
     polls_without_change: int = 0
+    # When the pair finished; while TRACKING, when its terminal status was announced.
     finished_at: float | None = None
     # When the intent to create the pair at the vendor was last recorded (written before
     # every create call): a submit with an intent asks the vendor first, one without does

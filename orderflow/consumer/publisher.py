@@ -9,9 +9,8 @@ from aiokafka import AIOKafkaProducer
 
 from orderflow.config.settings import TopicSettings
 from orderflow.consumer.metrics import Metrics
-from orderflow.contracts.events import OrderPrintFilesReady, OrderVendorStatus
-
-OutputEvent = OrderVendorStatus | OrderPrintFilesReady
+from orderflow.consumer.transitions import OutputEvent
+from orderflow.contracts.events import OrderPrintFilesReady
 
 
 class Publisher:

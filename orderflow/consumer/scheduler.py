@@ -35,7 +35,7 @@ from orderflow.consumer.logging import get_logger
 from orderflow.consumer.metrics import Metrics
 from orderflow.consumer.publisher import Publisher
 from orderflow.consumer.tracking import TrackingStore
-from orderflow.contracts.events import Order, OrderPrintFilesReady, OrderVendorStatus, Vendor
+from orderflow.contracts.events import Order, OrderShipmentTracking, OrderVendorStatus, Vendor
 
 log = get_logger(__name__)
 
@@ -287,7 +287,8 @@ class Scheduler:
         # The order as a model lives for this run only: the job holds it as JSON.
         order: Order | None = None
         if transitions.past_deadline(job, now, poll):
-            step = transitions.timed_out(job, now)
+            step = (transitions.tracking_given_up(job, now) if job.phase is Phase.TRACKING
+                    else transitions.timed_out(job, now))
         elif (order := _read_order(job)) is None:
             step = transitions.timed_out(job, now, reason="the job's order could not be read")
         else:
@@ -303,7 +304,10 @@ class Scheduler:
                     state = PairState(job.vendor_order_ref, job.vendor_state)
                     observation = await lane.adapter.poll(order, state)
                 lane.backoff.on_answer()
-                step = transitions.observed(job, observation, self._clock(), poll, self._rng)
+                if job.phase is Phase.TRACKING:
+                    step = transitions.tracking_observed(job, observation, self._clock(), poll)
+                else:
+                    step = transitions.observed(job, observation, self._clock(), poll, self._rng)
             except VendorRejected as exc:
                 lane.backoff.on_answer()
                 if job.phase is Phase.SUBMIT:
@@ -389,8 +393,7 @@ class Scheduler:
         else:
             self._table.put(after)
 
-    def _count(self, events: Iterable[OrderVendorStatus | OrderPrintFilesReady],
-               order: Order | None) -> None:
+    def _count(self, events: Iterable[transitions.OutputEvent], order: Order | None) -> None:
         print_files_seen = False
         for event in events:
             if isinstance(event, OrderVendorStatus):
@@ -398,6 +401,9 @@ class Scheduler:
                 structlog.contextvars.bind_contextvars(event_id=event.event_id)
                 log.info("status announced", status=str(event.status),
                          vendor_order_ref=event.vendor_order_ref, reason=event.reason)
+            elif isinstance(event, OrderShipmentTracking):
+                log.info("tracking numbers announced after completion",
+                         tracking_numbers=event.tracking_numbers)
             elif not print_files_seen and order is not None:
                 print_files_seen = True
                 self._metrics.order_to_print_files.observe(

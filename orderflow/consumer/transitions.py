@@ -7,6 +7,9 @@ Rules (contract "order.vendor_status"):
 - A new event when the status changes, or while `in_progress` when the vendor's state word
   is new (Smake's checking, preparing, prepared).
 - A terminal status ends the pair; no terminal status before the deadline is `timed_out`.
+- A pair completed without the tracking numbers its vendor adds later (Smake) is looked at
+  slowly until they come (`order.shipment_tracking`, once) or the tracking deadline passes;
+  its one terminal status is the `completed` already announced.
 """
 
 from __future__ import annotations
@@ -21,14 +24,16 @@ from orderflow.consumer.backoff import poll_interval, retry_delay
 from orderflow.consumer.jobs import Job, Phase
 from orderflow.contracts.events import (
     OrderPrintFilesReady,
+    OrderShipmentTracking,
     OrderVendorStatus,
     PrintFile,
     VendorStatus,
     print_files_event_id,
+    shipment_tracking_event_id,
     status_event_id,
 )
 
-OutputEvent = OrderVendorStatus | OrderPrintFilesReady
+OutputEvent = OrderVendorStatus | OrderPrintFilesReady | OrderShipmentTracking
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +96,13 @@ def observed(job: Job, obs: Observation, now: float, poll: PollSettings, rng: ra
         attempts=0,
     )
     if obs.status.terminal:
+        if (obs.status is VendorStatus.COMPLETED and obs.tracking_expected
+                and not obs.tracking_numbers and poll.tracking_deadline_s > 0):
+            # Announced as completed; the tracking numbers are still to come.
+            waiting = replace(next_job, phase=Phase.TRACKING, finished_at=now, attempts=0,
+                              polls_without_change=0)
+            return Step(tuple(events), replace(
+                waiting, due_at=min(now + poll.tracking_interval_s, deadline(waiting, poll))))
         return Step(tuple(events), _finish(next_job, now))
     polls = 0 if changed or job.phase is Phase.SUBMIT else job.polls_without_change + 1
     due = now + poll_interval(polls, poll.initial_interval_s, poll.max_interval_s, rng)
@@ -116,6 +128,34 @@ def print_files_events(job: Job, obs: Observation, now: float) -> list[OrderPrin
     ]
 
 
+def tracking_observed(job: Job, obs: Observation, now: float, poll: PollSettings) -> Step:
+    """A completed pair waiting for tracking numbers was looked at: announce them once they
+    are there (`order.shipment_tracking`; the terminal status stays the one announced), or
+    look again later, until the tracking deadline."""
+    if obs.tracking_numbers:
+        numbers = list(obs.tracking_numbers)
+        event = OrderShipmentTracking(
+            event_id=shipment_tracking_event_id(job.order_id, job.vendor, numbers),
+            occurred_at=_timestamp(now),
+            order_id=job.order_id,
+            vendor=job.vendor,
+            vendor_order_ref=obs.vendor_order_ref or job.vendor_order_ref,
+            tracking_numbers=numbers,
+            source_event_id=job.source_event_id,
+        )
+        return Step((event,), _finish(job, now))
+    if now >= deadline(job, poll):
+        return tracking_given_up(job, now)
+    return Step((), replace(job, attempts=0,
+                            due_at=min(now + poll.tracking_interval_s, deadline(job, poll))))
+
+
+def tracking_given_up(job: Job, now: float) -> Step:
+    """No tracking numbers within the tracking deadline: stop looking. The pair's terminal
+    status was announced long ago; nothing more is said."""
+    return Step((), _finish(job, now))
+
+
 def rejected(job: Job, reason: str, now: float) -> Step:
     """The vendor refused the order (or it cannot be sent at all): the pair ends here."""
     event = status_event(job, VendorStatus.REJECTED, now, vendor_order_ref=job.vendor_order_ref,
@@ -132,6 +172,10 @@ def retry_later(job: Job, now: float, poll: PollSettings, rng: random.Random,
 
 
 def deadline(job: Job, poll: PollSettings) -> float:
+    """Until when the job is run: the polling deadline from its creation, or, for a completed
+    pair waiting for tracking numbers, the tracking deadline from its completion."""
+    if job.phase is Phase.TRACKING:
+        return (job.finished_at or job.created_at) + poll.tracking_deadline_s
     return job.created_at + poll.deadline_s
 
 

@@ -298,6 +298,12 @@ def status_event_id(order_id: str, vendor: Vendor, status: VendorStatus, vendor_
     return str(uuid.uuid5(EVENT_ID_NAMESPACE, name))
 
 
+def shipment_tracking_event_id(order_id: str, vendor: Vendor, tracking_numbers: list[str]) -> str:
+    """Id of a pair's tracking numbers: the same numbers (in any order) always get the same id."""
+    numbers = "\x1e".join(sorted(set(tracking_numbers)))
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{order_id}\x1f{vendor}\x1fshipment_tracking\x1f{numbers}"))
+
+
 def print_files_event_id(order_id: str, line_id: str) -> str:
     return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{order_id}\x1fzakeke\x1fprint_files\x1f{line_id}"))
 
@@ -345,4 +351,20 @@ class OrderPrintFilesReady(_Model):
     modification_id: str | None = None
     zip_url: EventUrl | None = None
     files: list[PrintFile] = Field(default_factory=list)
+    source_event_id: NonEmptyStr
+
+
+class OrderShipmentTracking(_Model):
+    """`order.shipment_tracking` v1, on the status topic: a pair's tracking numbers that
+    became known only after its terminal `completed` (numbers known at `completed` travel in
+    that event). Tell it apart from `order.vendor_status` by `event_type`."""
+
+    event_id: NonEmptyStr
+    event_type: Literal["order.shipment_tracking"] = "order.shipment_tracking"
+    schema_version: Literal[1] = 1
+    occurred_at: datetime
+    order_id: NonEmptyStr
+    vendor: Vendor
+    vendor_order_ref: EventText | None = None
+    tracking_numbers: list[EventText] = Field(min_length=1)
     source_event_id: NonEmptyStr

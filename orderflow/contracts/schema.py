@@ -31,6 +31,7 @@ from orderflow.contracts import dead_letters
 from orderflow.contracts.events import (
     OrderCreated,
     OrderPrintFilesReady,
+    OrderShipmentTracking,
     OrderVendorStatus,
     VendorStatus,
 )
@@ -74,7 +75,12 @@ PRINT_FILES_READY = EventSchema(
     "order.print_files_ready", OrderPrintFilesReady, "serialization",
     "One event per Zakeke design line once its print-ready files exist.",
 )
-EVENTS: tuple[EventSchema, ...] = (ORDER_CREATED, VENDOR_STATUS, PRINT_FILES_READY)
+SHIPMENT_TRACKING = EventSchema(
+    "order.shipment_tracking", OrderShipmentTracking, "serialization",
+    "A pair's tracking numbers that became known after its terminal completed (on the status "
+    "topic; told apart by event_type).",
+)
+EVENTS: tuple[EventSchema, ...] = (ORDER_CREATED, VENDOR_STATUS, PRINT_FILES_READY, SHIPMENT_TRACKING)
 
 # Headers of a dead-letter record (all UTF-8 strings), as the contract names them.
 DEAD_LETTER_HEADERS: dict[str, str] = dead_letters.REQUIRED
@@ -188,7 +194,8 @@ def asyncapi_document(topics: TopicSettings | None = None) -> dict[str, Any]:
     order_id_key = _kafka_key("The order_id of the order.", minLength=1, maxLength=64)
     messages: dict[str, Any] = {}
     for name, event in (("orderCreated", ORDER_CREATED), ("orderVendorStatus", VENDOR_STATUS),
-                        ("orderPrintFilesReady", PRINT_FILES_READY)):
+                        ("orderPrintFilesReady", PRINT_FILES_READY),
+                        ("orderShipmentTracking", SHIPMENT_TRACKING)):
         messages[name] = {
             "name": event.event_type,
             "title": f"{event.event_type} v1",
@@ -233,8 +240,10 @@ def asyncapi_document(topics: TopicSettings | None = None) -> dict[str, Any]:
             {"orderCreated": "orderCreated"}),
         "orderStatus": _channel(
             topics.status, "status",
-            "Status of each (order, vendor) pair. event_id is deterministic: drop repeats by it.",
-            {"orderVendorStatus": "orderVendorStatus"}),
+            "Status of each (order, vendor) pair, and tracking numbers known only after it "
+            "completed. event_id is deterministic: drop repeats by it.",
+            {"orderVendorStatus": "orderVendorStatus",
+             "orderShipmentTracking": "orderShipmentTracking"}),
         "printFilesReady": _channel(
             topics.print_files_ready, "print_files_ready",
             "Print-ready files of Zakeke design lines. event_id is deterministic.",
@@ -260,6 +269,9 @@ def asyncapi_document(topics: TopicSettings | None = None) -> dict[str, Any]:
         "sendVendorStatus": _operation(
             "send", "orderStatus", "orderVendorStatus",
             "Announce each change of an (order, vendor) pair."),
+        "sendShipmentTracking": _operation(
+            "send", "orderStatus", "orderShipmentTracking",
+            "Announce tracking numbers that became known after a pair completed."),
         "sendPrintFilesReady": _operation(
             "send", "printFilesReady", "orderPrintFilesReady",
             "Announce the print-ready files of each Zakeke design line."),

@@ -28,17 +28,27 @@ class Outcomes:
     event_ids: Counter[str] = field(default_factory=Counter)
     first_seen: dict[Pair, float] = field(default_factory=dict)
     terminal_at: dict[Pair, float] = field(default_factory=dict)
+    # Tracking numbers announced, per pair: in its terminal event, or after it
+    # (order.shipment_tracking).
+    shipment_tracking: dict[Pair, list[list[str]]] = field(default_factory=dict)
 
     def add_status(self, raw: bytes, seen_at: float | None = None) -> dict[str, Any]:
+        """An event of the status topic: a status change, or tracking numbers known only
+        after a pair completed (told apart by `event_type`)."""
         event: dict[str, Any] = json.loads(raw)
         pair = (event["order_id"], event["vendor"])
         self.event_ids[event["event_id"]] += 1
+        if event.get("event_type") == "order.shipment_tracking":
+            self.shipment_tracking.setdefault(pair, []).append(event["tracking_numbers"])
+            return event
         self.statuses[pair].append(event["status"])
         now = time.time() if seen_at is None else seen_at
         self.first_seen.setdefault(pair, now)
         if event["terminal"]:
             self.terminal_ids[pair].add(event["event_id"])
             self.terminal_status.setdefault(pair, event["status"])
+            if event.get("tracking_numbers"):
+                self.shipment_tracking.setdefault(pair, []).append(event["tracking_numbers"])
             self.reasons.setdefault(pair, event.get("reason"))
             self.terminal_at.setdefault(pair, now)
         return event
@@ -57,6 +67,11 @@ class Outcomes:
     def pairs_with_several_terminals(self) -> set[Pair]:
         """Distinct terminal event ids above one: a contract breach even after de-duplication."""
         return {pair for pair, ids in self.terminal_ids.items() if len(ids) > 1}
+
+    def completed_without_tracking(self, vendor: str) -> set[Pair]:
+        """The vendor's completed pairs whose tracking numbers were never announced."""
+        return {pair for pair, status in self.terminal_status.items()
+                if pair[1] == vendor and status == "completed" and pair not in self.shipment_tracking}
 
     def repeated_events(self) -> int:
         """Deliveries beyond the first of the same event id (a consumer drops these)."""
@@ -77,6 +92,31 @@ async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[Topic
         await consumer._client.force_metadata_update()
         partitions = consumer.partitions_for_topic(topic) or {0}
     return [TopicPartition(topic, p) for p in sorted(partitions)]
+
+
+async def read_topic(bootstrap_servers: str, topic: str) -> list[Any]:
+    """Every record of the topic, from its beginning to its end as it is now (records of up
+    to 8 MiB each)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
+                                max_partition_fetch_bytes=8 * 1024 * 1024)
+    await consumer.start()
+    try:
+        tps = await topic_partitions(consumer, topic)
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        records: list[Any] = []
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        while remaining:
+            for part in (await consumer.getmany(*remaining, timeout_ms=1_000,
+                                                 max_records=5_000)).values():
+                records.extend(part)
+            for tp in list(remaining):
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+        return records
+    finally:
+        await consumer.stop()
 
 
 class OutputReader:

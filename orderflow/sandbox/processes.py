@@ -23,6 +23,7 @@ from typing import IO
 import aiohttp
 
 from orderflow.config.settings import TopicSettings
+from orderflow.sandbox.simulators import world
 
 VENDORS: tuple[str, ...] = ("zakeke", "smake", "reevoo")
 
@@ -56,6 +57,8 @@ def sandbox_env(bootstrap_servers: str, topics: TopicSettings, urls: Mapping[str
         "ORDERFLOW_TOPICS__TRACKING": topics.tracking,
         "ORDERFLOW_HTTP__HOST": "127.0.0.1",
         "ORDERFLOW_HTTP__PORT": str(http_port),
+        # Configured for the vendors as they really are (handles, read lag): world.py.
+        **world.service_env(),
     }
     for vendor in VENDORS:
         prefix = f"ORDERFLOW_{vendor.upper()}__"

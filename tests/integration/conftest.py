@@ -52,6 +52,7 @@ def service_env(broker: EmbeddedBroker, topics: TopicSettings, **vendor_urls: st
         **sandbox_env(broker.bootstrap_servers, topics, vendor_urls),
         "ORDERFLOW_POLL__INITIAL_INTERVAL_S": "0.2",
         "ORDERFLOW_POLL__MAX_INTERVAL_S": "1",
+        "ORDERFLOW_POLL__TRACKING_INTERVAL_S": "1",
         "ORDERFLOW_SHUTDOWN_GRACE_S": "5",
     }
 

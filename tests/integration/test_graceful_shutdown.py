@@ -38,6 +38,7 @@ from orderflow.consumer.routing import route
 from orderflow.contracts.events import OrderCreated
 from orderflow.sandbox.outcomes import OutputReader
 from orderflow.sandbox.samples import encode, sample_orders
+from orderflow.sandbox.simulators import world
 from orderflow.sandbox.simulators.base import FaultKnobs, SimulatorServer
 from orderflow.sandbox.simulators.reevoo import ReevooSimulator
 from orderflow.sandbox.simulators.smake import SmakeSimulator
@@ -218,10 +219,11 @@ async def test_sigterm_under_load_hands_over_without_loss_or_duplicates(
     # Latency keeps calls in flight (Reevoo's are the slowest, and the one vendor that
     # cannot be asked before a create); print files keep Zakeke pairs polling for seconds.
     zakeke = SimulatorServer(ZakekeSimulator(
-        print_files_delay_s=2.0, print_files_jitter_s=1.0, seed=31,
+        print_files_delay_s=2.0, print_files_jitter_s=1.0, seed=31, **world.zakeke_options(),
         knobs=FaultKnobs(latency_s=0.3, latency_jitter_s=0.5, seed=31)))
     smake = SimulatorServer(SmakeSimulator(
-        seconds_per_state=0.3, seed=32, knobs=FaultKnobs(latency_s=0.3, latency_jitter_s=0.5, seed=32)))
+        seconds_per_state=0.3, seed=32, **world.smake_options(),
+        knobs=FaultKnobs(latency_s=0.3, latency_jitter_s=0.5, seed=32)))
     reevoo = SimulatorServer(ReevooSimulator(
         seed=33, knobs=FaultKnobs(latency_s=0.5, latency_jitter_s=2.0, seed=33)))
     servers = (zakeke, smake, reevoo)

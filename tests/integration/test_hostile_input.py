@@ -20,16 +20,16 @@ import aiohttp
 import pytest
 from conftest import service_env, settings_from
 
-from fuzz.intake import read_topic
 from fuzz.records import HOSTILE, Limits
 from orderflow.config.settings import KafkaSettings
 from orderflow.consumer.routing import route
 from orderflow.contracts import dead_letters
 from orderflow.contracts.events import OrderCreated
 from orderflow.sandbox.broker import free_port
-from orderflow.sandbox.outcomes import OutputReader
+from orderflow.sandbox.outcomes import OutputReader, read_topic
 from orderflow.sandbox.processes import start_service, wait_ready
 from orderflow.sandbox.samples import encode, sample_orders
+from orderflow.sandbox.simulators import world
 from orderflow.sandbox.simulators.base import SimulatorServer
 from orderflow.sandbox.simulators.reevoo import ReevooSimulator
 from orderflow.sandbox.simulators.smake import SmakeSimulator
@@ -94,8 +94,9 @@ async def test_good_orders_complete_and_each_hostile_record_is_dead_lettered_onc
     for kind, key, value in hostile:  # spread through the good ones
         stream.insert(rng.randrange(len(stream) + 1), (kind, key, value))
 
-    async with SimulatorServer(ZakekeSimulator(print_files_delay_s=0.2)) as zakeke, \
-            SimulatorServer(SmakeSimulator(seconds_per_state=0.1)) as smake, \
+    async with SimulatorServer(ZakekeSimulator(print_files_delay_s=0.2,
+                                               **world.zakeke_options())) as zakeke, \
+            SimulatorServer(SmakeSimulator(seconds_per_state=0.1, **world.smake_options())) as smake, \
             SimulatorServer(ReevooSimulator()) as reevoo:
         env = service_env(broker, topics, zakeke=zakeke.base_url, smake=smake.base_url,
                           reevoo=reevoo.base_url)

@@ -191,10 +191,39 @@ async def test_external_identifier_is_not_unique_and_the_filter_finds_every_orde
     await rig.create(order(external_identifier="SHOP-2"))
     second = await rig.create(order(external_identifier="SHOP-1"))
     _, found = await rig.get("/orders?filter[external_identifier]=SHOP-1")
-    assert [o["id"] for o in found["data"]] == [first, second]
+    assert [o["id"] for o in found["data"]] == [second, first]  # newest first
     _, none = await rig.get("/orders?filter[external_identifier]=SHOP-9")
     assert none["data"] == []
     assert rig.sim.ledger.duplicates() == {"SHOP-1": 2}
+
+
+async def test_the_external_identifier_filter_matches_parts_longer_values_first(rig: Rig) -> None:
+    # "Looks for a part in the attribute value": for 1001, 10010 and X1001-b match too.
+    exact = await rig.create(order(external_identifier="1001"))
+    longer = await rig.create(order(external_identifier="X1001-b"))
+    near = await rig.create(order(external_identifier="10010"))
+    await rig.create(order(external_identifier="2002"))
+    _, found = await rig.get("/orders?filter[external_identifier]=1001&per_page=2")
+    assert [o["id"] for o in found["data"]] == [longer, near]
+    assert found["links"]["next"] is not None
+    _, last = await rig.get("/orders?filter[external_identifier]=1001&per_page=2&page=2")
+    assert [o["id"] for o in last["data"]] == [exact] and last["links"]["next"] is None
+    rig.sim.partial_match_filters = False
+    _, exactly = await rig.get("/orders?filter[external_identifier]=1001")
+    assert [o["id"] for o in exactly["data"]] == [exact]
+
+
+async def test_tracking_numbers_can_appear_after_completion(rig: Rig) -> None:
+    rig.sim.tracking_delay_s = 30.0
+    created = await rig.create(order())
+    completes_at = rig.sim.orders[created].timeline[-1][0]
+    rig.clock.advance(completes_at - rig.clock() + 1.0)
+    _, completed = await rig.get(f"/orders/{created}")
+    assert completed["state"] == "completed"
+    assert [s["tracking_number"] for s in completed["shipments"]] == [None]
+    rig.clock.advance(30.0)
+    _, later = await rig.get(f"/orders/{created}")
+    assert all(s["tracking_number"] for s in later["shipments"])
 
 
 async def test_filters_by_id_state_reference_and_since_id(rig: Rig) -> None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import aiohttp
+import asyncio
+
 import pytest
 from conftest import produce, service_env, settings_from
 
 from orderflow.consumer.app import Application
 from orderflow.sandbox.outcomes import OutputReader
 from orderflow.sandbox.samples import sample_orders
+from orderflow.sandbox.simulators import world
 from orderflow.sandbox.simulators.base import SimulatorServer
 from orderflow.sandbox.simulators.reevoo import ReevooSimulator
 from orderflow.sandbox.simulators.smake import FAILURE_MESSAGE, SmakeSimulator
@@ -19,9 +21,12 @@ pytestmark = pytest.mark.integration
 
 class Sandbox:
     def __init__(self, *, smake_failure_rate: float = 0.0) -> None:
-        self.zakeke = SimulatorServer(ZakekeSimulator(print_files_delay_s=0.5))
+        # The vendors as they really are (world.py): read lag, partial filters, handles.
+        self.zakeke = SimulatorServer(ZakekeSimulator(print_files_delay_s=0.5,
+                                                      **world.zakeke_options()))
         self.smake = SimulatorServer(SmakeSimulator(seconds_per_state=0.2,
-                                                    failure_rate=smake_failure_rate, seed=5))
+                                                    failure_rate=smake_failure_rate, seed=5,
+                                                    **world.smake_options()))
         self.reevoo = SimulatorServer(ReevooSimulator())
 
     async def __aenter__(self) -> Sandbox:
@@ -38,7 +43,9 @@ class Sandbox:
                 "reevoo": self.reevoo.base_url}
 
 
-async def run_service(broker, topics, monkeypatch, sandbox: Sandbox, events, pairs, timeout_s=60):
+async def run_service(broker, topics, monkeypatch, sandbox: Sandbox, events, pairs, timeout_s=60,
+                      then=None):
+    """Run the service until every pair ended, then (optionally) until `then(reader)` returns."""
     app = Application(settings_from(service_env(broker, topics, **sandbox.urls()), monkeypatch))
     reader = OutputReader(broker.bootstrap_servers, topics.status, topics.print_files_ready)
     await app.start()
@@ -46,6 +53,8 @@ async def run_service(broker, topics, monkeypatch, sandbox: Sandbox, events, pai
     try:
         await produce(broker.bootstrap_servers, topics.orders_created, events)
         finished = await reader.wait_for(pairs, timeout_s=timeout_s)
+        if finished and then is not None:
+            await then(reader)
     finally:
         await reader.stop()
         await app.stop()
@@ -78,30 +87,47 @@ async def test_mixed_orders_reach_each_vendor_once_with_one_terminal_status_each
         assert outcomes.terminal_status[(order_id, "zakeke")] == "completed"
 
 
-async def test_order_already_at_smake_is_adopted_not_created_again(broker, topics, monkeypatch):
-    events = sample_orders(1, seed=22, prefix="ADOPT", shape="smake")
-    order_id = events[0]["order"]["order_id"]
+async def test_a_smake_create_whose_answer_was_lost_is_adopted_not_created_again(
+        broker, topics, monkeypatch):
+    events = sample_orders(3, seed=22, prefix="ADOPT", shape="smake")
+    orders = [event["order"]["order_id"] for event in events]
     async with Sandbox() as sandbox:
-        # Smake already holds this order (say, a previous run created it and crashed).
-        body = {"customer": {"email": "a@example.com"}, "external_identifier": order_id,
-                "items": [{"variant": {"type": "basic", "id": 25}, "quantity": 1}],
-                "shipping_address": {"first_name": "A", "last_name": "B", "street1": "S 1",
-                                     "zip": "1", "city": "C", "country_code": "DE", "phone": "1",
-                                     "email": "a@example.com"},
-                "payments": [{"payment_method": {"handle": "invoice"}}],
-                "shipments": [{"shipping_method": {"handle": "standard"}}]}
-        async with aiohttp.ClientSession() as http:
-            async with http.post(sandbox.smake.base_url + "/orders", json=body,
-                                 headers={"Authorization": "Bearer smake-sim-key"}) as answer:
-                assert answer.status == 202
-                existing_id = answer.headers["X-Identifier"]
-        pairs = {(order_id, "smake"), (order_id, "reevoo")}
+        # Smake creates every order, then its answer is lost (a 5xx after the effect): the
+        # recorded intent makes the retry ask first, through every page of the partial-match
+        # filter, and adopt what Smake holds.
+        sandbox.smake.state.knobs.fail_after_effect_rate = 1.0
+        sandbox.smake.state.knobs.fail_after_effect_mode = "error"
+        pairs = {(order_id, vendor) for order_id in orders for vendor in ("smake", "reevoo")}
         outcomes = await run_service(broker, topics, monkeypatch, sandbox, events, pairs)
-        assert sandbox.smake.state.ledger.created_count(order_id) == 1
-        held = sandbox.smake.state.orders_with_external_identifier(order_id)
-        assert [str(order.id) for order in held] == [existing_id]
+        for order_id in orders:
+            assert sandbox.smake.state.ledger.created_count(order_id) == 1
+        assert sandbox.smake.state.ledger.request_count("create_order") == len(orders)
 
-    assert outcomes.terminal_status[(order_id, "smake")] == "completed"
+    for order_id in orders:
+        assert outcomes.terminal_status[(order_id, "smake")] == "completed"
+
+
+async def test_smake_tracking_numbers_that_come_after_completion_are_announced(
+        broker, topics, monkeypatch):
+    events = sample_orders(5, seed=24, prefix="TRACK", shape="smake")
+    orders = [event["order"]["order_id"] for event in events]
+    pairs = {(order_id, vendor) for order_id in orders for vendor in ("smake", "reevoo")}
+    async def until_tracking_numbers_came(reader: OutputReader) -> None:
+        deadline = asyncio.get_running_loop().time() + 30
+        while reader.outcomes.completed_without_tracking("smake"):
+            assert asyncio.get_running_loop().time() < deadline, "no tracking numbers came"
+            await reader.poll()
+
+    async with Sandbox() as sandbox:
+        assert sandbox.smake.state.tracking_delay_s > 0  # numbers come after completion
+        outcomes = await run_service(broker, topics, monkeypatch, sandbox, events, pairs,
+                                     then=until_tracking_numbers_came)
+    for order_id in orders:
+        # One terminal status, completed and without numbers; then the numbers, once.
+        assert outcomes.terminal_status[(order_id, "smake")] == "completed"
+        assert len(outcomes.terminal_ids[(order_id, "smake")]) == 1
+        (numbers,) = outcomes.shipment_tracking[(order_id, "smake")]
+        assert numbers and all(number.startswith("SMK") for number in numbers)
 
 
 async def test_smake_outage_delays_only_smake_pairs(broker, topics, monkeypatch):

@@ -305,6 +305,20 @@ async def test_a_job_waiting_for_the_rate_limit_does_not_start_after_its_partiti
     assert adapter.submits == started, "a call started after its partition was handed back"
 
 
+async def run_example_job(scheduler: Scheduler, table: JobTable, tries: int) -> Job:
+    """Schedule a Zakeke job of the example order, wait until it finished (or `tries` ticks
+    passed), then stop the scheduler."""
+    order = OrderCreated.model_validate_json(EXAMPLE.read_bytes()).order
+    job = Job(order_id=order.order_id, vendor=Vendor.ZAKEKE, partition=0, source_event_id="e",
+              order=order, created_at=time.time(), due_at=time.time())
+    scheduler.schedule(job)
+    try:
+        await until_finished(table, job.key, tries=tries)
+    finally:
+        await scheduler.stop(grace_s=1)
+    return job
+
+
 class FailingOncePublisher(FakePublisher):
     """The first publish fails with an error that is not Kafka's: a bug, say."""
 
@@ -327,19 +341,12 @@ class SaysFailedWithHostileTexts(ReadyOnThirdPoll):
 
 
 async def test_a_job_run_ended_by_an_unexpected_error_runs_again_later():
-    order = OrderCreated.model_validate_json(EXAMPLE.read_bytes()).order
     publisher, adapter = FailingOncePublisher(), ReadyOnThirdPoll()
     metrics = Metrics(process_collectors=False)
     scheduler, table = await started_scheduler(
         adapter, poll={"initial_interval_s": 0.01, "max_interval_s": 0.05, "deadline_s": 10**9},
         publisher=publisher, metrics=metrics)
-    job = Job(order_id=order.order_id, vendor=Vendor.ZAKEKE, partition=0, source_event_id="e",
-              order=order, created_at=time.time(), due_at=time.time())
-    scheduler.schedule(job)
-    try:
-        await until_finished(table, job.key, tries=500)
-    finally:
-        await scheduler.stop(grace_s=1)
+    await run_example_job(scheduler, table, tries=500)
     assert publisher.failures == 1
     assert [e.status for e in publisher.events][-1] is VendorStatus.COMPLETED
     assert metrics.job_errors.labels("zakeke")._value.get() == 1
@@ -347,16 +354,9 @@ async def test_a_job_run_ended_by_an_unexpected_error_runs_again_later():
 
 
 async def test_a_vendors_hostile_texts_still_publish_bounded_and_valid():
-    order = OrderCreated.model_validate_json(EXAMPLE.read_bytes()).order
     publisher = FakePublisher()
     scheduler, table = await started_scheduler(SaysFailedWithHostileTexts(), publisher=publisher)
-    job = Job(order_id=order.order_id, vendor=Vendor.ZAKEKE, partition=0, source_event_id="e",
-              order=order, created_at=time.time(), due_at=time.time())
-    scheduler.schedule(job)
-    try:
-        await until_finished(table, job.key, tries=200)
-    finally:
-        await scheduler.stop(grace_s=1)
+    await run_example_job(scheduler, table, tries=200)
     failed = publisher.events[-1]
     assert failed.status is VendorStatus.FAILED
     encoded = failed.model_dump_json().encode("utf-8")
@@ -385,18 +385,11 @@ class LosesItsFirstCreateAnswer(ReadyOnThirdPoll):
 
 
 async def test_the_intent_is_recorded_before_the_create_and_the_retry_carries_it():
-    order = OrderCreated.model_validate_json(EXAMPLE.read_bytes()).order
     tracking, adapter = FakeTracking(), LosesItsFirstCreateAnswer()
     scheduler, table = await started_scheduler(
         adapter, poll={"initial_interval_s": 0.01, "max_interval_s": 0.02, "deadline_s": 10**9},
         tracking=tracking)
-    job = Job(order_id=order.order_id, vendor=Vendor.ZAKEKE, partition=0, source_event_id="e",
-              order=order, created_at=time.time(), due_at=time.time())
-    scheduler.schedule(job)
-    try:
-        await until_finished(table, job.key, tries=300)
-    finally:
-        await scheduler.stop(grace_s=1)
+    await run_example_job(scheduler, table, tries=300)
     first, second = adapter.seen
     assert first.intent_at is None  # a new pair: nothing to ask before creating
     assert second.intent_at is not None  # after a lost answer: ask first
@@ -405,15 +398,8 @@ async def test_the_intent_is_recorded_before_the_create_and_the_retry_carries_it
 
 
 async def test_a_create_that_never_acted_leaves_no_intent_in_hand():
-    order = OrderCreated.model_validate_json(EXAMPLE.read_bytes()).order
     adapter = LosesItsFirstCreateAnswer(nothing_created=True)
     scheduler, table = await started_scheduler(
         adapter, poll={"initial_interval_s": 0.01, "max_interval_s": 0.02, "deadline_s": 10**9})
-    job = Job(order_id=order.order_id, vendor=Vendor.ZAKEKE, partition=0, source_event_id="e",
-              order=order, created_at=time.time(), due_at=time.time())
-    scheduler.schedule(job)
-    try:
-        await until_finished(table, job.key, tries=300)
-    finally:
-        await scheduler.stop(grace_s=1)
+    await run_example_job(scheduler, table, tries=300)
     assert [state.intent_at for state in adapter.seen] == [None, None]

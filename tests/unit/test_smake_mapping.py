@@ -608,7 +608,7 @@ async def test_poll_reads_the_order_by_its_ref() -> None:
 
     assert observation == Observation(VendorStatus.COMPLETED, vendor_order_ref="137",
                                       vendor_state="completed",
-                                      tracking_numbers=("2229446017085",))
+                                      tracking_numbers=("2229446017085",), tracking_expected=True)
     assert http.requests[0][:3] == ("get_order", "GET", "/orders/137")
 
 

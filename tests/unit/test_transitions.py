@@ -23,14 +23,17 @@ from orderflow.consumer.transitions import (
     rejected,
     retry_later,
     timed_out,
+    tracking_observed,
 )
 from orderflow.contracts.events import (
     OrderCreated,
     OrderPrintFilesReady,
+    OrderShipmentTracking,
     OrderVendorStatus,
     Vendor,
     VendorStatus,
     print_files_event_id,
+    shipment_tracking_event_id,
     status_event_id,
 )
 
@@ -360,3 +363,63 @@ def test_steps_leave_the_given_job_untouched() -> None:
     timed_out(job, T0)
     assert job == before and job.order_json == before.order_json is not None
     assert job.read_order() == EVENT.order
+
+
+# ----------------------------------------------------------------------------- tracking numbers
+
+
+def smake_completed(*numbers: str) -> Observation:
+    return Observation(COMPLETED, vendor_order_ref="137", vendor_state="completed",
+                       tracking_numbers=numbers, tracking_expected=True)
+
+
+def completed_without_numbers() -> Job:
+    in_production = replace(new_job(Vendor.SMAKE), phase=Phase.POLL, status=IN_PROGRESS,
+                            vendor_order_ref="137", vendor_state="prepared")
+    step = observed(in_production, smake_completed(), T0 + 100, POLL, rng())
+    assert [(e.status, e.terminal) for e in step.events if isinstance(e, OrderVendorStatus)] == [
+        (COMPLETED, True)]
+    return step.job
+
+
+def test_completed_without_tracking_numbers_is_announced_then_looked_at_slowly() -> None:
+    job = completed_without_numbers()
+    assert (job.phase, job.status, job.finished_at) == (Phase.TRACKING, COMPLETED, T0 + 100)
+    assert job.due_at == T0 + 100 + POLL.tracking_interval_s
+    assert job.order_json is not None  # still followed
+
+
+def test_tracking_numbers_that_appear_later_are_one_shipment_tracking_event() -> None:
+    job = completed_without_numbers()
+    nothing_yet = tracking_observed(job, smake_completed(), T0 + 4000, POLL)
+    assert nothing_yet.events == () and nothing_yet.job.phase is Phase.TRACKING
+    found = tracking_observed(nothing_yet.job, smake_completed("TRK2", "TRK1"), T0 + 8000, POLL)
+    (event,) = found.events
+    assert isinstance(event, OrderShipmentTracking)
+    assert event.event_type == "order.shipment_tracking" and event.tracking_numbers == ["TRK2", "TRK1"]
+    assert (event.order_id, event.vendor, event.vendor_order_ref) == (job.order_id, Vendor.SMAKE, "137")
+    assert event.event_id == shipment_tracking_event_id(job.order_id, Vendor.SMAKE, ["TRK1", "TRK2"])
+    assert found.job.phase is Phase.DONE and found.job.status is COMPLETED
+
+
+def test_tracking_numbers_known_at_completion_need_no_second_event() -> None:
+    in_production = replace(new_job(Vendor.SMAKE), phase=Phase.POLL, status=IN_PROGRESS)
+    step = observed(in_production, smake_completed("TRK1"), T0, POLL, rng())
+    assert step.job.phase is Phase.DONE
+    completed = [e for e in step.events if isinstance(e, OrderVendorStatus) and e.terminal]
+    assert completed[0].tracking_numbers == ["TRK1"]
+
+
+def test_looking_for_tracking_numbers_ends_quietly_at_its_deadline() -> None:
+    job = completed_without_numbers()
+    end = deadline(job, POLL)
+    assert end == T0 + 100 + POLL.tracking_deadline_s
+    assert past_deadline(job, end, POLL) and not past_deadline(job, end - 1, POLL)
+    late = tracking_observed(job, smake_completed(), end, POLL)
+    assert late.events == () and late.job.phase is Phase.DONE
+
+
+def test_no_tracking_phase_when_it_is_switched_off() -> None:
+    off = POLL.model_copy(update={"tracking_deadline_s": 0})
+    in_production = replace(new_job(Vendor.SMAKE), phase=Phase.POLL, status=IN_PROGRESS)
+    assert observed(in_production, smake_completed(), T0, off, rng()).job.phase is Phase.DONE

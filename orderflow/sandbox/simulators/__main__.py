@@ -17,6 +17,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from orderflow.sandbox.simulators import world
 from orderflow.sandbox.simulators.base import FaultKnobs, SimulatorServer, VendorSimulator
 from orderflow.sandbox.simulators.reevoo import ReevooSimulator
 from orderflow.sandbox.simulators.smake import SmakeSimulator
@@ -34,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0: any free port")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--kind", action="store_true",
+                        help="the vendors as their pages alone describe them: no read lag, exact "
+                             "filters, any shipping or payment handle, tracking numbers at once "
+                             "(default: as their notes say they really are, see world.py)")
 
     faults = parser.add_argument_group("fault knobs (every simulator)")
     faults.add_argument("--latency-s", type=float, default=0.0)
@@ -82,8 +87,10 @@ def build_simulator(vendor: str, args: argparse.Namespace) -> VendorSimulator:
         fail_after_effect_mode=args.fail_after_effect_mode,
         seed=args.seed,
     )
+    real = not args.kind
     if vendor == "zakeke":
         return ZakekeSimulator(
+            **(world.zakeke_options() if real else {}),
             client_id=args.zakeke_client_id,
             client_secret=args.zakeke_client_secret,
             token_expires_in_s=args.token_expires_in_s,
@@ -96,6 +103,7 @@ def build_simulator(vendor: str, args: argparse.Namespace) -> VendorSimulator:
         )
     if vendor == "smake":
         return SmakeSimulator(
+            **(world.smake_options() if real else {"partial_match_filters": False}),
             api_key=args.smake_api_key,
             api_prefix=args.smake_prefix,
             seconds_per_state=args.smake_seconds_per_state,

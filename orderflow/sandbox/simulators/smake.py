@@ -97,6 +97,8 @@ class SmakeSimulator(VendorSimulator):
         cancellable_states: set[str]
         payment_methods: set[str] | None
         shipping_methods: set[str] | None
+        partial_match_filters: bool
+        tracking_delay_s: float = Field(ge=0)
         unit_price: float = Field(ge=0)
         tax_rate: float = Field(ge=0)
         shipping_price: float = Field(ge=0)
@@ -112,6 +114,8 @@ class SmakeSimulator(VendorSimulator):
         cancellable_states: Iterable[str] = ("draft", "checking", "preparing", "prepared"),
         payment_methods: Iterable[str] | None = None,
         shipping_methods: Iterable[str] | None = None,
+        partial_match_filters: bool = True,
+        tracking_delay_s: float = 0.0,
         unit_price: float = 12.0,
         tax_rate: float = 19.0,
         shipping_price: float = 4.9,
@@ -122,7 +126,13 @@ class SmakeSimulator(VendorSimulator):
     ) -> None:
         """`seconds_per_state`: one time for every timed state, or per state name (draft,
         checking, preparing, prepared). `payment_methods` / `shipping_methods`: the handles
-        accepted (None: any)."""
+        the producer set up, the only ones accepted (None: any).
+
+        `partial_match_filters` (on, as Smake's pages say): `filter[external_identifier]`
+        and `filter[external_reference]` match any value that contains the one asked for,
+        longer values first, newest first among equals, so an exact match comes last.
+        `tracking_delay_s`: a shipment's tracking number appears this long after the order
+        completed (Smake's numbers "can appear when the order is completed or later")."""
         super().__init__(clock=clock, knobs=knobs, seed=seed, api_prefix=api_prefix)
         self.api_keys = {api_key}
         self.seconds_per_state: float | dict[str, float] = (
@@ -133,6 +143,8 @@ class SmakeSimulator(VendorSimulator):
         self.cancellable_states = set(cancellable_states)
         self.payment_methods = set(payment_methods) if payment_methods is not None else None
         self.shipping_methods = set(shipping_methods) if shipping_methods is not None else None
+        self.partial_match_filters = partial_match_filters
+        self.tracking_delay_s = tracking_delay_s
         self.unit_price = unit_price
         self.tax_rate = tax_rate
         self.shipping_price = shipping_price
@@ -355,7 +367,12 @@ class SmakeSimulator(VendorSimulator):
 
     def _filtered(self, filters: Mapping[str, str], now: float) -> list[SmakeOrder]:
         """Orders matching every filter, by ascending id. Raises ValueError on a bad value."""
-        if "external_identifier" in filters:
+        partial: str | None = None
+        if "external_identifier" in filters and self.partial_match_filters:
+            partial = filters["external_identifier"]
+            candidates = [o for o in self.orders.values()
+                          if partial in (o.external_identifier or "")]
+        elif "external_identifier" in filters:
             ids = self._by_external_identifier.get(filters["external_identifier"], [])
             candidates = [self.orders[i] for i in ids]
         else:
@@ -371,11 +388,16 @@ class SmakeSimulator(VendorSimulator):
             candidates = [o for o in candidates if o.state_at(now)[0] in states]
         if "external_reference" in filters:
             reference = filters["external_reference"]
-            candidates = [o for o in candidates if o.request.get("external_reference") == reference]
+            candidates = [o for o in candidates if (
+                reference in str(o.request.get("external_reference") or "")
+                if self.partial_match_filters else o.request.get("external_reference") == reference)]
         for name in ("created_at_min", "created_at_max", "updated_at_min", "updated_at_max"):
             if name in filters:
                 bound = _date_filter(name, filters[name])
                 candidates = [o for o in candidates if _within(o, name, bound, now)]
+        if partial is not None:
+            # Longer (looser) matches first, newest first among equals: ours comes last.
+            return sorted(candidates, key=lambda o: (-len(o.external_identifier or ""), -o.id))
         return sorted(candidates, key=lambda o: o.id)
 
     # -- cancel
@@ -517,7 +539,9 @@ class SmakeSimulator(VendorSimulator):
     ) -> dict[str, Any]:
         tracking = shipment.get("tracking_number")
         if tracking is None and state == "completed":
-            tracking = f"SMK{order.id:08d}{index:02d}"
+            completed_at = order.state_at(self.clock())[1]
+            if self.clock() - completed_at >= self.tracking_delay_s:
+                tracking = f"SMK{order.id:08d}{index:02d}"
         handle = shipment["shipping_method"]["handle"]
         return {
             "id": order.id_base + 301 + index,

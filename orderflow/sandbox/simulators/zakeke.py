@@ -90,6 +90,7 @@ class ZakekeOrder:
     customer_code: str | None
     visitor_code: str | None
     lines: list[ZakekeOrderLine] = field(default_factory=list)
+    registered_at: float = 0.0
 
 
 class ZakekeSimulator(VendorSimulator):
@@ -105,6 +106,9 @@ class ZakekeSimulator(VendorSimulator):
         files_base: str | None
         design_unit_price: float = Field(ge=0)
         currency: str
+        read_lag_s: float = Field(ge=0)
+        composition_files: bool
+        echo_line_codes: bool
 
         @field_validator("print_file_formats")
         @classmethod
@@ -125,13 +129,23 @@ class ZakekeSimulator(VendorSimulator):
         files_base: str | None = None,
         design_unit_price: float = 5.0,
         currency: str = "EUR",
+        read_lag_s: float = 0.0,
+        composition_files: bool = True,
+        echo_line_codes: bool = True,
         clock: Clock = time.monotonic,
         knobs: FaultKnobs | None = None,
         seed: int | None = None,
     ) -> None:
         """`known_designs`: the design ids registration accepts (None: any). `files_base`:
         where print-file URLs point (None: this server's `/files`). `token_field`: the key
-        the token answer uses (one Zakeke page spells it `access-token`)."""
+        the token answer uses (one Zakeke page spells it `access-token`).
+
+        Knobs for the Zakeke the vendor notes describe, harder than the pages alone:
+        `read_lag_s`, reading an order by code answers 404 for this long after it was
+        registered; `composition_files=False`, configurator items stay INPROCESS for ever
+        (nothing says they ever get print files); `echo_line_codes=False`, items carry no
+        `code` (our line id), only the design and, for Names and Numbers, the
+        `designModificationID`."""
         super().__init__(clock=clock, knobs=knobs, seed=seed)
         self.credentials = {client_id: client_secret}
         self.token_expires_in_s = token_expires_in_s
@@ -143,6 +157,9 @@ class ZakekeSimulator(VendorSimulator):
         self.files_base = files_base.rstrip("/") if files_base else None
         self.design_unit_price = design_unit_price
         self.currency = currency
+        self.read_lag_s = read_lag_s
+        self.composition_files = composition_files
+        self.echo_line_codes = echo_line_codes
         self.tokens: dict[str, ZakekeToken] = {}
         self.orders: dict[int, ZakekeOrder] = {}
         self._next_order_id = 1
@@ -263,6 +280,7 @@ class ZakekeSimulator(VendorSimulator):
             total=float(body["total"]),
             customer_code=token.customer_code,
             visitor_code=token.visitor_code,
+            registered_at=now,
         )
         self._next_order_id += 1
         for detail in body.get("details") or ():
@@ -298,9 +316,11 @@ class ZakekeSimulator(VendorSimulator):
         if self._token(request) is None:
             return _unauthorized()
         code = request.match_info["orderCode"]
-        # With duplicates registered, the first registration answers.
+        now = self.clock()
+        # With duplicates registered, the first registration answers; one registered less
+        # than `read_lag_s` ago is not readable yet.
         for order in self.orders.values():
-            if order.code == code:
+            if order.code == code and now - order.registered_at >= self.read_lag_s:
                 return json_response(self._order_json(order, request))
         return _error(404, f"Order code: {code} not found")
 
@@ -350,11 +370,11 @@ class ZakekeSimulator(VendorSimulator):
     def _item_json(
         self, line: ZakekeOrderLine, now: float, request: web.Request
     ) -> dict[str, Any]:
-        ready = now >= line.files_ready_at
+        ready = now >= line.files_ready_at and (self.composition_files or line.composition is None)
         files_base = self._files_base(request)
         stem = quote(line.file_stem, safe="")
         item: dict[str, Any] = {
-            "code": line.detail_code,
+            "code": line.detail_code if self.echo_line_codes else None,
             "productSku": line.sku,
             "productName": None,
             "productTemplateId": None,
@@ -375,6 +395,8 @@ class ZakekeSimulator(VendorSimulator):
         }
         if line.composition is not None:
             item["composition"] = line.composition
+        if line.modification_id is not None:
+            item["designModificationID"] = line.modification_id
         return item
 
     def _files_base(self, request: web.Request) -> str:
