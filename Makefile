@@ -48,6 +48,7 @@ fuzz: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check orderflow tests bench chaos fuzz
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile
 
 typecheck: $(STAMP)

@@ -1,10 +1,11 @@
 """Intake: consume `order.created`, validate, route, write the pending jobs, then commit.
 
-It never waits on a vendor (DESIGN decision 2). A batch's input offsets are committed only
-after its tracking records (and dead letters) are acknowledged, so a crash at any point
-re-delivers records whose jobs are then found in the restored table and not created twice.
+It never waits on a vendor (docs/architecture.md, decision 2). A batch's input offsets are
+committed only after its tracking records (and dead letters) are acknowledged, so a crash
+at any point re-delivers records whose jobs are then found in the restored table and not
+created twice. Every record ends as jobs or as exactly one dead letter (decision 10).
 
-Rebalances (DESIGN decision 5): on revoke, stop starting jobs, finish the batch in hand, let
+Rebalances (decision 5): on revoke, stop starting jobs, finish the batch in hand, let
 running calls end within the grace period, commit; on assign, restore a partition's tracking
 state before its jobs run or its input is consumed. A partition kept across a rebalance is
 not restored again unless someone else wrote to its tracking partition meanwhile.

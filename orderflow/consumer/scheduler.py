@@ -1,5 +1,6 @@
 """The scheduler: runs due jobs of the partitions this process owns, under per-vendor limits,
-and turns each result into output events followed by a tracking update (DESIGN decisions 3-5).
+and turns each result into output events followed by a tracking update (docs/architecture.md,
+decisions 3-5).
 
 Per vendor there is one due-time heap and one dispatcher task. The dispatcher takes a
 concurrency slot, waits for the earliest due job, and starts it; a slow or failing vendor
@@ -358,7 +359,8 @@ class Scheduler:
 
     async def _apply(self, lane: _VendorLane, before: Job, step: transitions.Step,
                      order: Order | None) -> None:
-        """Events first, then the tracking record that marks them done (DESIGN decision 4):
+        """Events first, then the tracking record that marks them done (docs/architecture.md,
+        decision 4):
         a crash in between repeats an event (same id, dropped downstream), never loses one."""
         after = step.job
         published = not step.events
