@@ -125,6 +125,9 @@ class VendorError(Exception):
 
     retriable = False
     vendor_failing = False
+    # The vendor asks us to slow down (the whole vendor waits `retry_after` seconds).
+    throttles = False
+    retry_after: float | None = None
 
     def __init__(self, vendor: Vendor, operation: str, message: str, status: int | None = None):
         super().__init__(f"{vendor} {operation}: {message}")
@@ -180,6 +183,8 @@ class NotProvenAbsent(TransientVendorError):
 
 class VendorThrottled(TransientVendorError):
     """429: the vendor asks us to slow down, usually with Retry-After."""
+
+    throttles = True
 
 
 class VendorAuthFailed(TransientVendorError):

@@ -14,19 +14,12 @@ import contextlib
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import structlog
 from aiokafka.errors import KafkaError
 
-from orderflow.adapters.base import (
-    PairState,
-    TransientVendorError,
-    VendorAdapter,
-    VendorError,
-    VendorRejected,
-    VendorThrottled,
-)
+from orderflow.adapters.base import Observation, PairState, VendorAdapter, VendorError
 from orderflow.config.settings import Settings
 from orderflow.consumer import transitions
 from orderflow.consumer.backoff import VendorBackoff
@@ -293,62 +286,40 @@ class Scheduler:
         elif (order := _read_order(job)) is None:
             step = transitions.timed_out(job, now, reason="the job's order could not be read")
         else:
-            gauge = self._metrics.jobs_in_flight.labels(str(job.vendor), kind)
-            gauge.inc()
             intent_before = job.intent_at
-            try:
-                if job.phase is Phase.SUBMIT:
-                    state = PairState(job.vendor_order_ref, job.vendor_state, job.intent_at,
-                                      record_intent=lambda: self._record_intent(job))
-                    observation = await lane.adapter.submit(order, state)
-                else:
-                    state = PairState(job.vendor_order_ref, job.vendor_state)
-                    observation = await lane.adapter.poll(order, state)
-                lane.backoff.on_answer()
-                if job.phase is Phase.TRACKING:
-                    step = transitions.tracking_observed(job, observation, self._clock(), poll)
-                else:
-                    step = transitions.observed(job, observation, self._clock(), poll, self._rng)
-            except VendorRejected as exc:
-                lane.backoff.on_answer()
-                if job.phase is Phase.SUBMIT:
-                    step = transitions.rejected(job, exc.message, self._clock())
-                else:
-                    # A refusal while following an accepted order is not a verdict on the
-                    # order: keep trying until the deadline turns it into timed_out.
-                    log.warning("vendor refused a poll", error=str(exc), status=exc.status)
-                    step = transitions.retry_later(job, self._clock(), poll, self._rng)
-            except TransientVendorError as exc:
-                if isinstance(exc, VendorThrottled):
-                    lane.backoff.on_throttled(self._clock(), exc.retry_after)
-                elif exc.vendor_failing:
-                    lane.backoff.on_failure(self._clock())
-                else:
-                    lane.backoff.on_answer()
-                log.info("vendor call failed, will retry", error=str(exc), status=exc.status,
-                         attempt=job.attempts + 1, retry_after=exc.retry_after)
-                step = transitions.retry_later(job, self._clock(), poll, self._rng, exc.retry_after)
-                if exc.nothing_created and job.phase is Phase.SUBMIT:
-                    # This run's create never acted: it leaves no doubt, and the next submit
-                    # need not wait for proof. (Its recorded intent stays: after a restart the
-                    # vendor is asked first, which is merely careful.)
-                    step = transitions.Step(step.events, replace(step.job, intent_at=intent_before))
-            except VendorError as exc:
-                log.warning("vendor error, will retry", error=str(exc))
-                step = transitions.retry_later(job, self._clock(), poll, self._rng)
-            except KafkaError as exc:
-                # The intent to create could not be recorded, so nothing was created: the
-                # vendor is not to blame, and the submit runs again later.
-                self._metrics.kafka_errors.labels("intent").inc()
-                log.warning("could not record the intent to create, will retry", error=str(exc))
-                step = transitions.retry_later(job, self._clock(), poll, self._rng)
-            except Exception:
-                # An adapter bug must not lose the job: log it loudly and retry later.
-                log.exception("unexpected error in vendor adapter, will retry")
-                step = transitions.retry_later(job, self._clock(), poll, self._rng)
-            finally:
-                gauge.dec()
+            outcome = await self._call(lane, job, order, kind)
+            decision = transitions.after_call(job, outcome, self._clock(), poll, self._rng,
+                                              intent_before=intent_before)
+            self._signal(lane, decision)
+            _log_outcome(job, outcome)
+            step = decision.step
         await self._apply(lane, job, step, order)
+
+    async def _call(self, lane: _VendorLane, job: Job, order: Order,
+                    kind: str) -> Observation | Exception:
+        """One call to the vendor: its answer, or the error it ended with (returned, not
+        raised: what follows is decided in one place, `transitions.after_call`)."""
+        gauge = self._metrics.jobs_in_flight.labels(str(job.vendor), kind)
+        gauge.inc()
+        try:
+            if job.phase is Phase.SUBMIT:
+                return await lane.adapter.submit(order, PairState(
+                    job.vendor_order_ref, job.vendor_state, job.intent_at,
+                    record_intent=lambda: self._record_intent(job)))
+            return await lane.adapter.poll(order, PairState(job.vendor_order_ref, job.vendor_state))
+        except Exception as exc:
+            return exc
+        finally:
+            gauge.dec()
+
+    def _signal(self, lane: _VendorLane, decision: transitions.Decision) -> None:
+        signal, now = decision.signal, self._clock()
+        if signal is transitions.VendorSignal.ANSWERED:
+            lane.backoff.on_answer()
+        elif signal is transitions.VendorSignal.THROTTLED:
+            lane.backoff.on_throttled(now, decision.retry_after_s)
+        elif signal is transitions.VendorSignal.FAILING:
+            lane.backoff.on_failure(now)
 
     async def _record_intent(self, job: Job) -> None:
         """Write the job with the intent to create, and wait for the broker, before an
@@ -450,6 +421,23 @@ class Scheduler:
             for key in expired:
                 self._table.forget(partition, key)
             log.info("forgot finished pairs", partition=partition, count=len(expired))
+
+
+def _log_outcome(job: Job, outcome: Observation | Exception) -> None:
+    if isinstance(outcome, Observation):
+        return
+    if isinstance(outcome, VendorError):
+        if not outcome.retriable and job.phase is not Phase.SUBMIT:
+            log.warning("vendor refused a poll", error=str(outcome), status=outcome.status)
+        elif outcome.retriable:
+            log.info("vendor call failed, will retry", error=str(outcome), status=outcome.status,
+                     attempt=job.attempts + 1, retry_after=outcome.retry_after)
+    elif isinstance(outcome, KafkaError):
+        log.warning("could not record the intent to create, will retry", error=str(outcome))
+    else:
+        # An adapter bug must not lose the job: logged loudly, and it runs again later.
+        log.error("unexpected error in vendor adapter, will retry",
+                  exc_info=(type(outcome), outcome, outcome.__traceback__))
 
 
 def _read_order(job: Job) -> Order | None:

@@ -17,8 +17,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from enum import StrEnum
 
-from orderflow.adapters.base import Observation
+from orderflow.adapters.base import Observation, VendorError
 from orderflow.config.settings import PollSettings
 from orderflow.consumer.backoff import poll_interval, retry_delay
 from orderflow.consumer.jobs import Job, Phase
@@ -42,6 +43,58 @@ class Step:
 
     events: tuple[OutputEvent, ...]
     job: Job
+
+
+class VendorSignal(StrEnum):
+    """What a call's outcome says about the vendor as a whole (its lane's backoff)."""
+
+    ANSWERED = "answered"    # it is up
+    THROTTLED = "throttled"  # it asks us to wait (Retry-After)
+    FAILING = "failing"      # it failed (5xx, timeout, ...): several in a row hold it back
+    NONE = "none"            # the outcome says nothing about the vendor
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The one decision after a vendor call: the job's step, and the vendor's signal."""
+
+    step: Step
+    signal: VendorSignal
+    retry_after_s: float | None = None
+
+
+def after_call(job: Job, outcome: Observation | Exception, now: float, poll: PollSettings,
+               rng: random.Random, *, intent_before: float | None) -> Decision:
+    """What follows a call to the vendor, from what it answered or the error it ended with.
+    Branches on the error's behaviour (`retriable`, `throttles`, `vendor_failing`,
+    `nothing_created`), never on its class ladder.
+
+    - An answer: the vendor's word moves the pair (`observed`, or `tracking_observed`).
+    - A refusal (not retriable): on submit the pair ends `rejected` with the vendor's words;
+      while following an accepted order it is no verdict on the order, so it is tried again
+      until the deadline.
+    - A transient error: tried again with backoff (the vendor's Retry-After honoured). A
+      create known never to have acted gives back the intent in hand, so the next submit
+      need not wait for proof (the recorded intent stays: after a restart the vendor is
+      asked first, which is merely careful).
+    - Anything else (the intent could not be recorded, a bug): tried again; not the
+      vendor's doing. `intent_before` is the job's intent before this run."""
+    if isinstance(outcome, Observation):
+        if job.phase is Phase.TRACKING:
+            return Decision(tracking_observed(job, outcome, now, poll), VendorSignal.ANSWERED)
+        return Decision(observed(job, outcome, now, poll, rng), VendorSignal.ANSWERED)
+    if isinstance(outcome, VendorError):
+        if not outcome.retriable:
+            if job.phase is Phase.SUBMIT:
+                return Decision(rejected(job, outcome.message, now), VendorSignal.ANSWERED)
+            return Decision(retry_later(job, now, poll, rng), VendorSignal.ANSWERED)
+        step = retry_later(job, now, poll, rng, outcome.retry_after)
+        if outcome.nothing_created and job.phase is Phase.SUBMIT:
+            step = Step(step.events, replace(step.job, intent_at=intent_before))
+        signal = (VendorSignal.THROTTLED if outcome.throttles
+                  else VendorSignal.FAILING if outcome.vendor_failing else VendorSignal.ANSWERED)
+        return Decision(step, signal, outcome.retry_after)
+    return Decision(retry_later(job, now, poll, rng), VendorSignal.NONE)
 
 
 def _timestamp(epoch: float) -> datetime:

@@ -10,13 +10,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from aiokafka.errors import KafkaTimeoutError
 
-from orderflow.adapters.base import LinePrintFiles, Observation, PrintFileRef
+from orderflow.adapters.base import (
+    LinePrintFiles,
+    NotProvenAbsent,
+    Observation,
+    PrintFileRef,
+    VendorError,
+    VendorRejected,
+    VendorThrottled,
+    VendorUnavailable,
+)
 from orderflow.config.settings import PollSettings
 from orderflow.consumer.jobs import Job, Phase
 from orderflow.consumer.transitions import (
     OutputEvent,
     Step,
+    VendorSignal,
+    after_call,
     deadline,
     observed,
     past_deadline,
@@ -423,3 +435,66 @@ def test_no_tracking_phase_when_it_is_switched_off() -> None:
     off = POLL.model_copy(update={"tracking_deadline_s": 0})
     in_production = replace(new_job(Vendor.SMAKE), phase=Phase.POLL, status=IN_PROGRESS)
     assert observed(in_production, smake_completed(), T0, off, rng()).job.phase is Phase.DONE
+
+
+# ----------------------------------------------------------------------------- after a call
+
+
+def submitting() -> Job:
+    return replace(new_job(Vendor.SMAKE), intent_at=T0 + 1)
+
+
+def test_after_an_answer_the_vendors_word_moves_the_pair() -> None:
+    decision = after_call(submitting(), Observation(SUBMITTED, vendor_order_ref="9"), T0, POLL,
+                          rng(), intent_before=None)
+    assert decision.signal is VendorSignal.ANSWERED
+    assert decision.step.job.phase is Phase.POLL and decision.step.job.vendor_order_ref == "9"
+
+
+@pytest.mark.parametrize("error", [
+    VendorRejected(Vendor.SMAKE, "create_order", "street too long", 422),
+    VendorError(Vendor.SMAKE, "create_order", "a refusal of another kind"),  # not retriable
+])
+def test_an_error_that_says_trying_again_cannot_help_rejects_a_submit(error: VendorError) -> None:
+    decision = after_call(submitting(), error, T0, POLL, rng(), intent_before=None)
+    assert decision.step.job.status is VendorStatus.REJECTED
+    assert decision.step.events[0].reason == error.message
+    assert decision.signal is VendorSignal.ANSWERED
+
+
+def test_a_refused_poll_is_no_verdict_on_the_order_and_is_tried_again() -> None:
+    polling = replace(new_job(Vendor.SMAKE), phase=Phase.POLL, status=SUBMITTED)
+    decision = after_call(polling, VendorRejected(Vendor.SMAKE, "get_order", "gone", 410), T0,
+                          POLL, rng(), intent_before=None)
+    assert decision.step.events == () and decision.step.job.attempts == 1
+
+
+def test_a_throttle_holds_the_vendor_back_for_its_retry_after() -> None:
+    throttled = VendorThrottled(Vendor.SMAKE, "get_order", "slow down", 429, retry_after=7.0)
+    decision = after_call(submitting(), throttled, T0, POLL, rng(), intent_before=None)
+    assert (decision.signal, decision.retry_after_s) == (VendorSignal.THROTTLED, 7.0)
+    assert decision.step.job.due_at >= T0 + 7.0
+
+
+def test_a_vendor_failure_counts_against_the_vendor_but_waiting_for_proof_does_not() -> None:
+    down = after_call(submitting(), VendorUnavailable(Vendor.SMAKE, "create_order", "503", 503),
+                      T0, POLL, rng(), intent_before=None)
+    waiting = after_call(submitting(), NotProvenAbsent(Vendor.ZAKEKE, "get_order", "lag", 404),
+                         T0, POLL, rng(), intent_before=None)
+    assert (down.signal, waiting.signal) == (VendorSignal.FAILING, VendorSignal.ANSWERED)
+
+
+def test_a_create_known_never_to_have_acted_gives_back_the_intent_in_hand() -> None:
+    refused = VendorThrottled(Vendor.SMAKE, "create_order", "slow down", 429)
+    refused.nothing_created = True
+    decision = after_call(submitting(), refused, T0, POLL, rng(), intent_before=None)
+    assert decision.step.job.intent_at is None
+    lost = VendorUnavailable(Vendor.SMAKE, "create_order", "timed out")
+    assert after_call(submitting(), lost, T0, POLL, rng(), intent_before=None).step.job.intent_at == T0 + 1
+
+
+@pytest.mark.parametrize("error", [KafkaTimeoutError(), RuntimeError("a bug")])
+def test_what_is_not_the_vendors_doing_is_tried_again_saying_nothing_of_it(error: Exception) -> None:
+    decision = after_call(submitting(), error, T0, POLL, rng(), intent_before=None)
+    assert decision.signal is VendorSignal.NONE
+    assert decision.step.events == () and decision.step.job.attempts == 1
