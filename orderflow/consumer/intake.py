@@ -223,7 +223,7 @@ class Intake:
         delay = 0.5
         while True:
             try:
-                reports = await self._tracking.restore(partitions, self._table, on_active=lambda job: None)
+                reports = await self._tracking.restore(partitions, self._table)
                 break
             except KafkaError as exc:
                 self._metrics.kafka_errors.labels("restore").inc()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -92,10 +92,9 @@ class TrackingStore:
         finally:
             await consumer.stop()
 
-    async def restore(self, partitions: list[int], table: JobTable,
-                      on_active: Callable[[Job], None]) -> list[RestoreReport]:
+    async def restore(self, partitions: list[int], table: JobTable) -> list[RestoreReport]:
         """Read the tracking partitions from the start to their current end and rebuild their
-        part of the table; `on_active` receives every unfinished job (to schedule it).
+        part of the table (the scheduler queues their active jobs when it opens them).
 
         Records are reduced as they arrive (TrackingReplay): memory holds the table being
         built, not the history, and only the latest record of an unfinished pair is decoded
@@ -151,7 +150,6 @@ class TrackingStore:
                     continue
                 table.put(job)
                 active += 1
-                on_active(job)
                 if loop_share.due():
                     # The restored jobs live until they finish and hold no reference cycles:
                     # moving them out of the collector's generations as they are built spares
