@@ -34,7 +34,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from orderflow.adapters.base import Observation, PairState, VendorAdapter, VendorError
+from orderflow.adapters.errors import VendorError
+from orderflow.adapters.outcomes import Observation, PairState, VendorAdapter
 from orderflow.adapters.reevoo import ReevooAdapter
 from orderflow.adapters.smake import SmakeAdapter
 from orderflow.adapters.zakeke import ZakekeAdapter

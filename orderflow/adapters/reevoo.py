@@ -42,20 +42,21 @@ from urllib.parse import quote
 
 import structlog
 
-from orderflow.adapters.base import (
+from orderflow.adapters.errors import (
     AnswerUnreadable,
-    HttpAnswer,
-    Observation,
-    PairState,
-    RequestObserver,
     VendorError,
-    VendorHttp,
     VendorUnavailable,
-    basic_authorization,
     build_or_refuse,
-    default_error_for,
     require_credentials,
 )
+from orderflow.adapters.http import (
+    HttpAnswer,
+    RequestObserver,
+    VendorHttp,
+    basic_authorization,
+    default_error_for,
+)
+from orderflow.adapters.outcomes import Observation, PairState
 from orderflow.config.settings import ReevooSettings
 from orderflow.contracts.events import Order, OrderLine, Vendor, VendorStatus
 

@@ -53,20 +53,15 @@ from urllib.parse import quote, urlsplit
 
 import structlog
 
-from orderflow.adapters.base import (
-    HttpAnswer,
-    Observation,
-    PairState,
-    RequestObserver,
+from orderflow.adapters.errors import (
     VendorError,
-    VendorHttp,
     VendorRejected,
     VendorUnavailable,
     build_or_refuse,
-    default_error_for,
-    path_safe_ref,
     require_credentials,
 )
+from orderflow.adapters.http import HttpAnswer, RequestObserver, VendorHttp, default_error_for, path_safe_ref
+from orderflow.adapters.outcomes import Observation, PairState
 from orderflow.config.settings import SmakeSettings
 from orderflow.contracts.events import Address, Order, OrderLine, Vendor, VendorStatus
 

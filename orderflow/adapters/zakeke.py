@@ -43,24 +43,23 @@ from urllib.parse import quote
 
 import structlog
 
-from orderflow.adapters.base import (
-    HttpAnswer,
-    LinePrintFiles,
+from orderflow.adapters.errors import (
     NotProvenAbsent,
-    Observation,
-    PairState,
-    PrintFileRef,
-    RequestObserver,
     VendorAuthFailed,
     VendorError,
-    VendorHttp,
     VendorRejected,
     VendorUnavailable,
-    basic_authorization,
     build_or_refuse,
-    default_error_for,
     require_credentials,
 )
+from orderflow.adapters.http import (
+    HttpAnswer,
+    RequestObserver,
+    VendorHttp,
+    basic_authorization,
+    default_error_for,
+)
+from orderflow.adapters.outcomes import LinePrintFiles, Observation, PairState, PrintFileRef
 from orderflow.config.settings import ZakekeSettings
 from orderflow.contracts.events import Order, OrderLine, Vendor, VendorStatus
 

@@ -10,7 +10,8 @@ import signal
 import time
 from collections.abc import Callable, Mapping
 
-from orderflow.adapters.base import RequestObserver, VendorAdapter
+from orderflow.adapters.http import RequestObserver
+from orderflow.adapters.outcomes import VendorAdapter
 from orderflow.config.settings import Settings, env_name
 from orderflow.consumer.critical import CriticalTasks
 from orderflow.consumer.http import OpsServer

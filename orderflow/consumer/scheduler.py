@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 import structlog
 from aiokafka.errors import KafkaError
 
-from orderflow.adapters.base import Observation, PairState, VendorAdapter, VendorError
+from orderflow.adapters.errors import VendorError
+from orderflow.adapters.outcomes import Observation, PairState, VendorAdapter
 from orderflow.config.settings import Settings
 from orderflow.consumer import transitions
 from orderflow.consumer.backoff import VendorBackoff

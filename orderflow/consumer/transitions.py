@@ -19,7 +19,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from orderflow.adapters.base import Observation, VendorError
+from orderflow.adapters.errors import VendorError
+from orderflow.adapters.outcomes import Observation
 from orderflow.config.settings import PollSettings
 from orderflow.consumer.backoff import poll_interval, retry_delay
 from orderflow.consumer.jobs import Job, Phase

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from orderflow.adapters.base import PairState
+from orderflow.adapters.outcomes import PairState
 from orderflow.config.settings import Settings, TopicSettings, load_settings
 from orderflow.sandbox.broker import EmbeddedBroker, create_topics
 from orderflow.sandbox.processes import sandbox_env

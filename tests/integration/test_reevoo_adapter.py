@@ -13,13 +13,8 @@ import pytest
 import pytest_asyncio
 from pydantic import SecretStr
 
-from orderflow.adapters.base import (
-    PairState,
-    VendorAuthFailed,
-    VendorRejected,
-    VendorThrottled,
-    VendorUnavailable,
-)
+from orderflow.adapters.errors import VendorAuthFailed, VendorRejected, VendorThrottled, VendorUnavailable
+from orderflow.adapters.outcomes import PairState
 from orderflow.adapters.reevoo import ReevooAdapter
 from orderflow.config.settings import ReevooSettings
 from orderflow.contracts.events import Order, OrderCreated, VendorStatus

@@ -15,14 +15,8 @@ import pytest_asyncio
 from conftest import EnginePair
 from pydantic import SecretStr
 
-from orderflow.adapters.base import (
-    Observation,
-    PairState,
-    VendorAuthFailed,
-    VendorRejected,
-    VendorThrottled,
-    VendorUnavailable,
-)
+from orderflow.adapters.errors import VendorAuthFailed, VendorRejected, VendorThrottled, VendorUnavailable
+from orderflow.adapters.outcomes import Observation, PairState
 from orderflow.adapters.smake import SmakeAdapter, smake_create_body
 from orderflow.config.settings import SmakeSettings
 from orderflow.contracts.events import Order, OrderCreated, VendorStatus

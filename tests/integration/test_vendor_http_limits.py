@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from orderflow.adapters.base import AnswerUnreadable, VendorHttp
+from orderflow.adapters.errors import AnswerUnreadable
+from orderflow.adapters.http import VendorHttp
 from orderflow.contracts.events import Vendor
 
 pytestmark = pytest.mark.integration

@@ -18,17 +18,14 @@ from aiohttp import web
 from conftest import EnginePair
 from pydantic import SecretStr
 
-from orderflow.adapters.base import (
+from orderflow.adapters.errors import (
     NotProvenAbsent,
-    Observation,
-    PairState,
-    PrintFileRef,
-    VendorAdapter,
     VendorAuthFailed,
     VendorRejected,
     VendorThrottled,
     VendorUnavailable,
 )
+from orderflow.adapters.outcomes import Observation, PairState, PrintFileRef, VendorAdapter
 from orderflow.adapters.zakeke import ZakekeAdapter
 from orderflow.config.settings import ZakekeSettings
 from orderflow.contracts.events import Order, OrderCreated, VendorStatus

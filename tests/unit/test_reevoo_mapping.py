@@ -15,17 +15,15 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from orderflow.adapters.base import (
-    HttpAnswer,
-    Observation,
-    PairState,
+from orderflow.adapters.errors import (
     VendorAuthFailed,
     VendorError,
-    VendorHttp,
     VendorRejected,
     VendorThrottled,
     VendorUnavailable,
 )
+from orderflow.adapters.http import HttpAnswer, VendorHttp
+from orderflow.adapters.outcomes import Observation, PairState
 from orderflow.adapters.reevoo import (
     ReevooAdapter,
     observation_from_accepted,

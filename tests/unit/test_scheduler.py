@@ -10,14 +10,8 @@ from pathlib import Path
 
 from aiokafka.errors import KafkaTimeoutError
 
-from orderflow.adapters.base import (
-    LinePrintFiles,
-    Observation,
-    PairState,
-    PrintFileRef,
-    VendorThrottled,
-    VendorUnavailable,
-)
+from orderflow.adapters.errors import VendorThrottled, VendorUnavailable
+from orderflow.adapters.outcomes import LinePrintFiles, Observation, PairState, PrintFileRef
 from orderflow.config.settings import Settings
 from orderflow.consumer.jobs import Job, JobKey, JobTable, Phase
 from orderflow.consumer.metrics import Metrics

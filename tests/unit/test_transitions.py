@@ -12,16 +12,14 @@ from pathlib import Path
 import pytest
 from aiokafka.errors import KafkaTimeoutError
 
-from orderflow.adapters.base import (
-    LinePrintFiles,
+from orderflow.adapters.errors import (
     NotProvenAbsent,
-    Observation,
-    PrintFileRef,
     VendorError,
     VendorRejected,
     VendorThrottled,
     VendorUnavailable,
 )
+from orderflow.adapters.outcomes import LinePrintFiles, Observation, PrintFileRef
 from orderflow.config.settings import PollSettings
 from orderflow.consumer.jobs import Job, Phase
 from orderflow.consumer.transitions import (

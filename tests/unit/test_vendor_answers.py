@@ -9,16 +9,9 @@ from decimal import Decimal
 
 import pytest
 
-from orderflow.adapters.base import (
-    HttpAnswer,
-    Observation,
-    VendorRejected,
-    VendorThrottled,
-    VendorUnavailable,
-    build_or_refuse,
-    default_error_for,
-    path_safe_ref,
-)
+from orderflow.adapters.errors import VendorRejected, VendorThrottled, VendorUnavailable, build_or_refuse
+from orderflow.adapters.http import HttpAnswer, default_error_for, path_safe_ref
+from orderflow.adapters.outcomes import Observation
 from orderflow.adapters.zakeke import parse_token_answer, zakeke_order_date
 from orderflow.contracts.events import Order, Vendor, VendorStatus
 

@@ -12,15 +12,9 @@ from typing import Any
 
 import pytest
 
-from orderflow.adapters.base import (
-    HttpAnswer,
-    LinePrintFiles,
-    PrintFileRef,
-    VendorAuthFailed,
-    VendorRejected,
-    VendorThrottled,
-    VendorUnavailable,
-)
+from orderflow.adapters.errors import VendorAuthFailed, VendorRejected, VendorThrottled, VendorUnavailable
+from orderflow.adapters.http import HttpAnswer
+from orderflow.adapters.outcomes import LinePrintFiles, PrintFileRef
 from orderflow.adapters.zakeke import (
     DEFAULT_TOKEN_LIFETIME_S,
     TokenCode,

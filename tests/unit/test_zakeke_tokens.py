@@ -9,7 +9,7 @@ import asyncio
 
 import pytest
 
-from orderflow.adapters.base import VendorAuthFailed, VendorUnavailable
+from orderflow.adapters.errors import VendorAuthFailed, VendorUnavailable
 from orderflow.adapters.zakeke import GrantedToken, S2STokenCache, TokenCode
 from orderflow.contracts.events import Vendor
 

@@ -1,9 +1,7 @@
-"""What every vendor adapter shares: the protocol the engine calls, the outcome types it
-returns, the one error taxonomy, and an HTTP session with auth, timeouts and request metrics.
-
-Adapters never import the engine. They take an order and the pair's last known state, talk
-to the vendor, and return an `Observation` (what the vendor says now) or raise a
-`VendorError`. Deciding which events that means is the engine's job.
+"""The HTTP session every adapter talks through: one vendor's base URL, a timeout per request,
+answers read within a size limit and decompressed by us, headers read without regard to
+case, transport failures translated into the error taxonomy, and every request reported to
+an observer (the engine's metrics).
 """
 
 from __future__ import annotations
@@ -14,184 +12,24 @@ import email.utils
 import json
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from orderflow.adapters.errors import (
+    AnswerUnreadable,
+    VendorAuthFailed,
+    VendorError,
+    VendorRejected,
+    VendorThrottled,
+    VendorUnavailable,
+)
 from orderflow.config.settings import VendorSettings
-from orderflow.contracts.events import Order, Vendor, VendorStatus, publishable
-
-T = TypeVar("T")
-
-# ----------------------------------------------------------------------------- outcomes
-
-
-@dataclass(frozen=True, slots=True)
-class PrintFileRef:
-    format: str
-    url: str
-
-
-@dataclass(frozen=True, slots=True)
-class LinePrintFiles:
-    """The print-ready files Zakeke produced for one design line of the order."""
-
-    line_id: str
-    design_id: str
-    modification_id: str | None
-    zip_url: str | None
-    files: tuple[PrintFileRef, ...]
-
-
-# Bounds on what an observation carries into events and the tracking record: a vendor's
-# texts can be anything, and a job's record must stay within what the brokers take.
-MAX_TRACKING_NUMBERS = 50
-
-
-@dataclass(frozen=True, slots=True)
-class Observation:
-    """What a vendor says about a pair right now, already mapped to the contract's words.
-
-    Its texts come from the vendor: they are made publishable on construction (valid UTF-8,
-    at most 1,000 characters each, at most MAX_TRACKING_NUMBERS tracking numbers), so no
-    answer can make the status write fail."""
-
-    status: VendorStatus
-    vendor_order_ref: str | None = None
-    vendor_state: str | None = None
-    reason: str | None = None
-    tracking_numbers: tuple[str, ...] = ()
-    print_files: tuple[LinePrintFiles, ...] = ()
-    # The vendor adds tracking numbers at or after completion (Smake's shipments): a pair
-    # completed without them is looked at again until they come.
-    tracking_expected: bool = False
-
-    def __post_init__(self) -> None:
-        for name in ("vendor_order_ref", "vendor_state", "reason"):
-            value = getattr(self, name)
-            if value is not None:
-                object.__setattr__(self, name, publishable(str(value)))
-        object.__setattr__(self, "tracking_numbers", tuple(
-            publishable(str(number)) for number in self.tracking_numbers[:MAX_TRACKING_NUMBERS]))
-
-
-@dataclass(frozen=True, slots=True)
-class PairState:
-    """What the engine remembers of a pair between calls (from the tracking topic).
-
-    `intent_at` is when the engine last recorded, durably, the intent to create the pair at
-    the vendor (epoch seconds); None means no create was ever attempted, so there is nothing
-    to look up before creating. An adapter awaits `intend_to_create()` right before its
-    create call: the engine's tracking write, after which a crash, a lost answer or a
-    rebalance leaves an intent behind, and the next submit asks the vendor first."""
-
-    vendor_order_ref: str | None = None
-    vendor_state: str | None = None
-    intent_at: float | None = None
-    record_intent: Callable[[], Awaitable[None]] | None = field(default=None, compare=False,
-                                                                repr=False)
-
-    async def intend_to_create(self) -> None:
-        if self.record_intent is not None:
-            await self.record_intent()
-
-
-class VendorAdapter(Protocol):
-    """One vendor. `submit` creates the vendor's order (after asking whether it already
-    exists, where the vendor can be asked); `poll` reads its progress."""
-
-    vendor: Vendor
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-    async def submit(self, order: Order, state: PairState) -> Observation: ...
-
-    async def poll(self, order: Order, state: PairState) -> Observation: ...
-
-
-# ----------------------------------------------------------------------------- errors
-
-
-class VendorError(Exception):
-    """Root of everything an adapter raises. `retriable` says whether trying later may help;
-    `vendor_failing` whether the vendor itself is failing (the engine then holds the whole
-    vendor back after several in a row), rather than one order waiting for something."""
-
-    retriable = False
-    vendor_failing = False
-    # The vendor asks us to slow down (the whole vendor waits `retry_after` seconds).
-    throttles = False
-    retry_after: float | None = None
-
-    def __init__(self, vendor: Vendor, operation: str, message: str, status: int | None = None):
-        super().__init__(f"{vendor} {operation}: {message}")
-        self.vendor = vendor
-        self.operation = operation
-        self.message = message
-        self.status = status
-        # True when the request is known never to have acted (the connection never opened,
-        # or the vendor throttled it): a create that failed so leaves no doubt behind.
-        self.nothing_created = False
-
-
-class VendorRejected(VendorError):
-    """A 4xx refusal of our request, or an order the vendor cannot take: permanent.
-    `message` is the vendor's own words (or ours, when we refuse before calling)."""
-
-
-class TransientVendorError(VendorError):
-    """Trying again later may succeed. `retry_after` is the vendor's own hint in seconds."""
-
-    retriable = True
-    vendor_failing = True
-
-    def __init__(
-        self,
-        vendor: Vendor,
-        operation: str,
-        message: str,
-        status: int | None = None,
-        retry_after: float | None = None,
-    ):
-        super().__init__(vendor, operation, message, status)
-        self.retry_after = retry_after
-
-
-class VendorUnavailable(TransientVendorError):
-    """Connection refused or reset, timeout, 5xx, or an answer we cannot read."""
-
-
-class AnswerUnreadable(VendorUnavailable):
-    """The answer's status arrived but its body could not be read (too large, corrupt, an
-    encoding we did not ask for). `status` says what the vendor meant: a 2xx here still
-    means the vendor acted."""
-
-
-class NotProvenAbsent(TransientVendorError):
-    """A create whose answer was lost may have taken effect, and the vendor's reads may still
-    lag behind it: the order is not created again until it has stayed absent long enough.
-    The vendor is answering normally; only this order waits."""
-
-    vendor_failing = False
-
-
-class VendorThrottled(TransientVendorError):
-    """429: the vendor asks us to slow down, usually with Retry-After."""
-
-    throttles = True
-
-
-class VendorAuthFailed(TransientVendorError):
-    """401/403 even after fresh credentials: an outage of the account, not of the order."""
-
-
-# ----------------------------------------------------------------------------- HTTP
+from orderflow.contracts.events import Vendor
 
 
 class RequestObserver(Protocol):
@@ -291,25 +129,6 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     now = time.time() if now is None else now
     return max(0.0, when.timestamp() - now)
 
-
-def require_credentials(vendor: Vendor, settings: VendorSettings) -> None:
-    """Refuse to start an adapter whose settings lack credentials, naming each one missing."""
-    missing = settings.missing_credentials()
-    if missing:
-        raise ValueError(f"{str(vendor).capitalize()} needs {', '.join(missing)}")
-
-
-def build_or_refuse(vendor: Vendor, operation: str, build: Callable[[], T]) -> T:
-    """Build a request from an order, or refuse the order when the vendor's format cannot
-    carry it (a `placed_at` of year 1 with an offset has no UTC time, say): a permanent
-    `VendorRejected` with the reason, never a retry that could only fail again."""
-    try:
-        return build()
-    except (ValueError, ArithmeticError, TypeError) as exc:
-        raise VendorRejected(
-            vendor, operation,
-            f"the order cannot be written in {str(vendor).capitalize()}'s format: {exc}",
-        ) from exc
 
 
 def path_safe_ref(value: Any, max_length: int = 128) -> str | None:
@@ -515,30 +334,3 @@ class VendorHttp:
             self.vendor, operation,
             f"answer not read: it {how} than the {self._max_answer_bytes} bytes allowed "
             f"(ORDERFLOW_{str(self.vendor).upper()}__MAX_ANSWER_BYTES)", status)
-
-
-__all__ = [
-    "AnswerUnreadable",
-    "HttpAnswer",
-    "LinePrintFiles",
-    "NotProvenAbsent",
-    "NullObserver",
-    "Observation",
-    "PairState",
-    "PrintFileRef",
-    "RequestObserver",
-    "TransientVendorError",
-    "VendorAdapter",
-    "VendorAuthFailed",
-    "VendorError",
-    "VendorHttp",
-    "VendorRejected",
-    "VendorThrottled",
-    "VendorUnavailable",
-    "basic_authorization",
-    "build_or_refuse",
-    "default_error_for",
-    "outcome_label",
-    "parse_retry_after",
-    "path_safe_ref",
-]

@@ -1,0 +1,100 @@
+"""What an adapter returns and what it is given: the protocol the engine calls, the outcome
+types (an `Observation` of what the vendor says now), and the pair's state between calls.
+
+Adapters never import the engine. They take an order and the pair's last known state, talk
+to the vendor, and return an `Observation` or raise a `VendorError` (adapters/errors.py).
+Deciding which events that means is the engine's job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from orderflow.contracts.events import Order, Vendor, VendorStatus, publishable
+
+
+@dataclass(frozen=True, slots=True)
+class PrintFileRef:
+    format: str
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class LinePrintFiles:
+    """The print-ready files Zakeke produced for one design line of the order."""
+
+    line_id: str
+    design_id: str
+    modification_id: str | None
+    zip_url: str | None
+    files: tuple[PrintFileRef, ...]
+
+
+# Bounds on what an observation carries into events and the tracking record: a vendor's
+# texts can be anything, and a job's record must stay within what the brokers take.
+MAX_TRACKING_NUMBERS = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What a vendor says about a pair right now, already mapped to the contract's words.
+
+    Its texts come from the vendor: they are made publishable on construction (valid UTF-8,
+    at most 1,000 characters each, at most MAX_TRACKING_NUMBERS tracking numbers), so no
+    answer can make the status write fail."""
+
+    status: VendorStatus
+    vendor_order_ref: str | None = None
+    vendor_state: str | None = None
+    reason: str | None = None
+    tracking_numbers: tuple[str, ...] = ()
+    print_files: tuple[LinePrintFiles, ...] = ()
+    # The vendor adds tracking numbers at or after completion (Smake's shipments): a pair
+    # completed without them is looked at again until they come.
+    tracking_expected: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("vendor_order_ref", "vendor_state", "reason"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, publishable(str(value)))
+        object.__setattr__(self, "tracking_numbers", tuple(
+            publishable(str(number)) for number in self.tracking_numbers[:MAX_TRACKING_NUMBERS]))
+
+
+@dataclass(frozen=True, slots=True)
+class PairState:
+    """What the engine remembers of a pair between calls (from the tracking topic).
+
+    `intent_at` is when the engine last recorded, durably, the intent to create the pair at
+    the vendor (epoch seconds); None means no create was ever attempted, so there is nothing
+    to look up before creating. An adapter awaits `intend_to_create()` right before its
+    create call: the engine's tracking write, after which a crash, a lost answer or a
+    rebalance leaves an intent behind, and the next submit asks the vendor first."""
+
+    vendor_order_ref: str | None = None
+    vendor_state: str | None = None
+    intent_at: float | None = None
+    record_intent: Callable[[], Awaitable[None]] | None = field(default=None, compare=False,
+                                                                repr=False)
+
+    async def intend_to_create(self) -> None:
+        if self.record_intent is not None:
+            await self.record_intent()
+
+
+class VendorAdapter(Protocol):
+    """One vendor. `submit` creates the vendor's order (after asking whether it already
+    exists, where the vendor can be asked); `poll` reads its progress."""
+
+    vendor: Vendor
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def submit(self, order: Order, state: PairState) -> Observation: ...
+
+    async def poll(self, order: Order, state: PairState) -> Observation: ...
