@@ -12,7 +12,8 @@ import pytest
 from orderflow.adapters.errors import VendorRejected, VendorThrottled, VendorUnavailable, build_or_refuse
 from orderflow.adapters.http import HttpAnswer, default_error_for, path_safe_ref
 from orderflow.adapters.outcomes import Observation
-from orderflow.adapters.zakeke import parse_token_answer, zakeke_order_date
+from orderflow.adapters.zakeke.answers import parse_token_answer
+from orderflow.adapters.zakeke.request import zakeke_order_date
 from orderflow.contracts.events import Order, Vendor, VendorStatus
 
 

@@ -15,28 +15,30 @@ import pytest
 from orderflow.adapters.errors import VendorAuthFailed, VendorRejected, VendorThrottled, VendorUnavailable
 from orderflow.adapters.http import HttpAnswer
 from orderflow.adapters.outcomes import LinePrintFiles, PrintFileRef
-from orderflow.adapters.zakeke import (
+from orderflow.adapters.zakeke.answers import (
     DEFAULT_TOKEN_LIFETIME_S,
-    TokenCode,
-    build_register_body,
-    composition_lines,
     decode_json,
-    design_lines,
     design_unit_price_from,
-    dumps_exact_json,
-    lines_needing_design_price,
     match_design_items,
-    order_path,
     order_ref_from,
     parse_token_answer,
-    print_files_zip_path,
-    registration_code,
     summarize_zakeke_order,
     token_lifetime,
     zakeke_error,
+    zip_url_from,
+)
+from orderflow.adapters.zakeke.request import (
+    TokenCode,
+    build_register_body,
+    composition_lines,
+    design_lines,
+    dumps_exact_json,
+    lines_needing_design_price,
+    order_path,
+    print_files_zip_path,
+    registration_code,
     zakeke_lines,
     zakeke_order_date,
-    zip_url_from,
 )
 from orderflow.contracts.events import Order, OrderCreated
 

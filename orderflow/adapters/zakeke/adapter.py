@@ -1,0 +1,293 @@
+"""ZakekeAdapter: the I/O. Register an order (asking first after an intent, waiting out
+Zakeke's read lag), then follow its print-ready files."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any
+
+import structlog
+
+from orderflow.adapters.errors import (
+    NotProvenAbsent,
+    VendorAuthFailed,
+    VendorError,
+    VendorRejected,
+    VendorUnavailable,
+    build_or_refuse,
+    require_credentials,
+)
+from orderflow.adapters.http import HttpAnswer, RequestObserver, VendorHttp, basic_authorization
+from orderflow.adapters.outcomes import LinePrintFiles, Observation, PairState
+from orderflow.adapters.zakeke.answers import (
+    GrantedToken,
+    decode_json,
+    design_unit_price_from,
+    is_auth_refusal,
+    is_success,
+    order_ref_from,
+    parse_token_answer,
+    summarize_zakeke_order,
+    zakeke_error,
+    zip_url_from,
+)
+from orderflow.adapters.zakeke.request import (
+    PRINT_FILES_IN_PROCESS,
+    PRINT_FILES_READY,
+    VENDOR,
+    TokenCode,
+    build_register_body,
+    design_id_of,
+    design_path,
+    dumps_exact_json,
+    lines_needing_design_price,
+    modification_id_of,
+    order_path,
+    print_files_zip_path,
+    registration_code,
+    zakeke_lines,
+    zakeke_order_date,
+)
+from orderflow.adapters.zakeke.tokens import S2STokenCache
+from orderflow.config.settings import ZakekeSettings
+from orderflow.contracts.events import Order, OrderLine, Vendor, VendorStatus
+
+log = structlog.get_logger(__name__)
+
+
+class ZakekeAdapter:
+    """Registers orders with Zakeke and follows their print-ready files.
+
+    `submit` adopts an order Zakeke already knows (looked up by code), otherwise registers
+    it; `poll` reports SUBMITTED (vendor_state INPROCESS) until every item is READY, then
+    COMPLETED with one `LinePrintFiles` per design line."""
+
+    vendor: Vendor = VENDOR
+
+    def __init__(
+        self,
+        settings: ZakekeSettings,
+        observer: RequestObserver | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        # Epoch time, the clock of the engine's `PairState.intent_at`.
+        self._wall_clock = wall_clock
+        self._http = VendorHttp.for_vendor(VENDOR, settings, observer, json_serialize=dumps_exact_json)
+        self._tokens = S2STokenCache(
+            self._request_token, max_codes=settings.token_cache_size, clock=clock
+        )
+
+    async def start(self) -> None:
+        require_credentials(VENDOR, self._settings)
+        await self._http.start()
+
+    async def stop(self) -> None:
+        await self._tokens.close()
+        await self._http.stop()
+
+    # ------------------------------------------------------------------ engine calls
+
+    async def submit(self, order: Order, state: PairState) -> Observation:
+        if not zakeke_lines(order):
+            raise VendorRejected(
+                VENDOR, "register_order", "the order has no line customized with Zakeke"
+            )
+        # Refused before any call when Zakeke's format cannot carry the order at all.
+        build_or_refuse(VENDOR, "register_order", lambda: zakeke_order_date(order))
+        if state.intent_at is not None:
+            # A registration may have happened (its answer lost, or its sender gone).
+            existing = await self._get_order(order)
+            if existing is not None:
+                # Registered before: never post twice.
+                observation = await self._observe(order, existing, state.vendor_order_ref)
+                log.info("zakeke_order_adopted", order_id=order.order_id,
+                         vendor_order_ref=observation.vendor_order_ref)
+                return observation
+            waited = self._wall_clock() - state.intent_at
+            settle = self._settings.register_settle_s
+            if waited < settle:
+                # One 404 right after a registration proves nothing: Zakeke's reads lag.
+                raise NotProvenAbsent(
+                    VENDOR, "get_order",
+                    f"a registration {waited:.0f}s ago is not proven absent yet (reads lag; "
+                    f"registering again only after {settle:g}s, "
+                    f"ORDERFLOW_ZAKEKE__REGISTER_SETTLE_S)", 404)
+
+        prices = await self._design_unit_prices(order)
+        body = build_or_refuse(VENDOR, "register_order", lambda: build_register_body(order, prices))
+        await state.intend_to_create()
+        answer = await self._authorized(
+            "register_order", "POST", "/v2/order",
+            code=registration_code(order), json_body=body,
+        )
+        if not is_success(answer):
+            raise zakeke_error("register_order", answer)
+        return await self._read_back(order)
+
+    async def poll(self, order: Order, state: PairState) -> Observation:
+        data = await self._get_order(order)
+        if data is None:
+            # Zakeke may still lag behind the registration: nothing new to report.
+            return Observation(VendorStatus.SUBMITTED, state.vendor_order_ref, state.vendor_state)
+        return await self._observe(order, data, state.vendor_order_ref)
+
+    # ------------------------------------------------------------------ steps
+
+    async def _read_back(self, order: Order) -> Observation:
+        """After a successful post, learn Zakeke's id. The order is registered whatever
+        happens here, so no error may leave: one would make the engine submit again, and a
+        lookup that still lags would then post a second registration."""
+        data: Any = None
+        try:
+            data = await self._get_order(order)
+            if data is None:
+                return Observation(VendorStatus.SUBMITTED)
+            return await self._observe(order, data, None)
+        except VendorError as exc:
+            log.warning(
+                "zakeke_read_back_failed", order_id=order.order_id, error=str(exc),
+            )
+            ref = order_ref_from(data) if isinstance(data, dict) else None
+            return Observation(VendorStatus.SUBMITTED, ref)
+
+    async def _observe(
+        self, order: Order, data: Any, known_ref: str | None
+    ) -> Observation:
+        try:
+            summary = summarize_zakeke_order(order, data)
+        except ValueError as exc:
+            raise VendorUnavailable(VENDOR, "get_order", f"unreadable order: {exc}") from exc
+        ref = summary.vendor_order_ref or known_ref
+        if not summary.ready:
+            return Observation(VendorStatus.SUBMITTED, ref, summary.vendor_state)
+        print_files: list[LinePrintFiles] = []
+        for entry in summary.lines:
+            files = entry.files
+            if files is None or files.zip_url is None:
+                # READY without a zip URL on the item (or no item for the line): the
+                # designs API hands out the zip, or 404 while it is not rendered yet.
+                zip_url = await self._print_files_zip(entry.line)
+                if zip_url is None:
+                    return Observation(VendorStatus.SUBMITTED, ref, PRINT_FILES_IN_PROCESS)
+                files = _with_zip(entry.line, files, zip_url)
+            print_files.append(files)
+        return Observation(
+            VendorStatus.COMPLETED, ref, PRINT_FILES_READY, print_files=tuple(print_files)
+        )
+
+    async def _get_order(self, order: Order) -> dict[str, Any] | None:
+        """Zakeke's order for our code, or None when Zakeke does not know it (yet)."""
+        answer = await self._authorized("get_order", "GET", order_path(order), code=None)
+        if answer.status == 404:
+            return None
+        if not is_success(answer):
+            raise zakeke_error("get_order", answer)
+        data = decode_json("get_order", answer)
+        if not isinstance(data, dict):
+            # Only a 404 may mean "unknown": a 200 we cannot read must never lead to a post.
+            raise VendorUnavailable(
+                VENDOR, "get_order", "order answer is not a JSON object", answer.status
+            )
+        return data
+
+    async def _design_unit_prices(self, order: Order) -> dict[str, Decimal]:
+        prices: dict[str, Decimal] = {}
+        for line in lines_needing_design_price(order):
+            modification_id = modification_id_of(line)
+            params = {"modificationID": modification_id} if modification_id else None
+            answer = await self._authorized(
+                "get_design", "GET", design_path(line), code=None, params=params
+            )
+            if not is_success(answer):
+                # 404: the order names a design Zakeke does not have, a permanent refusal.
+                raise zakeke_error("get_design", answer)
+            try:
+                prices[line.line_id] = design_unit_price_from(decode_json("get_design", answer),
+                                                              line.unit_price)
+            except ValueError as exc:
+                raise VendorUnavailable(VENDOR, "get_design", str(exc), answer.status) from exc
+        return prices
+
+    async def _print_files_zip(self, line: OrderLine) -> str | None:
+        answer = await self._authorized(
+            "get_print_files", "GET", print_files_zip_path(line), code=None
+        )
+        if answer.status == 404:
+            return None
+        if not is_success(answer):
+            raise zakeke_error("get_print_files", answer)
+        try:
+            return zip_url_from(decode_json("get_print_files", answer))
+        except ValueError as exc:
+            raise VendorUnavailable(VENDOR, "get_print_files", str(exc), answer.status) from exc
+
+    # ------------------------------------------------------------------ HTTP with tokens
+
+    async def _authorized(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        *,
+        code: TokenCode | None,
+        json_body: Any = None,
+        params: Mapping[str, str] | None = None,
+    ) -> HttpAnswer:
+        """One API call with a bearer token. A 401/403 drops that token and the call is tried
+        once more with a fresh one; refused again, it is an auth outage."""
+        token = await self._tokens.get(code)
+        answer = await self._http.request(
+            operation, method, path, json_body=json_body, params=params,
+            headers={"Authorization": f"Bearer {token.value}"},
+        )
+        if not is_auth_refusal(answer):
+            return answer
+        self._tokens.discard(code, token)
+        token = await self._tokens.get(code)
+        answer = await self._http.request(
+            operation, method, path, json_body=json_body, params=params,
+            headers={"Authorization": f"Bearer {token.value}"},
+        )
+        if not is_auth_refusal(answer):
+            return answer
+        self._tokens.discard(code, token)
+        raise VendorAuthFailed(
+            VENDOR, operation, f"refused a fresh token: {answer.message()}", answer.status
+        )
+
+    def _client_authorization(self) -> str:
+        secret = self._settings.client_secret
+        return basic_authorization(self._settings.client_id or "",
+                                   secret.get_secret_value() if secret else "")
+
+    async def _request_token(self, code: TokenCode | None) -> GrantedToken:
+        form = {"grant_type": "client_credentials", "access_type": "S2S"}
+        if code is not None:
+            form[code.kind] = code.value
+        answer = await self._http.request(
+            "token", "POST", "/token", form=form,
+            headers={"Authorization": self._client_authorization()},
+        )
+        if not is_success(answer):
+            raise zakeke_error("token", answer)
+        try:
+            return parse_token_answer(decode_json("token", answer))
+        except ValueError as exc:
+            raise VendorUnavailable(VENDOR, "token", str(exc), answer.status) from exc
+
+
+def _with_zip(line: OrderLine, files: LinePrintFiles | None, zip_url: str) -> LinePrintFiles:
+    design_id = design_id_of(line)
+    assert design_id is not None
+    return LinePrintFiles(
+        line_id=line.line_id,
+        design_id=design_id,
+        modification_id=modification_id_of(line),
+        zip_url=zip_url,
+        files=files.files if files is not None else (),
+    )
