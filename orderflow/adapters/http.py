@@ -15,7 +15,7 @@ import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -173,10 +173,46 @@ def default_error_for(vendor: Vendor, operation: str, answer: HttpAnswer) -> Ven
     return VendorUnavailable(vendor, operation, f"unexpected HTTP {status}", status)
 
 
+class SentRequest(NamedTuple):
+    """A request as it leaves VendorHttp: what a `MockTransport` handler is given."""
+
+    operation: str
+    method: str
+    path: str  # below the base URL
+    json_body: Any
+    params: Mapping[str, str] | None
+    headers: Mapping[str, str] | None
+    form: Mapping[str, str] | None
+
+
+class MockTransport:
+    """Answers VendorHttp's requests with a function instead of the network, in the manner of
+    httpx's MockTransport: the VendorHttp holding it is the real one (its observer, its one
+    translation of failures), only the wire is replaced. Every request is kept, in order.
+    The one fake of the HTTP session; adapters take it as `http=VendorHttp(...,
+    transport=MockTransport(handler))`."""
+
+    def __init__(self, handler: Callable[[SentRequest], HttpAnswer]) -> None:
+        self._handler = handler
+        self.requests: list[SentRequest] = []
+
+    @classmethod
+    def scripted(cls, script: Mapping[tuple[str, str], list[HttpAnswer]]) -> MockTransport:
+        """Answers by (method, path), each list answered in order (a request the script
+        does not expect fails the test with KeyError or IndexError)."""
+        queues = {key: list(answers) for key, answers in script.items()}
+        return cls(lambda request: queues[(request.method, request.path)].pop(0))
+
+    async def __call__(self, request: SentRequest) -> HttpAnswer:
+        self.requests.append(request)
+        return self._handler(request)
+
+
 class VendorHttp:
     """An aiohttp session bound to one vendor's base URL, with a timeout per request, and
     every request reported to the observer. Transport failures come out as
-    `VendorUnavailable`; HTTP statuses are returned for the adapter to read."""
+    `VendorUnavailable`; HTTP statuses are returned for the adapter to read. With a
+    `transport` (tests), requests go to it instead of the network."""
 
     def __init__(
         self,
@@ -189,8 +225,10 @@ class VendorHttp:
         default_headers: Mapping[str, str] | None = None,
         json_serialize: Callable[[Any], str] = json.dumps,
         max_answer_bytes: int = 1_048_576,
+        transport: MockTransport | None = None,
     ) -> None:
         self.vendor = vendor
+        self._transport = transport
         self._max_answer_bytes = max_answer_bytes
         self.base_url = base_url.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -210,14 +248,16 @@ class VendorHttp:
         observer: RequestObserver | None = None,
         *,
         json_serialize: Callable[[Any], str] = json.dumps,
+        transport: MockTransport | None = None,
     ) -> VendorHttp:
         """The session a vendor's settings describe: its base URL, timeout and connection cap."""
         return cls(vendor, settings.base_url, timeout_s=settings.request_timeout_s,
                    max_connections=settings.max_concurrency, observer=observer,
-                   json_serialize=json_serialize, max_answer_bytes=settings.max_answer_bytes)
+                   json_serialize=json_serialize, max_answer_bytes=settings.max_answer_bytes,
+                   transport=transport)
 
     async def start(self) -> None:
-        if self._session is None:
+        if self._session is None and self._transport is None:
             connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
             self._session = aiohttp.ClientSession(
                 connector=connector,
@@ -246,6 +286,9 @@ class VendorHttp:
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> HttpAnswer:
+        if self._transport is not None:
+            return await self._through_transport(self._transport, SentRequest(
+                operation, method, path, json_body, params, headers, form))
         if self._session is None:
             raise RuntimeError(f"{self.vendor} HTTP session is not started")
         url = self.base_url + path
@@ -283,6 +326,16 @@ class VendorHttp:
             self._observer.observe_request(
                 str(self.vendor), operation, outcome, time.perf_counter() - started
             )
+
+    async def _through_transport(self, transport: MockTransport, request: SentRequest) -> HttpAnswer:
+        started, outcome = time.perf_counter(), "connection_error"
+        try:
+            answer = await transport(request)
+            outcome = outcome_label(answer.status)
+            return answer
+        finally:
+            self._observer.observe_request(
+                str(self.vendor), request.operation, outcome, time.perf_counter() - started)
 
     async def _read_body(self, response: aiohttp.ClientResponse, operation: str) -> bytes:
         """The body, decompressed, or VendorUnavailable when it is larger than the limit

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from orderflow.adapters.errors import (
     VendorThrottled,
     VendorUnavailable,
 )
-from orderflow.adapters.http import HttpAnswer, VendorHttp
+from orderflow.adapters.http import HttpAnswer, MockTransport, VendorHttp
 from orderflow.adapters.outcomes import Observation, PairState
 from orderflow.adapters.reevoo import (
     ReevooAdapter,
@@ -352,51 +351,31 @@ def test_throttling_and_outage_carry_retry_after() -> None:
 # ----------------------------------------------------------------------------- adapter flow
 
 
-class ScriptedReevooHttp(VendorHttp):
-    """A fake transport: answers in order, requests recorded (with their auth)."""
-
-    def __init__(self, answers: list[HttpAnswer]) -> None:
-        super().__init__(Vendor.REEVOO, "https://reevoo.invalid", timeout_s=1, max_connections=1)
-        self.answers = answers
-        self.requests: list[tuple[str, str, str, Any, Mapping[str, str] | None]] = []
-
-    async def start(self) -> None:
-        return None
-
-    async def stop(self) -> None:
-        return None
-
-    async def request(
-        self,
-        operation: str,
-        method: str,
-        path: str,
-        *,
-        json_body: Any = None,
-        form: Mapping[str, str] | None = None,
-        params: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> HttpAnswer:
-        self.requests.append((operation, method, path, json_body, headers))
-        return self.answers.pop(0)
+def scripted(*answers: HttpAnswer, settings: ReevooSettings = SETTINGS
+             ) -> tuple[ReevooAdapter, MockTransport]:
+    """A Reevoo adapter whose requests the answers meet, in order."""
+    queue = list(answers)
+    transport = MockTransport(lambda request: queue.pop(0))
+    adapter = ReevooAdapter(settings, http=VendorHttp.for_vendor(Vendor.REEVOO, settings,
+                                                                 transport=transport))
+    return adapter, transport
 
 
 async def test_submit_posts_to_the_organisation_with_basic_auth() -> None:
-    http = ScriptedReevooHttp([HttpAnswer(202, {}, PAGE_202)])
-    adapter = ReevooAdapter(SETTINGS, http=http)
+    adapter, http = scripted(HttpAnswer(202, {}, PAGE_202))
     order = make_order()
 
     observation = await adapter.submit(order, PairState())
 
     assert observation.status is VendorStatus.COMPLETED
     assert observation.vendor_order_ref == "3b9c1e2a-5f4d-4c7b-9a1e-2d3f4a5b6c7d"
-    ((operation, method, path, body, headers),) = http.requests
-    assert (operation, method, path) == (
+    (sent,) = http.requests
+    assert (sent.operation, sent.method, sent.path) == (
         "submit_order", "POST", "/v4/organisations/TRKREF123/customer_order"
     )
-    assert body == reevoo_order_body(order, "trkref123")
-    assert headers is not None
-    scheme, credentials = headers["Authorization"].split(" ")
+    assert sent.json_body == reevoo_order_body(order, "trkref123")
+    assert sent.headers is not None
+    scheme, credentials = sent.headers["Authorization"].split(" ")
     assert scheme == "Basic"
     assert base64.b64decode(credentials).decode() == f"{API_KEY}:{API_SECRET}"
 
@@ -413,7 +392,7 @@ async def test_submit_posts_to_the_organisation_with_basic_auth() -> None:
 async def test_submit_raises_the_translated_error(
     answer: HttpAnswer, error_class: type[VendorError]
 ) -> None:
-    adapter = ReevooAdapter(SETTINGS, http=ScriptedReevooHttp([answer]))
+    adapter, _ = scripted(answer)
 
     with pytest.raises(error_class) as caught:
         await adapter.submit(make_order(), PairState())
@@ -422,16 +401,14 @@ async def test_submit_raises_the_translated_error(
 
 @pytest.mark.parametrize("missing", ["api_key", "api_secret", "trkref"])
 async def test_start_refuses_missing_credentials(missing: str) -> None:
-    adapter = ReevooAdapter(SETTINGS.model_copy(update={missing: None}),
-                            http=ScriptedReevooHttp([]))
+    adapter, _ = scripted(settings=SETTINGS.model_copy(update={missing: None}))
 
     with pytest.raises(ValueError, match=missing):
         await adapter.start()
 
 
 async def test_poll_never_calls_reevoo_and_restates_completion() -> None:
-    http = ScriptedReevooHttp([])
-    adapter = ReevooAdapter(SETTINGS, http=http)
+    adapter, http = scripted()
 
     observation = await adapter.poll(make_order(), PairState("uuid-1", "accepted"))
 

@@ -18,7 +18,7 @@ from orderflow.adapters.errors import (
     VendorThrottled,
     VendorUnavailable,
 )
-from orderflow.adapters.http import HttpAnswer, VendorHttp
+from orderflow.adapters.http import HttpAnswer, MockTransport, VendorHttp
 from orderflow.adapters.outcomes import Observation, PairState
 from orderflow.adapters.smake import (
     LOOKUP_MAX_PAGES,
@@ -442,44 +442,18 @@ def test_throttling_and_outage_carry_retry_after() -> None:
 Answer = tuple[int, Mapping[str, str], Any]
 
 
-class ScriptedSmakeHttp(VendorHttp):
-    """A fake transport: answers from a script keyed by (method, path), requests recorded."""
-
-    def __init__(self, script: dict[tuple[str, str], list[Answer]]) -> None:
-        super().__init__(Vendor.SMAKE, "https://smake.invalid/v2", timeout_s=1,
-                         max_connections=1)
-        self.script = script
-        self.requests: list[tuple[str, str, str, Any, Mapping[str, str] | None]] = []
-        self.headers: list[Mapping[str, str] | None] = []
-
-    async def start(self) -> None:
-        return None
-
-    async def stop(self) -> None:
-        return None
-
-    async def request(
-        self,
-        operation: str,
-        method: str,
-        path: str,
-        *,
-        json_body: Any = None,
-        form: Mapping[str, str] | None = None,
-        params: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> HttpAnswer:
-        self.requests.append((operation, method, path, json_body, params))
-        self.headers.append(headers)
-        status, answer_headers, body = self.script[(method, path)].pop(0)
-        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-        return HttpAnswer(status, dict(answer_headers), raw)
+def answer(status: int, headers: Mapping[str, str], body: Any) -> HttpAnswer:
+    return HttpAnswer(status, dict(headers), body if isinstance(body, bytes) else json.dumps(body).encode())
 
 
-def adapter_with(script: dict[tuple[str, str], list[Answer]]) -> tuple[SmakeAdapter,
-                                                                     ScriptedSmakeHttp]:
-    http = ScriptedSmakeHttp(script)
-    return SmakeAdapter(SETTINGS, http=http), http
+def adapter_with(script: dict[tuple[str, str], list[Answer]],
+                 settings: SmakeSettings = SETTINGS) -> tuple[SmakeAdapter, MockTransport]:
+    """A Smake adapter whose requests a script answers, by (method, path); the transport
+    keeps every request."""
+    transport = MockTransport.scripted(
+        {key: [answer(*entry) for entry in entries] for key, entries in script.items()})
+    http = VendorHttp.for_vendor(Vendor.SMAKE, settings, transport=transport)
+    return SmakeAdapter(settings, http=http), transport
 
 
 async def test_submit_without_shipping_address_calls_nothing() -> None:
@@ -519,7 +493,7 @@ async def test_a_first_submit_creates_without_asking_and_records_the_intent_firs
     assert create[:3] == ("create_order", "POST", "/orders")
     assert create[3] == smake_create_body(order, SETTINGS)
     assert intents == [0], "the intent is recorded before the create leaves"
-    assert http.headers == [{"Authorization": "Bearer sk-test-not-real"}]
+    assert [request.headers for request in http.requests] == [{"Authorization": "Bearer sk-test-not-real"}]
 
 
 async def test_a_submit_after_an_intent_asks_first_then_creates() -> None:
@@ -643,8 +617,7 @@ async def test_poll_errors(answer: Answer, error_class: type[VendorError]) -> No
 
 
 async def test_start_refuses_a_missing_api_key() -> None:
-    adapter = SmakeAdapter(SETTINGS.model_copy(update={"api_key": None}),
-                           http=ScriptedSmakeHttp({}))
+    adapter, _ = adapter_with({}, SETTINGS.model_copy(update={"api_key": None}))
 
     with pytest.raises(ValueError, match="api_key"):
         await adapter.start()
@@ -747,8 +720,7 @@ def test_without_maps_the_orders_own_words_go_through() -> None:
 ])
 async def test_a_method_a_set_map_lacks_is_refused_without_calling_smake(
         changes: dict[str, str], words: str) -> None:
-    http = ScriptedSmakeHttp({})
-    adapter = SmakeAdapter(MAPPED, http=http)
+    adapter, http = adapter_with({}, MAPPED)
     with pytest.raises(VendorRejected, match=words):
         await adapter.submit(make_order(**changes), PairState())
     assert http.requests == []

@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from orderflow.adapters.errors import VendorAuthFailed, VendorRejected, VendorThrottled, VendorUnavailable
-from orderflow.adapters.http import HttpAnswer
-from orderflow.adapters.outcomes import LinePrintFiles, PrintFileRef
+from orderflow.adapters.http import HttpAnswer, MockTransport, SentRequest, VendorHttp
+from orderflow.adapters.outcomes import LinePrintFiles, Observation, PairState, PrintFileRef
+from orderflow.adapters.zakeke import ZakekeAdapter
 from orderflow.adapters.zakeke.answers import (
     DEFAULT_TOKEN_LIFETIME_S,
     decode_json,
@@ -40,7 +42,8 @@ from orderflow.adapters.zakeke.request import (
     zakeke_lines,
     zakeke_order_date,
 )
-from orderflow.contracts.events import Order, OrderCreated
+from orderflow.config.settings import ZakekeSettings
+from orderflow.contracts.events import Order, OrderCreated, Vendor, VendorStatus
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -593,3 +596,30 @@ def test_a_percentage_design_price_is_that_share_of_the_product_price(
 def test_a_percentage_that_is_not_a_number_is_an_unreadable_answer() -> None:
     with pytest.raises(ValueError, match="designUnitPercentagePrice"):
         design_unit_price_from({"designUnitPercentagePrice": "lots"}, Decimal(1))
+
+
+# ----------------------------------------------------------------------------- through the fake
+
+
+async def test_a_first_submit_posts_with_a_customer_token_and_no_lookup_before() -> None:
+    def zakeke(request: SentRequest) -> HttpAnswer:
+        if request.path == "/token":
+            code = (request.form or {}).get("customercode", "read")
+            return HttpAnswer(200, {}, json.dumps({"access_token": f"tok-{code}",
+                                                   "expires_in": 3600}).encode())
+        if request.method == "POST":
+            return HttpAnswer(200, {}, b"")
+        return HttpAnswer(404, {}, b'{"message": "not found"}')  # the read still lags
+
+    settings = ZakekeSettings(client_id="id", client_secret=SecretStr("secret"))
+    transport = MockTransport(zakeke)
+    adapter = ZakekeAdapter(settings, http=VendorHttp.for_vendor(Vendor.ZAKEKE, settings,
+                                                                 transport=transport))
+    observation = await adapter.submit(load_order(), PairState())
+
+    assert observation == Observation(VendorStatus.SUBMITTED)  # registered, id not known yet
+    assert [(r.method, r.path) for r in transport.requests] == [
+        ("POST", "/token"), ("POST", "/v2/order"), ("POST", "/token"), ("GET", "/v2/order/SHOP-100234")]
+    register = transport.requests[1]
+    assert register.headers == {"Authorization": "Bearer tok-C-1122"}
+    assert register.json_body["orderCode"] == "SHOP-100234"

@@ -73,11 +73,13 @@ class ZakekeAdapter:
         *,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        http: VendorHttp | None = None,
     ) -> None:
         self._settings = settings
         # Epoch time, the clock of the engine's `PairState.intent_at`.
         self._wall_clock = wall_clock
-        self._http = VendorHttp.for_vendor(VENDOR, settings, observer, json_serialize=dumps_exact_json)
+        self._http = http or VendorHttp.for_vendor(VENDOR, settings, observer,
+                                                   json_serialize=dumps_exact_json)
         self._tokens = S2STokenCache(
             self._request_token, max_codes=settings.token_cache_size, clock=clock
         )
