@@ -242,22 +242,15 @@ class ZakekeAdapter:
     ) -> HttpAnswer:
         """One API call with a bearer token. A 401/403 drops that token and the call is tried
         once more with a fresh one; refused again, it is an auth outage."""
-        token = await self._tokens.get(code)
-        answer = await self._http.request(
-            operation, method, path, json_body=json_body, params=params,
-            headers={"Authorization": f"Bearer {token.value}"},
-        )
-        if not is_auth_refusal(answer):
-            return answer
-        self._tokens.discard(code, token)
-        token = await self._tokens.get(code)
-        answer = await self._http.request(
-            operation, method, path, json_body=json_body, params=params,
-            headers={"Authorization": f"Bearer {token.value}"},
-        )
-        if not is_auth_refusal(answer):
-            return answer
-        self._tokens.discard(code, token)
+        for _ in range(2):  # the token in hand, then a fresh one
+            token = await self._tokens.get(code)
+            answer = await self._http.request(
+                operation, method, path, json_body=json_body, params=params,
+                headers={"Authorization": f"Bearer {token.value}"},
+            )
+            if not is_auth_refusal(answer):
+                return answer
+            self._tokens.discard(code, token)
         raise VendorAuthFailed(
             VENDOR, operation, f"refused a fresh token: {answer.message()}", answer.status
         )
