@@ -28,13 +28,14 @@ from orderflow.contracts.events import OrderCreated
 from orderflow.sandbox.broker import EmbeddedBroker, create_topics, free_port
 from orderflow.sandbox.outcomes import TERMINAL, OutputReader, Pair
 from orderflow.sandbox.samples import encode, sample_orders
+from orderflow.sandbox.simulators import defaults
 from orderflow.sandbox.simulators.base import FaultKnobs, SimulatorServer
+from orderflow.sandbox.simulators.defaults import VENDORS
 from orderflow.sandbox.simulators.reevoo import ReevooSimulator
 from orderflow.sandbox.simulators.smake import SmakeSimulator
 from orderflow.sandbox.simulators.zakeke import ZakekeSimulator
 
 INPUT_PARTITIONS = 6
-VENDORS = ("zakeke", "smake", "reevoo")
 
 
 def sandbox_settings(bootstrap: str, urls: dict[str, str], http_port: int) -> Settings:
@@ -45,11 +46,8 @@ def sandbox_settings(bootstrap: str, urls: dict[str, str], http_port: int) -> Se
                "enable_idempotence": False, "session_timeout_ms": 6000,
                "heartbeat_interval_ms": 1000, "tracking_replication_factor": 1},
         topics=topics.model_dump(),
-        zakeke={"base_url": urls["zakeke"], "client_id": "zakeke-sim-client",
-                "client_secret": "zakeke-sim-secret"},
-        smake={"base_url": urls["smake"], "api_key": "smake-sim-key"},
-        reevoo={"base_url": urls["reevoo"], "api_key": "reevoo-sim-key",
-                "api_secret": "reevoo-sim-secret", "trkref": "TRKREF123"},
+        **{vendor: {"base_url": urls[vendor], **credentials}
+           for vendor, credentials in defaults.service_credentials().items()},
         poll={"initial_interval_s": 0.5, "max_interval_s": 2.0, "deadline_s": 600},
         http={"host": "127.0.0.1", "port": http_port},
         log={"format": "console", "level": "WARNING"},

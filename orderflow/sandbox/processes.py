@@ -23,16 +23,8 @@ from typing import IO
 import aiohttp
 
 from orderflow.config.settings import TopicSettings
-from orderflow.sandbox.simulators import world
-
-VENDORS: tuple[str, ...] = ("zakeke", "smake", "reevoo")
-
-# What the simulators accept by default (python -m orderflow.sandbox.simulators).
-SIMULATOR_CREDENTIALS: dict[str, dict[str, str]] = {
-    "zakeke": {"CLIENT_ID": "zakeke-sim-client", "CLIENT_SECRET": "zakeke-sim-secret"},
-    "smake": {"API_KEY": "smake-sim-key"},
-    "reevoo": {"API_KEY": "reevoo-sim-key", "API_SECRET": "reevoo-sim-secret", "TRKREF": "TRKREF123"},
-}
+from orderflow.sandbox.simulators import defaults, world
+from orderflow.sandbox.simulators.defaults import VENDORS
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -65,7 +57,8 @@ def sandbox_env(bootstrap_servers: str, topics: TopicSettings, urls: Mapping[str
         env[prefix + "ENABLED"] = "true" if vendor in urls else "false"
         if vendor in urls:
             env[prefix + "BASE_URL"] = urls[vendor]
-            env.update({prefix + name: value for name, value in SIMULATOR_CREDENTIALS[vendor].items()})
+            env.update({prefix + name.upper(): value
+                        for name, value in defaults.service_credentials()[vendor].items()})
     return env
 
 

@@ -17,13 +17,12 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from orderflow.sandbox.simulators import world
+from orderflow.sandbox.simulators import defaults, world
 from orderflow.sandbox.simulators.base import FaultKnobs, SimulatorServer, VendorSimulator
+from orderflow.sandbox.simulators.defaults import VENDORS
 from orderflow.sandbox.simulators.reevoo import ReevooSimulator
 from orderflow.sandbox.simulators.smake import SmakeSimulator
 from orderflow.sandbox.simulators.zakeke import ZakekeSimulator
-
-VENDORS = ("zakeke", "smake", "reevoo")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,8 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     zakeke = parser.add_argument_group("zakeke")
-    zakeke.add_argument("--zakeke-client-id", default="zakeke-sim-client")
-    zakeke.add_argument("--zakeke-client-secret", default="zakeke-sim-secret")
+    zakeke.add_argument("--zakeke-client-id", default=defaults.ZAKEKE_CLIENT_ID)
+    zakeke.add_argument("--zakeke-client-secret", default=defaults.ZAKEKE_CLIENT_SECRET)
     zakeke.add_argument("--token-expires-in-s", type=int, default=3600)
     zakeke.add_argument("--zakeke-token-field", choices=("access_token", "access-token"),
                         default="access_token")
@@ -63,16 +62,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="comma-separated, e.g. PDF,PNG,SVG")
 
     smake = parser.add_argument_group("smake")
-    smake.add_argument("--smake-api-key", default="smake-sim-key")
-    smake.add_argument("--smake-prefix", default="/v2/apps/1")
+    smake.add_argument("--smake-api-key", default=defaults.SMAKE_API_KEY)
+    smake.add_argument("--smake-prefix", default=defaults.SMAKE_API_PREFIX)
     smake.add_argument("--smake-seconds-per-state", type=float, default=1.0)
     smake.add_argument("--smake-failure-rate", type=float, default=0.0)
 
     reevoo = parser.add_argument_group("reevoo")
-    reevoo.add_argument("--reevoo-api-key", default="reevoo-sim-key")
-    reevoo.add_argument("--reevoo-api-secret", default="reevoo-sim-secret")
+    reevoo.add_argument("--reevoo-api-key", default=defaults.REEVOO_API_KEY)
+    reevoo.add_argument("--reevoo-api-secret", default=defaults.REEVOO_API_SECRET)
     reevoo.add_argument("--reevoo-trkref", action="append", default=None,
-                        help="an accepted TRKREF (repeatable; default TRKREF123)")
+                        help=f"an accepted TRKREF (repeatable; default {defaults.REEVOO_TRKREF})")
     return parser
 
 
@@ -114,7 +113,7 @@ def build_simulator(vendor: str, args: argparse.Namespace) -> VendorSimulator:
     return ReevooSimulator(
         api_key=args.reevoo_api_key,
         api_secret=args.reevoo_api_secret,
-        trkrefs=args.reevoo_trkref or ("TRKREF123",),
+        trkrefs=args.reevoo_trkref or (defaults.REEVOO_TRKREF,),
         knobs=knobs,
         seed=args.seed,
     )

@@ -31,6 +31,7 @@ from typing import Any
 
 from aiohttp import web
 
+from orderflow.sandbox.simulators import defaults
 from orderflow.sandbox.simulators.base import (
     Clock,
     FaultKnobs,
@@ -73,9 +74,9 @@ class ReevooSimulator(VendorSimulator):
     def __init__(
         self,
         *,
-        api_key: str = "reevoo-sim-key",
-        api_secret: str = "reevoo-sim-secret",
-        trkrefs: Iterable[str] = ("TRKREF123",),
+        api_key: str = defaults.REEVOO_API_KEY,
+        api_secret: str = defaults.REEVOO_API_SECRET,
+        trkrefs: Iterable[str] = (defaults.REEVOO_TRKREF,),
         access_denied: bool = False,
         clock: Clock = time.monotonic,
         knobs: FaultKnobs | None = None,

@@ -31,6 +31,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import Field
 
+from orderflow.sandbox.simulators import defaults
 from orderflow.sandbox.simulators.base import (
     Clock,
     FaultKnobs,
@@ -107,8 +108,8 @@ class SmakeSimulator(VendorSimulator):
     def __init__(
         self,
         *,
-        api_key: str = "smake-sim-key",
-        api_prefix: str = "/v2/apps/1",
+        api_key: str = defaults.SMAKE_API_KEY,
+        api_prefix: str = defaults.SMAKE_API_PREFIX,
         seconds_per_state: float | Mapping[str, float] = 1.0,
         failure_rate: float = 0.0,
         cancellable_states: Iterable[str] = ("draft", "checking", "preparing", "prepared"),

@@ -33,6 +33,7 @@ from urllib.parse import quote
 from aiohttp import web
 from pydantic import Field, field_validator
 
+from orderflow.sandbox.simulators import defaults
 from orderflow.sandbox.simulators.base import (
     Clock,
     FaultKnobs,
@@ -118,8 +119,8 @@ class ZakekeSimulator(VendorSimulator):
     def __init__(
         self,
         *,
-        client_id: str = "zakeke-sim-client",
-        client_secret: str = "zakeke-sim-secret",
+        client_id: str = defaults.ZAKEKE_CLIENT_ID,
+        client_secret: str = defaults.ZAKEKE_CLIENT_SECRET,
         token_expires_in_s: int = 3600,
         token_field: Literal["access_token", "access-token"] = "access_token",
         known_designs: Iterable[str] | None = None,
