@@ -43,7 +43,7 @@ import statistics
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,12 +56,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from orderflow.adapters.reevoo import reevoo_order_body
 from orderflow.config.settings import Settings, TopicSettings
 from orderflow.consumer.decode import Undecodable, decode_order_created
-from orderflow.consumer.routing import route
 from orderflow.contracts.events import OrderCreated
 from orderflow.sandbox.broker import EmbeddedBroker, create_topics, free_port
-from orderflow.sandbox.outcomes import OutputReader
+from orderflow.sandbox.outcomes import OutputReader, expected_pairs
 from orderflow.sandbox.processes import (
-    SIMULATOR_CREDENTIALS,
     VENDORS,
     Child,
     cpu_seconds,
@@ -72,14 +70,13 @@ from orderflow.sandbox.processes import (
     wait_ready,
 )
 from orderflow.sandbox.samples import encode, sample_orders
+from orderflow.sandbox.simulators import defaults
 
 # Credentials the simulators accept by default.
-ZAKEKE_CLIENT = (SIMULATOR_CREDENTIALS["zakeke"]["CLIENT_ID"],
-                 SIMULATOR_CREDENTIALS["zakeke"]["CLIENT_SECRET"])
-SMAKE_KEY = SIMULATOR_CREDENTIALS["smake"]["API_KEY"]
-REEVOO_CLIENT = (SIMULATOR_CREDENTIALS["reevoo"]["API_KEY"],
-                 SIMULATOR_CREDENTIALS["reevoo"]["API_SECRET"])
-REEVOO_TRKREF = SIMULATOR_CREDENTIALS["reevoo"]["TRKREF"]
+ZAKEKE_CLIENT = (defaults.ZAKEKE_CLIENT_ID, defaults.ZAKEKE_CLIENT_SECRET)
+SMAKE_KEY = defaults.SMAKE_API_KEY
+REEVOO_CLIENT = (defaults.REEVOO_API_KEY, defaults.REEVOO_API_SECRET)
+REEVOO_TRKREF = defaults.REEVOO_TRKREF
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -231,16 +228,6 @@ class Bench:
 
     def cpu(self) -> dict[str, float | None]:
         return {name: cpu_seconds(pid) for name, pid in self.pids().items()}
-
-
-def expected_pairs(events: Iterable[dict[str, Any]], routing: Settings) -> set[tuple[str, str]]:
-    pairs: set[tuple[str, str]] = set()
-    for event in events:
-        decoded = decode_order_created(encode(event)[1], 1 << 20)
-        assert isinstance(decoded, OrderCreated), decoded
-        pairs.update((decoded.order.order_id, str(v)) for v in route(decoded.order, routing)
-                     if str(v) in VENDORS)
-    return pairs
 
 
 async def produce(bench: Bench, events: Sequence[dict[str, Any]], rate: float,

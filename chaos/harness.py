@@ -46,11 +46,8 @@ import aiohttp
 from aiokafka.errors import KafkaError
 
 from orderflow.config.settings import Settings, TopicSettings
-from orderflow.consumer.decode import decode_order_created
-from orderflow.consumer.routing import route
-from orderflow.contracts.events import OrderCreated
 from orderflow.sandbox.broker import EmbeddedBroker, create_topics, free_port
-from orderflow.sandbox.outcomes import OutputReader, read_topic
+from orderflow.sandbox.outcomes import OutputReader, expected_pairs, read_topic
 from orderflow.sandbox.processes import (
     VENDORS,
     Child,
@@ -587,7 +584,7 @@ class ChaosRun:
             pairs: set[tuple[str, str]] = set()
             for order_id in list(producer.delivered_orders):
                 if order_id not in expected_cache:
-                    expected_cache[order_id] = expected_pairs_of(stream.events[order_id], routing)
+                    expected_cache[order_id] = expected_pairs([stream.events[order_id]], routing)
                 pairs |= expected_cache[order_id]
             return pairs
 
@@ -768,12 +765,6 @@ class ChaosRun:
             failures.append(f"only {self.freezes} of {plan.freezes} replica freezes happened")
         if self.stalls < plan.stalls:
             failures.append(f"only {self.stalls} of {plan.stalls} broker stalls happened")
-
-
-def expected_pairs_of(event: dict[str, Any], routing: Settings) -> set[tuple[str, str]]:
-    decoded = decode_order_created(encode(event)[1], MAX_RECORD_BYTES)
-    assert isinstance(decoded, OrderCreated), decoded
-    return {(decoded.order.order_id, str(v)) for v in route(decoded.order, routing) if str(v) in VENDORS}
 
 
 async def read_dead_letters(bootstrap: str, topic: str) -> list[dict[str, Any]]:

@@ -23,10 +23,8 @@ from rich.table import Table
 from orderflow.config.settings import Settings, TopicSettings, load_settings
 from orderflow.consumer.app import Application
 from orderflow.consumer.logging import configure_logging
-from orderflow.consumer.routing import route
-from orderflow.contracts.events import OrderCreated
 from orderflow.sandbox.broker import EmbeddedBroker, create_topics, free_port
-from orderflow.sandbox.outcomes import TERMINAL, OutputReader, Pair
+from orderflow.sandbox.outcomes import TERMINAL, OutputReader, Pair, expected_pairs
 from orderflow.sandbox.samples import encode, sample_orders
 from orderflow.sandbox.simulators import defaults
 from orderflow.sandbox.simulators.base import FaultKnobs, SimulatorServer
@@ -129,10 +127,8 @@ def _lifelike_latency(seed: int) -> FaultKnobs:
 
 def _expected_pairs(events: list[dict[str, Any]], settings: Settings) -> dict[str, set[Pair]]:
     expected: dict[str, set[Pair]] = {v: set() for v in VENDORS}
-    for event in events:
-        order = OrderCreated.model_validate(event).order
-        for vendor in route(order, settings):
-            expected[str(vendor)].add((order.order_id, str(vendor)))
+    for pair in expected_pairs(events, settings):
+        expected[pair[1]].add(pair)
     return expected
 
 

@@ -1,17 +1,23 @@
 """Reads orderflow's output topics as a downstream consumer would, and counts what matters:
 per (order, vendor) pair, which statuses arrived and how many terminal events; print files
 per line; repeats by event id. The demo, the tests, the benchmark and the chaos run all
-judge the service by these counts."""
+judge the service by these counts, against the pairs the orders fed must end in
+(`expected_pairs`)."""
 
 from __future__ import annotations
 
 import json
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from orderflow.config.settings import Settings
+from orderflow.consumer.routing import route
+from orderflow.contracts.events import OrderCreated
 
 TERMINAL = frozenset({"completed", "failed", "rejected", "cancelled", "timed_out"})
 Pair = tuple[str, str]  # (order_id, vendor)
@@ -82,6 +88,16 @@ class Outcomes:
         for (_, vendor), status in self.terminal_status.items():
             table[vendor][status] += 1
         return table
+
+
+def expected_pairs(events: Iterable[dict[str, Any]], settings: Settings) -> set[Pair]:
+    """The (order, vendor) pairs these `order.created` events must end in under `settings`:
+    what the service's own routing makes of them. Every event must be valid."""
+    pairs: set[Pair] = set()
+    for event in events:
+        order = OrderCreated.model_validate(event).order
+        pairs.update((order.order_id, str(vendor)) for vendor in route(order, settings))
+    return pairs
 
 
 async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:

@@ -33,10 +33,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from confluent_kafka import KafkaError, Message, Producer
 from conftest import PARTITIONS, service_env, settings_from
 
-from orderflow.consumer.decode import decode_order_created
-from orderflow.consumer.routing import route
-from orderflow.contracts.events import OrderCreated
-from orderflow.sandbox.outcomes import OutputReader
+from orderflow.sandbox.outcomes import OutputReader, expected_pairs
 from orderflow.sandbox.samples import encode, sample_orders
 from orderflow.sandbox.simulators import world
 from orderflow.sandbox.simulators.base import FaultKnobs, SimulatorServer
@@ -155,15 +152,9 @@ async def wait_for_stable_group(replicas: list[Replica], timeout_s: float) -> di
     raise AssertionError(f"the group did not settle: {owned}")
 
 
-def expected_pairs(events: list[dict[str, Any]], env: dict[str, str],
-                   monkeypatch: pytest.MonkeyPatch) -> set[tuple[str, str]]:
-    settings = settings_from(env, monkeypatch)
-    pairs: set[tuple[str, str]] = set()
-    for event in events:
-        decoded = decode_order_created(encode(event)[1], 1 << 20)
-        assert isinstance(decoded, OrderCreated), decoded
-        pairs.update((decoded.order.order_id, str(v)) for v in route(decoded.order, settings))
-    return pairs
+def pairs_of(events: list[dict[str, Any]], env: dict[str, str],
+             monkeypatch: pytest.MonkeyPatch) -> set[tuple[str, str]]:
+    return expected_pairs(events, settings_from(env, monkeypatch))
 
 
 async def produce_steadily(bootstrap: str, topic: str, events: list[dict[str, Any]],
@@ -233,7 +224,7 @@ async def test_sigterm_under_load_hands_over_without_loss_or_duplicates(
                          reevoo=reevoo.base_url),
            "ORDERFLOW_SHUTDOWN_GRACE_S": str(GRACE_S)}
     events = sample_orders(ORDERS, seed=30, prefix="TERM", shape="mixed")
-    pairs = expected_pairs(events, env, monkeypatch)
+    pairs = pairs_of(events, env, monkeypatch)
     reader = OutputReader(broker.bootstrap_servers, topics.status, topics.print_files_ready)
     await reader.start()
     # One replica first, then two more, as a deployment grows: the group is past its first

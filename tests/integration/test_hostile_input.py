@@ -21,11 +21,9 @@ from conftest import service_env, settings_from
 
 from fuzz.records import HOSTILE, Limits
 from orderflow.config.settings import KafkaSettings
-from orderflow.consumer.routing import route
 from orderflow.contracts import dead_letters
-from orderflow.contracts.events import OrderCreated
 from orderflow.sandbox.broker import free_port
-from orderflow.sandbox.outcomes import OutputReader, read_topic
+from orderflow.sandbox.outcomes import OutputReader, expected_pairs, read_topic
 from orderflow.sandbox.processes import start_service, wait_ready
 from orderflow.sandbox.samples import encode, sample_orders
 from orderflow.sandbox.simulators import world
@@ -100,8 +98,7 @@ async def test_good_orders_complete_and_each_hostile_record_is_dead_lettered_onc
         env = service_env(broker, topics, zakeke=zakeke.base_url, smake=smake.base_url,
                           reevoo=reevoo.base_url)
         settings = settings_from(env, monkeypatch)
-        expected = {(e["order"]["order_id"], str(v)) for e in good
-                    for v in route(OrderCreated.model_validate(e).order, settings)}
+        expected = expected_pairs(good, settings)
         port = free_port()
         env["ORDERFLOW_HTTP__PORT"] = str(port)
         for name in ("ORDERFLOW_KAFKA__MAX_RECORD_BYTES", "ORDERFLOW_KAFKA__MAX_MESSAGE_BYTES"):
