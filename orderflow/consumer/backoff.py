@@ -27,6 +27,25 @@ def poll_interval(polls_without_change: int, initial_s: float, max_s: float,
     return interval * rng.uniform(0.9, 1.1)
 
 
+class RetryPause:
+    """The pause between tries of a Kafka operation that failed (a broker stall, a lost
+    coordinator): from `first_s`, doubling to `cap_s`; `reset()` after a success. One
+    definition for the service's retry loops (intake, restore, writes, start-up)."""
+
+    def __init__(self, first_s: float = 0.5, cap_s: float = 10.0) -> None:
+        self._first_s = first_s
+        self._cap_s = cap_s
+        self.next_s = first_s
+
+    def reset(self) -> None:
+        self.next_s = self._first_s
+
+    def take(self) -> float:
+        """The pause to make now; the next one doubles."""
+        pause, self.next_s = self.next_s, min(self.next_s * 2, self._cap_s)
+        return pause
+
+
 class VendorBackoff:
     """When a vendor throttles us or keeps failing, every job of that vendor waits, instead of
     each waiting job finding out for itself (a 60 s outage otherwise meets a request from

@@ -28,6 +28,7 @@ from aiokafka.errors import (
 )
 
 from orderflow.config.settings import Settings, env_name
+from orderflow.consumer.backoff import RetryPause
 from orderflow.consumer.critical import CriticalTasks
 from orderflow.consumer.decode import Undecodable, decode_order_created
 from orderflow.consumer.jobs import Job, JobKey, JobTable
@@ -220,7 +221,7 @@ class Intake:
             self._metrics.consumer_lag.remove(str(partition))
 
     async def _restore(self, partitions: list[int]) -> None:
-        delay = 0.5
+        pause = RetryPause()
         while True:
             try:
                 reports = await self._tracking.restore(partitions, self._table)
@@ -228,8 +229,7 @@ class Intake:
             except KafkaError as exc:
                 self._metrics.kafka_errors.labels("restore").inc()
                 log.warning("restoring tracking state failed, retrying", error=str(exc))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                await asyncio.sleep(pause.take())
         for report in reports:
             if report.partition not in self.assigned:
                 self._table.drop_partition(report.partition)
@@ -248,7 +248,7 @@ class Intake:
 
     async def _consume_forever(self) -> None:
         assert self._consumer is not None
-        delay = 0.5
+        pause = RetryPause()
         while not self._stopping:
             self.last_turn = self._clock()
             self._metrics.last_progress.set(self.last_turn)
@@ -258,15 +258,14 @@ class Intake:
                 if batch:
                     async with self._batch_lock:
                         await self._process(batch)
-                delay = 0.5
+                pause.reset()
             except KafkaError as exc:
                 # Broker stalls, rebalances and lost coordinators are weather, not fatal:
                 # keep the process and its state, back off, and try again.
                 self._metrics.kafka_errors.labels("intake").inc()
                 log.warning("intake hit a Kafka error, retrying", error=str(exc),
                             error_class=type(exc).__name__)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                await asyncio.sleep(pause.take())
 
     async def _process(self, batch: dict[TopicPartition, list[Record]]) -> None:
         assert self._consumer is not None

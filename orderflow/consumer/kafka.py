@@ -20,6 +20,7 @@ from aiokafka.helpers import create_ssl_context
 from aiokafka.protocol.transaction import InitProducerIdRequest
 
 from orderflow.config.settings import KafkaSettings, TopicSettings, env_name
+from orderflow.consumer.backoff import RetryPause
 
 
 class StartupError(Exception):
@@ -72,7 +73,7 @@ async def wait_for_brokers(kafka: KafkaSettings, on_retry: Callable[[str, float]
     failed try. Raises StartupError naming ORDERFLOW_KAFKA__BOOTSTRAP_SERVERS after
     `startup_timeout_s`."""
     started = clock()
-    delay = 0.5
+    pause = RetryPause()
     while True:
         client = AIOKafkaClient(**client_options(kafka), request_timeout_ms=10_000)
         try:
@@ -89,8 +90,7 @@ async def wait_for_brokers(kafka: KafkaSettings, on_retry: Callable[[str, float]
                 f"answered within {env_name('kafka', 'startup_timeout_s')}="
                 f"{kafka.startup_timeout_s:g}s ({error})")
         on_retry(error, waited)
-        await asyncio.sleep(min(delay, max(0.0, kafka.startup_timeout_s - waited)))
-        delay = min(delay * 2, 10.0)
+        await asyncio.sleep(min(pause.take(), max(0.0, kafka.startup_timeout_s - waited)))
 
 
 async def check_idempotence(kafka: KafkaSettings) -> None:

@@ -23,7 +23,7 @@ from orderflow.adapters.errors import VendorError
 from orderflow.adapters.outcomes import Observation, PairState, VendorAdapter
 from orderflow.config.settings import Settings
 from orderflow.consumer import transitions
-from orderflow.consumer.backoff import VendorBackoff
+from orderflow.consumer.backoff import RetryPause, VendorBackoff
 from orderflow.consumer.critical import CriticalTasks
 from orderflow.consumer.jobs import DueQueue, Job, JobKey, JobTable, Phase
 from orderflow.consumer.logging import get_logger
@@ -336,7 +336,7 @@ class Scheduler:
         a crash in between repeats an event (same id, dropped downstream), never loses one."""
         after = step.job
         published = not step.events
-        delay = 0.5
+        pause = RetryPause(cap_s=5.0)
         while True:
             try:
                 if not published:
@@ -355,10 +355,10 @@ class Scheduler:
                     # record, asking the vendor before creating anything again.
                     log.warning("could not record a job's progress before hand-over", error=str(exc))
                     return
+                delay = pause.take()
                 log.warning("could not record a job's progress, retrying", error=str(exc),
                             retry_in_s=delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
         if after.phase is Phase.DONE:
             self._table.put(after)
             return

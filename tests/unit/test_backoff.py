@@ -8,7 +8,7 @@ import statistics
 
 import pytest
 
-from orderflow.consumer.backoff import VendorBackoff, poll_interval, retry_delay
+from orderflow.consumer.backoff import RetryPause, VendorBackoff, poll_interval, retry_delay
 
 SAMPLES = 2000
 
@@ -130,3 +130,10 @@ def test_vendor_backoff_an_answer_closes_it_and_failures_count_again_from_zero()
     assert backoff.tripped
     backoff.on_answer()
     assert not backoff.tripped
+
+
+def test_a_retry_pause_doubles_to_its_cap_and_starts_again_after_a_success() -> None:
+    pause = RetryPause(first_s=0.5, cap_s=3.0)
+    assert [pause.take() for _ in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    pause.reset()
+    assert pause.take() == 0.5
