@@ -60,7 +60,6 @@ from orderflow.contracts.events import OrderCreated
 from orderflow.sandbox.broker import EmbeddedBroker, create_topics, free_port
 from orderflow.sandbox.outcomes import OutputReader, expected_pairs
 from orderflow.sandbox.processes import (
-    VENDORS,
     Child,
     cpu_seconds,
     memory_mib,
@@ -71,6 +70,7 @@ from orderflow.sandbox.processes import (
 )
 from orderflow.sandbox.samples import encode, sample_orders
 from orderflow.sandbox.simulators import defaults
+from orderflow.sandbox.simulators.defaults import VENDORS
 
 # Credentials the simulators accept by default.
 ZAKEKE_CLIENT = (defaults.ZAKEKE_CLIENT_ID, defaults.ZAKEKE_CLIENT_SECRET)

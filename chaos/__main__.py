@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from chaos.harness import ChaosPlan, run_chaos
-from orderflow.sandbox.processes import VENDORS
+from orderflow.sandbox.simulators.defaults import VENDORS
 
 
 def non_negative(kind: type[int] | type[float]) -> Callable[[str], int | float]:

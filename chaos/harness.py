@@ -49,7 +49,6 @@ from orderflow.config.settings import Settings, TopicSettings
 from orderflow.sandbox.broker import EmbeddedBroker, create_topics, free_port
 from orderflow.sandbox.outcomes import OutputReader, expected_pairs, read_topic
 from orderflow.sandbox.processes import (
-    VENDORS,
     Child,
     memory_mib,
     sandbox_env,
@@ -58,6 +57,7 @@ from orderflow.sandbox.processes import (
     wait_ready,
 )
 from orderflow.sandbox.samples import encode, sample_orders
+from orderflow.sandbox.simulators.defaults import VENDORS
 
 DLQ_HEADERS = ("orderflow.error.class", "orderflow.error.message", "orderflow.original.topic",
                "orderflow.original.partition", "orderflow.original.offset", "orderflow.failed_at")
@@ -665,7 +665,7 @@ class ChaosRun:
                 print_files_missing += sum(1 for line in lines
                                            if (order_id, line) not in outcomes.print_files)
         dl_keys = Counter((d["partition"], d["offset"]) for d in dead_letters)
-        faults = Counter()
+        faults: Counter[str] = Counter()
         for vendor in VENDORS:
             for statuses in ledgers[vendor]["requests"].values():
                 for status, n in statuses.items():

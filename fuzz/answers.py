@@ -100,10 +100,10 @@ def _break(rng: random.Random, value: Any, depth: int = 0) -> Any:
             copy[key] = _break(rng, copy[key], depth + 1)
         return copy
     if isinstance(value, list) and value and depth < 6:
-        copy = list(value)
-        at = rng.randrange(len(copy))
-        copy[at] = _break(rng, copy[at], depth + 1)
-        return copy
+        items = list(value)
+        at = rng.randrange(len(items))
+        items[at] = _break(rng, items[at], depth + 1)
+        return items
     return rng.choice(_HOSTILE_LEAVES)
 
 

@@ -72,7 +72,7 @@ def _placed_at(draw: st.DrawFn) -> str:
 
 _money = st.decimals(min_value=0, max_value=10**9, places=2, allow_nan=False,
                      allow_infinity=False).map(lambda d: format(d, "f"))
-_free_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+_free_text = st.text(st.characters(codec="utf-8"), max_size=40)  # any text UTF-8 can carry
 
 
 @st.composite
@@ -158,9 +158,11 @@ def _padded(event: dict[str, Any], size: int) -> bytes:
 
 
 HostileKind = Callable[[random.Random, dict[str, Any], Limits], bytes | None]
+# A builder that always makes a value (a hostile kind may also be a record without one).
+Builder = Callable[[random.Random, dict[str, Any], Limits], bytes]
 
 
-def _order_field(name: str, value: Any) -> HostileKind:
+def _order_field(name: str, value: Any) -> Builder:
     def build(rng: random.Random, event: dict[str, Any], limits: Limits) -> bytes:
         event = json.loads(json.dumps(event))
         event["order"][name] = value
@@ -168,7 +170,7 @@ def _order_field(name: str, value: Any) -> HostileKind:
     return build
 
 
-def _line_field(name: str, value: Any) -> HostileKind:
+def _line_field(name: str, value: Any) -> Builder:
     def build(rng: random.Random, event: dict[str, Any], limits: Limits) -> bytes:
         event = json.loads(json.dumps(event))
         event["order"]["lines"][0][name] = value
@@ -176,7 +178,7 @@ def _line_field(name: str, value: Any) -> HostileKind:
     return build
 
 
-def _design_id(value: str) -> HostileKind:
+def _design_id(value: str) -> Builder:
     def build(rng: random.Random, event: dict[str, Any], limits: Limits) -> bytes:
         event = json.loads(json.dumps(event))
         event["order"]["lines"][0]["customization"] = {"provider": "zakeke", "design_id": value}

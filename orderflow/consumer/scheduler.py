@@ -13,8 +13,9 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import structlog
 from aiokafka.errors import KafkaError
@@ -28,13 +29,25 @@ from orderflow.consumer.critical import CriticalTasks
 from orderflow.consumer.jobs import DueQueue, Job, JobKey, JobTable, Phase
 from orderflow.consumer.logging import get_logger
 from orderflow.consumer.metrics import Metrics
-from orderflow.consumer.publisher import Publisher
-from orderflow.consumer.tracking import TrackingStore
 from orderflow.contracts.events import Order, OrderShipmentTracking, OrderVendorStatus, Vendor
 
 log = get_logger(__name__)
 
 Clock = Callable[[], float]
+
+
+class EventSink(Protocol):
+    """Where the scheduler's output events go (the Publisher)."""
+
+    async def publish(self, events: Sequence[transitions.OutputEvent]) -> None: ...
+
+
+class JobStore(Protocol):
+    """Where the scheduler records jobs' states (the TrackingStore)."""
+
+    async def write(self, job: Job) -> None: ...
+
+    async def remove(self, partition: int, keys: Iterable[JobKey]) -> None: ...
 
 
 class RateLimiter:
@@ -79,8 +92,8 @@ class Scheduler:
         settings: Settings,
         adapters: Mapping[Vendor, VendorAdapter],
         table: JobTable,
-        publisher: Publisher,
-        tracking: TrackingStore,
+        publisher: EventSink,
+        tracking: JobStore,
         metrics: Metrics,
         *,
         clock: Clock = time.time,

@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+from typing import Any
 
 from deploy_support import DEPLOY
 
@@ -26,8 +27,9 @@ EXPORTED = {
 }
 
 
-def dashboard() -> dict:  # type: ignore[type-arg]
-    return json.loads(DASHBOARD.read_text())
+def dashboard() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    return loaded
 
 
 def panels() -> list[dict]:  # type: ignore[type-arg]

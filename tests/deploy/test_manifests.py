@@ -125,7 +125,7 @@ def _field_path_exists(name: str) -> bool:
             return not is_model
         if not is_model:
             return False
-        model = annotation
+        model = annotation  # type: ignore[assignment]  # a BaseModel subclass, checked above
     return False
 
 

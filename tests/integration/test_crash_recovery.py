@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import Producer
@@ -31,7 +32,7 @@ def start_service(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes
                                 env={**os.environ, **env}, stdout=log, stderr=log)
 
 
-def produce_with_librdkafka(bootstrap: str, topic: str, events: list[dict]) -> None:
+def produce_with_librdkafka(bootstrap: str, topic: str, events: list[dict[str, Any]]) -> None:
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": False,
                          "partitioner": "consistent_random"})
     for event in events:

@@ -4,6 +4,7 @@ partition: the record after it is still processed."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -21,14 +22,14 @@ HEADERS = {"orderflow.error.class", "orderflow.error.message", "orderflow.origin
            "orderflow.original.partition", "orderflow.original.offset", "orderflow.failed_at"}
 
 
-async def read_all(bootstrap: str, topic: str, expected: int, timeout_ms: int = 15000) -> list:
+async def read_all(bootstrap: str, topic: str, expected: int, timeout_ms: int = 15000) -> list[Any]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        records: list = []
+        records: list[Any] = []
         waited = 0
         while len(records) < expected and waited < timeout_ms:
             batch = await consumer.getmany(timeout_ms=500)

@@ -259,6 +259,7 @@ async def test_sigterm_under_load_hands_over_without_loss_or_duplicates(
                            f"{GRACE_S + LEAVE_MARGIN_S}s, got {code}: {leaving.log_path}")
         # The others own every partition between them, and finish every pair.
         await wait_for_stable_group(others, timeout_s=30)
+        assert leaving.signalled_at is not None
         taken_over_s = time.monotonic() - leaving.signalled_at - shutdown_s
         await producing
         finished = await reader.wait_for(pairs, timeout_s=max(10.0, 50 - (time.monotonic() - began)))

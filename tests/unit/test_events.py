@@ -81,11 +81,11 @@ def test_full_example_reads_as_the_contract_describes() -> None:
     assert order.order_id == "SHOP-100234"
     assert order.total == Decimal("57.20")
     design, composition, smake_only = order.lines
-    assert design.customization is not None and design.customization.design_id == "000-pLheeWxP125a8axD07QthB"
-    assert design.customization.design_unit_price == Decimal("4.00")
-    assert design.fulfilment is not None and design.fulfilment.variant_id == 25
-    assert composition.customization is not None and composition.customization.composition_id == "315-abc123"
-    assert smake_only.fulfilment is not None and smake_only.fulfilment.sku == "CAP-02-SMK"
+    assert design.zakeke is not None and design.zakeke.design_id == "000-pLheeWxP125a8axD07QthB"
+    assert design.zakeke.design_unit_price == Decimal("4.00")
+    assert design.smake is not None and design.smake.variant_id == 25
+    assert composition.zakeke is not None and composition.zakeke.composition_id == "315-abc123"
+    assert smake_only.smake is not None and smake_only.smake.sku == "CAP-02-SMK"
     assert design.metadata == {"colour": "black"}
 
 

@@ -428,9 +428,9 @@ def test_replayed_partition_fills_the_table_as_put_would() -> None:
         restored.put(item)
     expected = JobTable()
     expected.add_partition(3)
-    for key, value in history:
+    for raw_key, value in history:
         if value is None:
-            expected.forget(3, parse_tracking_key(key))
+            expected.forget(3, parse_tracking_key(raw_key))
         else:
             expected.put(Job.from_record(value, 3))
     assert restored.counts() == expected.counts() == (0, 2)

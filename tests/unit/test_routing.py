@@ -80,7 +80,9 @@ def test_smake_lines_without_a_shipping_address_still_make_a_smake_job() -> None
     ("reevoo", [ZAKEKE, SMAKE]),
 ])
 def test_a_disabled_vendor_gets_nothing(disabled: str, expected: list[Vendor]) -> None:
-    assert route(order(), settings(**{disabled: False})) == expected
+    enabled = {vendor: vendor != disabled for vendor in ("zakeke", "smake", "reevoo")}
+    assert route(order(), settings(zakeke=enabled["zakeke"], smake=enabled["smake"],
+                                   reevoo=enabled["reevoo"])) == expected
 
 
 def test_every_vendor_disabled_routes_nowhere() -> None:

@@ -7,11 +7,12 @@ import random
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from aiokafka.errors import KafkaTimeoutError
 
 from orderflow.adapters.errors import VendorThrottled, VendorUnavailable
-from orderflow.adapters.outcomes import LinePrintFiles, Observation, PairState, PrintFileRef
+from orderflow.adapters.outcomes import LinePrintFiles, Observation, PairState, PrintFileRef, VendorAdapter
 from orderflow.config.settings import Settings
 from orderflow.consumer.jobs import Job, JobKey, JobTable, Phase
 from orderflow.consumer.metrics import Metrics
@@ -23,7 +24,7 @@ EXAMPLE = Path(__file__).parent.parent / "fixtures" / "order-created.json"
 
 class FakePublisher:
     def __init__(self) -> None:
-        self.events: list = []
+        self.events: list[Any] = []
 
     async def publish(self, events) -> None:
         self.events.extend(events)
@@ -72,7 +73,7 @@ class LeapingClock:
 
 
 async def started_scheduler(
-    adapter: object, *, zakeke: dict[str, object] | None = None, poll: dict[str, object] | None = None,
+    adapter: VendorAdapter, *, zakeke: dict[str, object] | None = None, poll: dict[str, object] | None = None,
     publisher: FakePublisher | None = None, tracking: FakeTracking | None = None,
     metrics: Metrics | None = None, clock: Callable[[], float] = time.time,
 ) -> tuple[Scheduler, JobTable]:

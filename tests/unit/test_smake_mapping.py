@@ -660,8 +660,9 @@ async def test_the_lookup_reads_every_page_and_adopts_only_the_exact_match() -> 
 
 
 async def test_partial_matches_on_every_page_are_not_ours_and_the_order_is_created() -> None:
-    script = {("GET", "/orders"): partial_match_pages("1001", 3, exact_on=None),
-              ("POST", "/orders"): [(202, {"X-Identifier": "555"}, b"")]}
+    script: dict[tuple[str, str], list[Answer]] = {
+        ("GET", "/orders"): partial_match_pages("1001", 3, exact_on=None),
+        ("POST", "/orders"): [(202, {"X-Identifier": "555"}, b"")]}
     adapter, http = adapter_with(script)
 
     observation = await adapter.submit(make_order(order_id="1001"), PairState(intent_at=1.0))
@@ -671,7 +672,7 @@ async def test_partial_matches_on_every_page_are_not_ours_and_the_order_is_creat
 
 
 async def test_a_lookup_that_pages_without_end_is_an_error_and_creates_nothing() -> None:
-    endless = [(200, {}, listed({"id": n, "external_identifier": f"1001-{n}", "state": "draft"},
+    endless: list[Answer] = [(200, {}, listed({"id": n, "external_identifier": f"1001-{n}", "state": "draft"},
                                 next_page="more")) for n in range(LOOKUP_MAX_PAGES + 5)]
     adapter, http = adapter_with({("GET", "/orders"): endless})
 

@@ -70,8 +70,10 @@ def statuses(step: Step) -> list[tuple[str, str | None]]:
     for event in step.events:
         if isinstance(event, OrderVendorStatus):
             out.append((event.status.value, event.vendor_state))
-        else:
+        elif isinstance(event, OrderPrintFilesReady):
             out.append(("print_files", event.line_id))
+        else:
+            out.append(("shipment_tracking", None))
     return out
 
 
@@ -317,6 +319,7 @@ def test_timed_out_can_say_why_the_pair_ended_early() -> None:
     job = new_job(Vendor.SMAKE)
     step = timed_out(job, T0, reason="the job's order could not be read")
     assert statuses(step) == [("timed_out", None)]
+    assert isinstance(step.events[0], OrderVendorStatus)
     assert step.events[0].reason == "the job's order could not be read"
 
 
@@ -456,7 +459,8 @@ def test_after_an_answer_the_vendors_word_moves_the_pair() -> None:
 def test_an_error_that_says_trying_again_cannot_help_rejects_a_submit(error: VendorError) -> None:
     decision = after_call(submitting(), error, T0, POLL, rng(), intent_before=None)
     assert decision.step.job.status is VendorStatus.REJECTED
-    assert decision.step.events[0].reason == error.message
+    (event,) = decision.step.events
+    assert isinstance(event, OrderVendorStatus) and event.reason == error.message
     assert decision.signal is VendorSignal.ANSWERED
 
 
