@@ -224,21 +224,21 @@ class Intake:
         pause = RetryPause()
         while True:
             try:
-                reports = await self._tracking.restore(partitions, self._table)
+                restored = await self._tracking.restore(partitions)
                 break
             except KafkaError as exc:
                 self._metrics.kafka_errors.labels("restore").inc()
                 log.warning("restoring tracking state failed, retrying", error=str(exc))
                 await asyncio.sleep(pause.take())
-        for report in reports:
-            if report.partition not in self.assigned:
-                self._table.drop_partition(report.partition)
-                continue
-            self.restored.add(report.partition)
-            self._restoring.pop(report.partition, None)
-            self._scheduler.open_partition(report.partition)
-            log.info("tracking restored", partition=report.partition, records=report.records_read,
-                     active=report.active, finished=report.finished)
+        for read in restored:
+            if read.partition not in self.assigned:
+                continue  # revoked while it was read: nothing to keep
+            self._table.add_partition(read.partition, read.finished, read.active)
+            self.restored.add(read.partition)
+            self._restoring.pop(read.partition, None)
+            self._scheduler.open_partition(read.partition)
+            log.info("tracking restored", partition=read.partition, records=read.records_read,
+                     active=len(read.active), finished=len(read.finished))
         if self._consumer is not None:
             self._consumer.resume(*(TopicPartition(self._topic, p) for p in partitions
                                     if p in self.restored))

@@ -164,10 +164,17 @@ class JobTable:
         self._active: dict[int, dict[JobKey, Job]] = {}
         self._finished: dict[int, dict[bytes, float]] = {}
 
-    def add_partition(self, partition: int, finished: dict[bytes, float] | None = None) -> None:
-        """Own a partition. `finished` (tracking key -> finished_at, as a restore builds it)
-        becomes its finished index as it is, not copied."""
-        self._active.setdefault(partition, {})
+    def add_partition(self, partition: int, finished: dict[bytes, float] | None = None,
+                      active: dict[JobKey, Job] | None = None) -> None:
+        """Own a partition. `finished` (tracking key -> finished_at) and `active` (key -> job),
+        as a restore builds them, become its indexes as they are, not copied: a million
+        restored jobs are adopted at once, not put one by one with the loop standing still."""
+        if active is None:
+            self._active.setdefault(partition, {})
+        elif partition in self._active:
+            self._active[partition].update(active)
+        else:
+            self._active[partition] = active
         if finished is None:
             self._finished.setdefault(partition, {})
         elif partition in self._finished:

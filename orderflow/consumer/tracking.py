@@ -17,7 +17,7 @@ from typing import Any, TypeAlias
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from orderflow.config.settings import KafkaSettings
-from orderflow.consumer.jobs import Job, JobKey, JobTable, SkippedRecord, TrackingReplay, tracking_key
+from orderflow.consumer.jobs import Job, JobKey, SkippedRecord, TrackingReplay, tracking_key
 from orderflow.consumer.kafka import client_options
 from orderflow.consumer.logging import get_logger
 from orderflow.consumer.metrics import Metrics
@@ -35,11 +35,14 @@ _RECORDS_PER_FETCH = 2_000
 
 
 @dataclass(frozen=True, slots=True)
-class RestoreReport:
+class RestoredPartition:
+    """What a restore read of one tracking partition: the pairs it still follows (key ->
+    job) and those that finished (tracking key -> finished_at), as the job table keeps them."""
+
     partition: int
+    active: dict[JobKey, Job]
+    finished: dict[bytes, float]
     records_read: int
-    active: int
-    finished: int
     end_offset: int
 
 
@@ -92,9 +95,9 @@ class TrackingStore:
         finally:
             await consumer.stop()
 
-    async def restore(self, partitions: list[int], table: JobTable) -> list[RestoreReport]:
-        """Read the tracking partitions from the start to their current end and rebuild their
-        part of the table (the scheduler queues their active jobs when it opens them).
+    async def restore(self, partitions: list[int]) -> list[RestoredPartition]:
+        """Read the tracking partitions from the start to their current end and return what
+        they hold, for the job table to adopt (`JobTable.add_partition`).
 
         Records are reduced as they arrive (TrackingReplay): memory holds the table being
         built, not the history, and only the latest record of an unfinished pair is decoded
@@ -140,16 +143,14 @@ class TrackingStore:
         finally:
             await consumer.stop()
 
-        reports = []
+        restored = []
         for partition, replay in replays.items():
-            table.add_partition(partition, replay.finished)
-            active = 0
+            active: dict[JobKey, Job] = {}
             for job in replay.unfinished_jobs():
                 if isinstance(job, SkippedRecord):
                     _log_skipped(job, partition)
                     continue
-                table.put(job)
-                active += 1
+                active[job.key] = job
                 if loop_share.due():
                     # The restored jobs live until they finish and hold no reference cycles:
                     # moving them out of the collector's generations as they are built spares
@@ -161,10 +162,10 @@ class TrackingStore:
             end = ends[TopicPartition(self.topic, partition)]
             self.known_end[partition] = end
             self._metrics.tracking_records_restored.inc(replay.records)
-            reports.append(RestoreReport(partition, replay.records, active, len(replay.finished), end))
+            restored.append(RestoredPartition(partition, active, replay.finished, replay.records, end))
         gc.freeze()
         self._metrics.tracking_restore_seconds.observe(time.monotonic() - started)
-        return reports
+        return restored
 
 
 def _log_skipped(skipped: SkippedRecord, partition: int) -> None:
