@@ -9,7 +9,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from chaos.harness import ChaosPlan, run_chaos
+from chaos.harness import run_chaos
+from chaos.plan import ChaosPlan
 from orderflow.sandbox.simulators.defaults import VENDORS
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from chaos.harness import ChaosPlan, run_chaos
+from chaos.harness import run_chaos
+from chaos.plan import ChaosPlan
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
