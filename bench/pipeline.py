@@ -29,39 +29,42 @@ Medians across rounds and the ratios pipeline/ceiling are printed as a table and
 `bench/results/latest.json`. The machine is shared and noisy: read ratios and medians, never
 single absolute figures. Nothing here asserts a timing.
 """
-
 from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import json
 import os
 import shlex
-import statistics
 import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from prometheus_client.parser import text_string_to_metric_families
 
-from orderflow.adapters.reevoo import reevoo_order_body
+from bench.ceilings import consume_ceiling, http_ceiling, kafka_hop
+from bench.observe import (
+    end_offsets,
+    ledger_requests,
+    peak_pct,
+    percentile,
+    sample_cpu,
+    service_vendor_metrics,
+    watch_intake,
+)
+from bench.report import RESULTS, add_ratios, medians, render_table
+from bench.rig import READER_FETCH_MAX_WAIT_MS, Bench
 from orderflow.config.settings import Settings, TopicSettings
-from orderflow.consumer.decode import Undecodable, decode_order_created
-from orderflow.contracts.events import OrderCreated
 from orderflow.sandbox.broker import EmbeddedBroker, create_topics, free_port
 from orderflow.sandbox.outcomes import OutputReader, expected_pairs
 from orderflow.sandbox.processes import (
     Child,
-    cpu_seconds,
     memory_mib,
     sandbox_env,
     start_service,
@@ -69,48 +72,17 @@ from orderflow.sandbox.processes import (
     wait_ready,
 )
 from orderflow.sandbox.samples import encode, sample_orders
-from orderflow.sandbox.simulators import defaults
 from orderflow.sandbox.simulators.defaults import VENDORS
-
-# Credentials the simulators accept by default.
-ZAKEKE_CLIENT = (defaults.ZAKEKE_CLIENT_ID, defaults.ZAKEKE_CLIENT_SECRET)
-SMAKE_KEY = defaults.SMAKE_API_KEY
-REEVOO_CLIENT = (defaults.REEVOO_API_KEY, defaults.REEVOO_API_SECRET)
-REEVOO_TRKREF = defaults.REEVOO_TRKREF
-
-RESULTS = Path(__file__).resolve().parent / "results"
-
-
-# ----------------------------------------------------------------------------- processes
-
-
-async def sample_cpu(pid: int | None, into: list[tuple[float, float]], every_s: float = 0.5) -> None:
-    """(monotonic time, CPU seconds) of a process every `every_s`, until cancelled."""
-    while True:
-        used = cpu_seconds(pid)
-        if used is not None:
-            into.append((time.monotonic(), used))
-        await asyncio.sleep(every_s)
-
-
-def peak_pct(samples: Sequence[tuple[float, float]], window_s: float = 1.0) -> float | None:
-    """The busiest `window_s` of a CPU series, in % of one core (100: one core saturated)."""
-    best = None
-    j = 0
-    for i in range(len(samples)):
-        while j < len(samples) and samples[j][0] - samples[i][0] < window_s:
-            j += 1
-        if j >= len(samples):
-            break
-        pct = 100 * (samples[j][1] - samples[i][1]) / (samples[j][0] - samples[i][0])
-        best = pct if best is None else max(best, pct)
-    return best
 
 
 def simulators_command(args: argparse.Namespace) -> list[str]:
+    # The vendors as their pages describe them (--kind), as the recorded figures were
+    # measured: the hard world's read lag and late tracking numbers would add requests that
+    # say nothing of orderflow's throughput. `--hard` measures in that world instead.
     return ["--latency-s", str(args.latency), "--seed", str(args.seed),
             "--print-files-delay-s", str(args.print_files_delay),
-            "--smake-seconds-per-state", str(args.smake_state_s)]
+            "--smake-seconds-per-state", str(args.smake_state_s),
+            *(() if args.hard else ("--kind",))]
 
 
 def service_env(args: argparse.Namespace, bootstrap: str, topics: TopicSettings,
@@ -125,109 +97,6 @@ def service_env(args: argparse.Namespace, bootstrap: str, topics: TopicSettings,
         **{f"ORDERFLOW_{v.upper()}__MAX_CONCURRENCY": str(args.concurrency) for v in VENDORS},
     })
     return env
-
-
-# ----------------------------------------------------------------------------- observations
-
-
-async def service_vendor_metrics(session: aiohttp.ClientSession, port: int) -> dict[str, Counter[str]]:
-    """Per vendor, from the service's /metrics: requests, their summed duration, and
-    requests that failed (anything but ok / not_found)."""
-    async with session.get(f"http://127.0.0.1:{port}/metrics") as answer:
-        text = await answer.text()
-    found: dict[str, Counter[str]] = defaultdict(Counter)
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            vendor = sample.labels.get("vendor")
-            if vendor is None:
-                continue
-            if sample.name == "orderflow_vendor_request_duration_seconds_sum":
-                found[vendor]["seconds"] += sample.value  # type: ignore[assignment]
-            elif sample.name == "orderflow_vendor_request_duration_seconds_count":
-                found[vendor]["requests"] += int(sample.value)
-            elif (sample.name == "orderflow_vendor_requests_total"
-                  and sample.labels.get("outcome") not in ("ok", "not_found")):
-                found[vendor]["failed"] += int(sample.value)
-    return found
-
-
-async def ledger_requests(session: aiohttp.ClientSession,
-                          urls: Mapping[str, str]) -> dict[str, Counter[str]]:
-    """Requests each simulator answered so far (its ledger), by route ("GET get_order")."""
-    found: dict[str, Counter[str]] = {}
-    for vendor, url in urls.items():
-        async with session.get(f"{url}/_sim/ledger") as answer:
-            routes = (await answer.json())["requests"]
-        found[vendor] = Counter({route: sum(statuses.values()) for route, statuses in routes.items()})
-    return found
-
-
-async def end_offsets(consumer: AIOKafkaConsumer, topic: str, partitions: int) -> dict[int, int]:
-    tps = [TopicPartition(topic, p) for p in range(partitions)]
-    return {tp.partition: offset for tp, offset in (await consumer.end_offsets(tps)).items()}
-
-
-async def watch_intake(watcher: AIOKafkaConsumer, topic: str, start: Mapping[int, int],
-                       target: int, every_s: float = 0.05) -> float:
-    """When the service has committed `target` input records past `start`: it commits an
-    input offset only once the orders' jobs are acknowledged by the tracking topic. The
-    watcher holds the service's group id but only reads its offsets: assigned, it never joins
-    the group, so it takes no partition from the service."""
-    tps = [TopicPartition(topic, p) for p in sorted(start)]
-    while True:
-        done = 0
-        for tp in tps:
-            committed = await watcher.committed(tp)
-            if committed is not None:
-                done += max(0, committed - start[tp.partition])
-        if done >= target:
-            return time.time()
-        await asyncio.sleep(every_s)
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """Linear interpolation between closest ranks (q in [0, 100])."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
-# The status reader fetches with a short broker wait. With aiokafka's default
-# (fetch_max_wait_ms=500) the embedded broker hands a record over ~135 ms (p50) after it is
-# produced, which would be added to every latency measured here; at 50 ms it is ~25 ms.
-READER_FETCH_MAX_WAIT_MS = 50
-
-
-# ----------------------------------------------------------------------------- the rounds
-
-
-@dataclass
-class Bench:
-    args: argparse.Namespace
-    bootstrap: str
-    topics: TopicSettings
-    group: str
-    urls: dict[str, str]
-    service: Child
-    others: dict[str, int | None]  # name -> pid, for CPU shares
-    http_port: int
-    session: aiohttp.ClientSession
-    producer: AIOKafkaProducer
-    offsets: AIOKafkaConsumer
-    watcher: AIOKafkaConsumer
-    reader: OutputReader
-    hop_topic: str
-    routing: Settings = field(default_factory=Settings)
-
-    def pids(self) -> dict[str, int | None]:
-        return {"service": self.service.pid, **self.others}
-
-    def cpu(self) -> dict[str, float | None]:
-        return {name: cpu_seconds(pid) for name, pid in self.pids().items()}
 
 
 async def produce(bench: Bench, events: Sequence[dict[str, Any]], rate: float,
@@ -381,223 +250,6 @@ async def latency_probe(bench: Bench, index: int) -> dict[str, Any]:
     return {f"probe_{k}": figures[k] for k in wanted}
 
 
-async def consume_ceiling(bench: Bench, start: Mapping[int, int], end: Mapping[int, int]) -> dict[str, Any]:
-    """A plain consumer reads this round's input records again (assigned, no group, the same
-    batch size as the intake); then, apart, what validating them as `order.created` costs."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bench.bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(bench.topics.orders_created, p) for p in sorted(start)]
-        consumer.assign(tps)
-        for tp in tps:
-            consumer.seek(tp, start[tp.partition])
-        target = sum(end[p] - start[p] for p in start)
-        values: list[bytes] = []
-        deadline = time.monotonic() + 60
-        began = time.perf_counter()
-        while len(values) < target and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=500, max_records=500)
-            for records in batch.values():
-                values.extend(record.value for record in records)
-        elapsed = time.perf_counter() - began
-    finally:
-        await consumer.stop()
-    began = time.perf_counter()
-    invalid = sum(isinstance(decode_order_created(v, 1 << 20), Undecodable) for v in values)
-    validate_s = time.perf_counter() - began
-    return {
-        "consume_records": len(values),
-        "consume_records_per_s": len(values) / elapsed if elapsed > 0 else None,
-        "validate_records_per_s": len(values) / validate_s if validate_s > 0 else None,
-        "validate_invalid": invalid,
-    }
-
-
-async def kafka_hop(bench: Bench, records: int = 40, rate: float = 40.0) -> dict[str, Any]:
-    """One Kafka hop, produced -> consumed, at a light steady rate, with the consumer settings
-    the intake uses (aiokafka's defaults but the batch size), on a topic of its own: the
-    latency floor that the input and the status topic each add to an order."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bench.bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    latencies: list[float] = []
-    try:
-        tps = [TopicPartition(bench.hop_topic, p) for p in range(bench.args.partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_end(*tps)
-        await consumer.getmany(timeout_ms=100)  # the positions are known before producing
-
-        async def read() -> None:
-            while len(latencies) < records:
-                batch = await consumer.getmany(timeout_ms=1000, max_records=500)
-                now = time.time()
-                latencies.extend(now - float(r.value) for rs in batch.values() for r in rs)
-
-        reading = asyncio.create_task(read())
-        for n in range(records):
-            await bench.producer.send(bench.hop_topic, str(time.time()).encode(), key=str(n).encode())
-            await asyncio.sleep(1 / rate)
-        await asyncio.wait_for(reading, timeout=30)
-    finally:
-        await consumer.stop()
-    return {"kafka_hop_p50_s": percentile(latencies, 50), "kafka_hop_p95_s": percentile(latencies, 95)}
-
-
-async def http_ceiling(bench: Bench, zakeke_code: str, sample: dict[str, Any]) -> dict[str, Any]:
-    """Plain aiohttp clients, `--concurrency` requests in flight per vendor (the service's
-    per-vendor limit), all vendors at once, each repeating the call the service makes most:
-    Zakeke's order read (a poll), Smake's order read (a poll), Reevoo's submission."""
-    args = bench.args
-    urls = bench.urls
-    specs: dict[str, tuple[str, str, dict[str, str], bytes | None]] = {}
-    async with aiohttp.ClientSession() as session:
-        if "zakeke" in VENDORS:
-            basic = base64.b64encode(":".join(ZAKEKE_CLIENT).encode()).decode()
-            async with session.post(f"{urls['zakeke']}/token", headers={"Authorization": f"Basic {basic}"},
-                                    data={"grant_type": "client_credentials", "access_type": "S2S"}) as r:
-                token = (await r.json())["access_token"]
-            specs["zakeke"] = ("GET", f"{urls['zakeke']}/v2/order/{zakeke_code}",
-                               {"Authorization": f"Bearer {token}"}, None)
-    if "smake" in VENDORS:
-        specs["smake"] = ("GET", f"{urls['smake']}/orders/1", {"Authorization": f"Bearer {SMAKE_KEY}"}, None)
-    if "reevoo" in VENDORS:
-        order = OrderCreated.model_validate(sample).order
-        body = reevoo_order_body(order, REEVOO_TRKREF) | {"order_ref": "BENCH-CEILING"}
-        basic = base64.b64encode(":".join(REEVOO_CLIENT).encode()).decode()
-        specs["reevoo"] = ("POST", f"{urls['reevoo']}/v4/organisations/{REEVOO_TRKREF}/customer_order",
-                           {"Authorization": f"Basic {basic}", "Content-Type": "application/json"},
-                           json.dumps(body).encode())
-
-    statuses: dict[str, Counter[int]] = {v: Counter() for v in specs}
-    stop_at = time.perf_counter() + args.ceiling_seconds
-
-    async def worker(session: aiohttp.ClientSession, vendor: str) -> None:
-        method, url, headers, body = specs[vendor]
-        while time.perf_counter() < stop_at:
-            try:
-                async with session.request(method, url, headers=headers, data=body) as answer:
-                    await answer.read()
-                    statuses[vendor][answer.status] += 1
-            except aiohttp.ClientError:
-                statuses[vendor][0] += 1
-
-    sessions = {v: aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=args.concurrency))
-                for v in specs}
-    try:
-        began = time.perf_counter()
-        await asyncio.gather(*(worker(sessions[v], v) for v in specs for _ in range(args.concurrency)))
-        elapsed = time.perf_counter() - began
-    finally:
-        for session in sessions.values():
-            await session.close()
-    figures: dict[str, Any] = {
-        "http_requests_per_s": sum(sum(c.values()) for c in statuses.values()) / elapsed,
-        "http_ideal_requests_per_s": len(specs) * args.concurrency / args.latency if args.latency else None,
-    }
-    for vendor, counts in statuses.items():
-        figures[f"http_requests_per_s_{vendor}"] = sum(counts.values()) / elapsed
-        figures[f"http_statuses_{vendor}"] = {str(k): v for k, v in sorted(counts.items())}
-    return figures
-
-
-# ----------------------------------------------------------------------------- report
-
-ROWS: list[tuple[str, str, str]] = [
-    # (figure, label, format)
-    ("orders_per_s", "pipeline: orders/s (all pairs terminal / wall)", "{:.1f}"),
-    ("pairs_per_s", "pipeline: pairs/s", "{:.1f}"),
-    ("wall_s", "pipeline: wall s, first produce -> last terminal", "{:.1f}"),
-    ("intake_orders_per_s", "intake: orders/s accepted into tracking", "{:.0f}"),
-    ("latency_all_p50_s", "burst latency produce -> completed, per pair, p50 s", "{:.2f}"),
-    ("latency_all_p95_s", "burst latency produce -> completed, per pair, p95 s", "{:.2f}"),
-    *[(f"latency_{v}_{q}_s", f"  {v} pairs {q} s", "{:.2f}") for v in VENDORS for q in ("p50", "p95")],
-    ("latency_order_p50_s", "burst latency per order (its last pair), p50 s", "{:.2f}"),
-    ("latency_order_p95_s", "burst latency per order (its last pair), p95 s", "{:.2f}"),
-    ("probe_latency_all_p50_s", "paced latency produce -> completed, per pair, p50 s", "{:.2f}"),
-    ("probe_latency_all_p95_s", "paced latency produce -> completed, per pair, p95 s", "{:.2f}"),
-    *[(f"probe_latency_{v}_{q}_s", f"  {v} pairs {q} s", "{:.2f}") for v in VENDORS for q in ("p50", "p95")],
-    ("probe_latency_order_p50_s", "paced latency per order (its last pair), p50 s", "{:.2f}"),
-    ("probe_latency_order_p95_s", "paced latency per order (its last pair), p95 s", "{:.2f}"),
-    ("vendor_requests_per_order", "vendor requests per order", "{:.2f}"),
-    *[(f"vendor_requests_per_pair_{v}", f"  {v} requests per pair", "{:.2f}") for v in VENDORS],
-    ("vendor_requests_per_s", "pipeline: vendor requests/s (simulator ledgers)", "{:.0f}"),
-    *[(f"vendor_requests_per_s_{v}", f"  {v}, while it had work", "{:.0f}") for v in VENDORS],
-    *[(f"client_request_mean_ms_{v}", f"  {v}: mean request as the service saw it, ms", "{:.0f}")
-      for v in VENDORS],
-    ("consume_records_per_s", "ceiling: raw aiokafka consume, records/s", "{:.0f}"),
-    ("validate_records_per_s", "  (CPU only: order.created validation, records/s)", "{:.0f}"),
-    ("http_requests_per_s", "ceiling: raw aiohttp requests/s, all vendors at once", "{:.0f}"),
-    *[(f"http_requests_per_s_{v}", f"  {v}", "{:.0f}") for v in VENDORS],
-    ("http_ideal_requests_per_s", "  (ideal: vendors x concurrency / latency)", "{:.0f}"),
-    ("ratio_orders_to_consume", "ratio: pipeline orders/s / consume records/s", "{:.3f}"),
-    ("ratio_intake_to_consume", "ratio: intake orders/s / consume records/s", "{:.3f}"),
-    ("ratio_requests_to_http", "ratio: pipeline vendor req/s / HTTP ceiling req/s", "{:.2f}"),
-    *[(f"ratio_requests_to_http_{v}", f"  {v}", "{:.2f}") for v in VENDORS],
-    ("orders_per_s_http_bound", "bound: orders/s that fill the first vendor's ceiling", "{:.1f}"),
-    ("ratio_orders_to_http_bound", "ratio: pipeline orders/s / that bound", "{:.2f}"),
-    ("kafka_hop_p50_s", "floor: one Kafka hop, produce -> consume, p50 s", "{:.3f}"),
-    ("kafka_hop_p95_s", "floor: one Kafka hop, produce -> consume, p95 s", "{:.3f}"),
-    ("service_cpu_ms_per_order", "service CPU ms per order", "{:.2f}"),
-    ("cpu_pct_service", "CPU % of one core during the burst: service", "{:.0f}"),
-    ("cpu_peak_pct_service", "  service, busiest second", "{:.0f}"),
-    ("cpu_pct_simulators", "  simulators", "{:.0f}"),
-    ("cpu_pct_broker", "  broker", "{:.0f}"),
-    ("cpu_pct_bench", "  bench (producer, reader)", "{:.0f}"),
-]
-
-
-def add_ratios(figures: dict[str, Any]) -> None:
-    def div(a: Any, b: Any) -> float | None:
-        return a / b if isinstance(a, int | float) and isinstance(b, int | float) and b else None
-
-    figures["ratio_orders_to_consume"] = div(figures.get("orders_per_s"),
-                                             figures.get("consume_records_per_s"))
-    figures["ratio_intake_to_consume"] = div(figures.get("intake_orders_per_s"),
-                                             figures.get("consume_records_per_s"))
-    figures["ratio_requests_to_http"] = div(figures.get("vendor_requests_per_s"),
-                                            figures.get("http_requests_per_s"))
-    bounds = []
-    for vendor in VENDORS:
-        figures[f"ratio_requests_to_http_{vendor}"] = div(figures.get(f"vendor_requests_per_s_{vendor}"),
-                                                          figures.get(f"http_requests_per_s_{vendor}"))
-        # The orders/s at which this vendor's share of requests fills its HTTP ceiling.
-        per_order = div(figures.get(f"vendor_requests_{vendor}"), figures.get("orders"))
-        bound = div(figures.get(f"http_requests_per_s_{vendor}"), per_order)
-        figures[f"orders_per_s_bound_{vendor}"] = bound
-        if bound is not None:
-            bounds.append(bound)
-    figures["orders_per_s_http_bound"] = min(bounds, default=None)
-    figures["ratio_orders_to_http_bound"] = div(figures.get("orders_per_s"),
-                                                figures.get("orders_per_s_http_bound"))
-
-
-def medians(rounds: list[dict[str, Any]]) -> dict[str, float]:
-    keys = {k for r in rounds for k, v in r.items() if isinstance(v, int | float)}
-    found = {}
-    for key in sorted(keys):
-        values = [r[key] for r in rounds if isinstance(r.get(key), int | float)]
-        if values:
-            found[key] = statistics.median(values)
-    return found
-
-
-def render_table(rounds: list[dict[str, Any]], median: Mapping[str, float]) -> str:
-    def show(value: Any, fmt: str) -> str:
-        return fmt.format(value) if isinstance(value, int | float) else "-"
-
-    width = max(len(label) for _, label, _ in ROWS)
-    head = f"{'':<{width}}  {'median':>9}  " + "  ".join(f"{f'r{i + 1}':>8}" for i in range(len(rounds)))
-    lines = [head, "-" * len(head)]
-    for key, label, fmt in ROWS:
-        if key not in median and all(key not in r for r in rounds):
-            continue
-        cells = "  ".join(f"{show(r.get(key), fmt):>8}" for r in rounds)
-        lines.append(f"{label:<{width}}  {show(median.get(key), fmt):>9}  {cells}")
-    return "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------- main
-
-
 async def run(args: argparse.Namespace, broker: EmbeddedBroker, sim_log: IO[bytes],
               service_log: IO[bytes]) -> dict[str, Any]:
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
@@ -693,6 +345,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.pipeline", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--orders", type=int, default=2000, help="orders per round (default 2000)")
+    parser.add_argument("--hard", action="store_true",
+                        help="simulators as the vendors really are (read lag, late tracking "
+                             "numbers; default: as their pages describe them, like the recorded "
+                             "figures)")
     parser.add_argument("--repeat", type=int, default=3, help="rounds; medians are reported (default 3)")
     parser.add_argument("--partitions", type=int, default=4, help="input topic partitions (default 4)")
     parser.add_argument("--latency", type=float, default=0.05,
