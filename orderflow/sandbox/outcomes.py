@@ -105,7 +105,7 @@ async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[Topic
     not know the topic yet (partition 0 if even that does not)."""
     partitions = consumer.partitions_for_topic(topic)
     if not partitions:
-        await consumer._client.force_metadata_update()
+        await consumer.topics()  # fetches the cluster's metadata afresh
         partitions = consumer.partitions_for_topic(topic) or {0}
     return [TopicPartition(topic, p) for p in sorted(partitions)]
 
