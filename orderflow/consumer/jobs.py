@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import InitVar, dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from orderflow.contracts.events import Order, Vendor, VendorStatus
 
@@ -153,6 +153,20 @@ def _compact_json(value: dict[str, Any]) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _adopt(index: dict[int, dict[K, V]], partition: int, given: dict[K, V] | None) -> None:
+    """Make `given` the partition's part of `index` as it is (or add to what is there)."""
+    if given is None:
+        index.setdefault(partition, {})
+    elif partition in index:
+        index[partition].update(given)
+    else:
+        index[partition] = given
+
+
 class JobTable:
     """The jobs of the partitions this process owns. Active jobs are kept whole (their
     orders as JSON); finished pairs only as tracking key (bytes) -> finished_at, which is
@@ -169,18 +183,8 @@ class JobTable:
         """Own a partition. `finished` (tracking key -> finished_at) and `active` (key -> job),
         as a restore builds them, become its indexes as they are, not copied: a million
         restored jobs are adopted at once, not put one by one with the loop standing still."""
-        if active is None:
-            self._active.setdefault(partition, {})
-        elif partition in self._active:
-            self._active[partition].update(active)
-        else:
-            self._active[partition] = active
-        if finished is None:
-            self._finished.setdefault(partition, {})
-        elif partition in self._finished:
-            self._finished[partition].update(finished)
-        else:
-            self._finished[partition] = finished
+        _adopt(self._active, partition, active)
+        _adopt(self._finished, partition, finished)
 
     def drop_partition(self, partition: int) -> list[Job]:
         self._finished.pop(partition, None)
