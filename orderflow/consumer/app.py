@@ -18,6 +18,7 @@ from orderflow.consumer.http import OpsServer
 from orderflow.consumer.intake import Intake
 from orderflow.consumer.jobs import JobTable
 from orderflow.consumer.kafka import (
+    StartupError,
     check_idempotence,
     make_producer,
     prepare_topics,
@@ -129,7 +130,13 @@ class Application:
         stack.push_async_callback(self._producer.stop)
         # /healthz answers from the first moment: a replica waiting for its brokers is alive
         # (200) but not ready (503), and is not restarted for the brokers' absence.
-        await self.ops.start()
+        try:
+            await self.ops.start()
+        except OSError as exc:  # the port is taken, or the host is not this machine's
+            http = self.settings.http
+            raise StartupError(
+                f"cannot listen on {http.host}:{http.port} ({env_name('http', 'host')}, "
+                f"{env_name('http', 'port')}): {exc.strerror or exc}") from None
         stack.push_async_callback(self.ops.stop)
         await wait_for_brokers(self.settings.kafka, self._broker_unreachable)
         await check_idempotence(self.settings.kafka)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -123,4 +124,18 @@ def test_a_missing_input_topic_is_named_with_exit_2(broker, topics) -> None:
     assert done.returncode == 2, done.stderr
     line = the_last_line(done.stderr)
     assert "'no.such.topic' does not exist" in line and "ORDERFLOW_TOPICS__ORDERS_CREATED" in line
+    assert_quiet(done.stderr)
+
+
+def test_a_port_already_taken_is_named_with_exit_2(broker, topics) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = service_env(broker, topics)
+        env["ORDERFLOW_HTTP__PORT"] = str(taken.getsockname()[1])
+        done = subprocess.run([sys.executable, "-m", "orderflow", "run"], env=run_env(env),
+                              cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2, done.stderr
+    line = the_last_line(done.stderr)
+    assert "cannot listen on 127.0.0.1:" in line and "ORDERFLOW_HTTP__PORT" in line
     assert_quiet(done.stderr)
