@@ -328,10 +328,19 @@ class Intake:
                     if record.offset in refused else (record, verdict)
                     for record, verdict in verdicts]
 
-        for record, verdict in verdicts:
-            if isinstance(verdict, Undecodable):
-                await self._send_dead_letter(record, verdict)
-                done_before.add(record.offset)
+        # Dead letters are all handed to the producer first, then awaited: one round trip
+        # per batch, not per record.
+        letters = [(record, verdict, await self._send_dead_letter(record, verdict))
+                   for record, verdict in verdicts if isinstance(verdict, Undecodable)]
+        for record, why, (future, without_value) in letters:
+            try:
+                await future
+            except _TOO_LARGE:
+                await (await self._producer.send(self._settings.topics.dead_letter, b"",
+                                                 key=without_value[0], headers=without_value[1]))
+            self._metrics.dead_letters.labels(why.reason).inc()
+            self._metrics.events_consumed.labels("invalid").inc()
+            done_before.add(record.offset)
         for _, verdict in verdicts:
             if isinstance(verdict, Undecodable):
                 continue
@@ -384,9 +393,12 @@ class Intake:
             return Undecodable("internal", type(exc).__name__,
                                f"unexpected error handling the record: {exc}")
 
-    async def _send_dead_letter(self, record: Record, why: Undecodable) -> None:
-        """Write the record's dead letter and wait for the broker. A record too large to
-        carry is written without its value (and key), with its size in a header."""
+    async def _send_dead_letter(self, record: Record, why: Undecodable
+                                ) -> tuple[asyncio.Future[Any], tuple[bytes | None, list[tuple[str, bytes]]]]:
+        """Hand the record's dead letter to the producer; returns the broker's future and the
+        key and headers of the same letter without its value, to send instead should the
+        broker refuse it for its size. A record too large to carry is sent without its value
+        (and key) from the start, with its size in a header."""
         log.warning("dead letter", reason=why.reason, partition=record.partition,
                     offset=record.offset, error=why.message[:300])
         headers = [
@@ -403,17 +415,14 @@ class Intake:
             # A record with neither: the client refuses to write one (it asserts), and that
             # once stopped the intake loop. An empty value is the closest copy.
             value = b""
+        # Should the broker refuse even what fits our limit: the letter without key and value.
+        fallback_key, _, fallback_headers = _omitted(key, value, headers, 0)
         room = self._settings.kafka.max_message_bytes - DEAD_LETTER_OVERHEAD
         if len(key or b"") + len(value or b"") + sum(len(n) + len(v) for n, v in headers) > room:
             key, value, headers = _omitted(key, value, headers, room)
-        topic = self._settings.topics.dead_letter
-        try:
-            await (await self._producer.send(topic, value, key=key, headers=headers))
-        except _TOO_LARGE:
-            key, value, headers = _omitted(key, value, headers, 0)
-            await (await self._producer.send(topic, value, key=key, headers=headers))
-        self._metrics.dead_letters.labels(why.reason).inc()
-        self._metrics.events_consumed.labels("invalid").inc()
+        future: asyncio.Future[Any] = await self._producer.send(
+            self._settings.topics.dead_letter, value, key=key, headers=headers)
+        return future, (fallback_key, fallback_headers)
 
     # ------------------------------------------------------------------ lag
 
