@@ -201,6 +201,7 @@ class Application:
         finally:
             for task in (stop_wait, failed):
                 task.cancel()
+            await asyncio.gather(stop_wait, failed, return_exceptions=True)
             await self.stop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
