@@ -101,10 +101,10 @@ class Application:
     def readiness(self) -> tuple[bool, str]:
         if not self._started or not self.intake.joined:
             return False, "not in the consumer group yet"
-        missing = sorted(self.intake.assigned - self.intake.restored)
+        missing = self.intake.restoring()
         if missing:
             return False, f"restoring partitions {missing}"
-        return True, f"ready, owning partitions {sorted(self.intake.assigned)}"
+        return True, f"ready, owning partitions {self.intake.owned()}"
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -93,9 +93,7 @@ class Intake:
         self._batch_lock = asyncio.Lock()
         self._stopping = False
         self.joined = False
-        self.assigned: set[int] = set()   # partitions of the current assignment
-        self.restored: set[int] = set()   # ... whose tracking state is rebuilt
-        self._restoring: dict[int, asyncio.Task[None]] = {}
+        self._partitions = scheduler.partitions
         self._committed: dict[int, int] = {}
         # Offsets dead-lettered since the partition's last commit: a batch tried again after
         # a Kafka error does not write their dead letters a second time.
@@ -132,16 +130,17 @@ class Intake:
         if self._consumer is None:
             return
         self._stopping = True
+        tasks = [t for t in (self._loop_task, self._lag_task, *self._partitions.restore_tasks())
+                 if t is not None]
         async with self._batch_lock:
-            for task in (self._loop_task, self._lag_task, *self._restoring.values()):
-                if task is not None:
-                    task.cancel()
-        await asyncio.gather(*(t for t in (self._loop_task, self._lag_task, *self._restoring.values())
-                               if t is not None), return_exceptions=True)
+            for task in tasks:
+                task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         # Leaving the group does not run the revoke callback: drain here, before letting go.
         started, in_flight = time.monotonic(), self._scheduler.in_flight_count()
-        await self._scheduler.close_partitions(self.assigned, self._settings.shutdown_grace_s)
-        log.info("partitions handed back", partitions=sorted(self.assigned), in_flight=in_flight,
+        owned = self._partitions.owned()
+        await self._scheduler.close_partitions(owned, self._settings.shutdown_grace_s)
+        log.info("partitions handed back", partitions=sorted(owned), in_flight=in_flight,
                  drained_in_s=round(time.monotonic() - started, 3),
                  committed={p: self._committed[p] for p in sorted(self._committed)})
         consumer, self._consumer = self._consumer, None
@@ -155,7 +154,13 @@ class Intake:
 
     @property
     def ready(self) -> bool:
-        return self.joined and self.assigned <= self.restored
+        return self.joined and not self._partitions.restoring()
+
+    def restoring(self) -> list[int]:
+        return self._partitions.restoring()
+
+    def owned(self) -> list[int]:
+        return sorted(self._partitions.owned())
 
     # ------------------------------------------------------------------ rebalance
 
@@ -178,8 +183,7 @@ class Intake:
             return
         assert self._consumer is not None
         self.joined = True
-        previous = set(self.assigned)
-        self.assigned = set(partitions)
+        previous = self._partitions.owned()
         for gone in previous - partitions:
             self._forget(gone)
         kept = previous & partitions
@@ -193,9 +197,11 @@ class Intake:
             for partition in kept:
                 if ends.get(partition) != self._tracking.known_end.get(partition, 0):
                     self._forget(partition)
-        to_restore = sorted(p for p in partitions if p not in self.restored)
+        to_restore = sorted(p for p in partitions if not self._partitions.is_restored(p)
+                            and p not in self._partitions.restoring())
         for partition in sorted(partitions - set(to_restore)):
-            self._scheduler.open_partition(partition)
+            if self._partitions.is_restored(partition):
+                self._scheduler.open_partition(partition)
         if to_restore:
             # Paused before any fetch: no record of these partitions is read before their
             # jobs are known. Restoring runs in the background, so a long history never
@@ -203,17 +209,13 @@ class Intake:
             self._consumer.pause(*(TopicPartition(self._topic, p) for p in to_restore))
             task = self._critical.spawn(self._restore(to_restore), name="restore")
             for partition in to_restore:
-                self._restoring[partition] = task
-        self._metrics.partitions_owned.set(len(self.assigned))
-        self._metrics.partitions_restored.set(len(self.restored & self.assigned))
+                self._partitions.assign(partition, task)
+        self._metrics.partitions_owned.set(len(partitions))
+        self._metrics.partitions_restored.set(len(self._partitions.restored()))
         log.info("partitions assigned", partitions=sorted(partitions), restoring=to_restore)
 
     def _forget(self, partition: int) -> None:
-        task = self._restoring.pop(partition, None)
-        if task is not None and not any(t is task for t in self._restoring.values()):
-            task.cancel()
-        self.restored.discard(partition)
-        self._scheduler.forget_partition(partition)
+        self._partitions.forget(partition)
         self._table.drop_partition(partition)
         self._committed.pop(partition, None)
         self._dead_lettered.pop(partition, None)
@@ -231,18 +233,16 @@ class Intake:
                 log.warning("restoring tracking state failed, retrying", error=str(exc))
                 await asyncio.sleep(pause.take())
         for read in restored:
-            if read.partition not in self.assigned:
+            if read.partition not in self._partitions.restoring():
                 continue  # revoked while it was read: nothing to keep
             self._table.add_partition(read.partition, read.finished, read.active)
-            self.restored.add(read.partition)
-            self._restoring.pop(read.partition, None)
             self._scheduler.open_partition(read.partition)
             log.info("tracking restored", partition=read.partition, records=read.records_read,
                      active=len(read.active), finished=len(read.finished))
         if self._consumer is not None:
             self._consumer.resume(*(TopicPartition(self._topic, p) for p in partitions
-                                    if p in self.restored))
-        self._metrics.partitions_restored.set(len(self.restored & self.assigned))
+                                    if self._partitions.is_restored(p)))
+        self._metrics.partitions_restored.set(len(self._partitions.restored()))
 
     # ------------------------------------------------------------------ consuming
 
@@ -273,7 +273,7 @@ class Intake:
         for tp, records in batch.items():
             if not records:
                 continue
-            if tp.partition not in self.restored or tp.partition not in self.assigned:
+            if not self._partitions.is_restored(tp.partition):
                 # Not ours to process (yet): read it again later.
                 self._consumer.seek(tp, records[0].offset)
                 continue
@@ -346,7 +346,7 @@ class Intake:
                 continue
             for job in verdict:
                 self._table.put(job)
-                if partition in self.restored:
+                if self._partitions.is_open(partition):
                     self._scheduler.schedule(job)
 
     def _verdict(self, partition: int, record: Record, now: float,
@@ -430,7 +430,7 @@ class Intake:
         while True:
             await asyncio.sleep(5.0)
             consumer = self._consumer
-            partitions = sorted(self.assigned)
+            partitions = sorted(self._partitions.owned())
             if consumer is None or not partitions:
                 continue
             try:

@@ -29,6 +29,7 @@ from orderflow.consumer.critical import CriticalTasks
 from orderflow.consumer.jobs import DueQueue, Job, JobKey, JobTable, Phase
 from orderflow.consumer.logging import get_logger
 from orderflow.consumer.metrics import Metrics
+from orderflow.consumer.partitions import Partitions
 from orderflow.contracts.events import Order, OrderShipmentTracking, OrderVendorStatus, Vendor
 
 log = get_logger(__name__)
@@ -99,8 +100,11 @@ class Scheduler:
         clock: Clock = time.time,
         rng: random.Random | None = None,
         critical: CriticalTasks | None = None,
+        partitions: Partitions | None = None,
     ) -> None:
         self._settings = settings
+        # Which partitions' jobs may start, and the calls each has running.
+        self.partitions = partitions or Partitions()
         self._critical = critical or CriticalTasks()
         self._table = table
         self._publisher = publisher
@@ -116,9 +120,6 @@ class Scheduler:
             if vendor_settings.rate_limit_per_s > 0:
                 lane.limiter = RateLimiter(vendor_settings.rate_limit_per_s)
             self._lanes[vendor] = lane
-        # Partitions whose jobs may start. A partition being revoked leaves this set first.
-        self._open: set[int] = set()
-        self._in_flight: dict[int, set[asyncio.Task[None]]] = {}
         self._housekeeping: asyncio.Task[None] | None = None
         self._started = False
         self.last_turn = clock()
@@ -139,7 +140,7 @@ class Scheduler:
         if not self._started:
             return
         self._started = False
-        await self.close_partitions(list(self._in_flight), grace_s)
+        await self.close_partitions(self.partitions.owned(), grace_s)
         tasks = [t for t in (self._housekeeping, *(lane.dispatcher for lane in self._lanes.values()))
                  if t is not None]
         for task in tasks:
@@ -154,8 +155,7 @@ class Scheduler:
 
     def open_partition(self, partition: int) -> None:
         """Let the partition's jobs run: every active job of it in the table is (re)queued."""
-        self._open.add(partition)
-        self._in_flight.setdefault(partition, set())
+        self.partitions.open(partition)
         for job in self._table.active_jobs(partition):
             self.schedule(job)
 
@@ -163,9 +163,7 @@ class Scheduler:
         """Stop starting jobs of these partitions and wait for their running calls, at most
         `timeout_s`; calls still running then are cancelled (their jobs' records are
         unchanged, so the next owner repeats them, asking the vendor before creating)."""
-        partitions = list(partitions)
-        self._open.difference_update(partitions)
-        running = [t for p in partitions for t in self._in_flight.get(p, ())]
+        running = self.partitions.close(list(partitions))
         if running:
             _, late = await asyncio.wait(running, timeout=timeout_s)
             for task in late:
@@ -174,12 +172,8 @@ class Scheduler:
                 log.warning("cancelled calls still running at hand-over", count=len(late))
                 await asyncio.gather(*late, return_exceptions=True)
 
-    def forget_partition(self, partition: int) -> None:
-        self._open.discard(partition)
-        self._in_flight.pop(partition, None)
-
     def in_flight_count(self) -> int:
-        return sum(len(tasks) for tasks in self._in_flight.values())
+        return self.partitions.calls_running()
 
     # ------------------------------------------------------------------ jobs
 
@@ -209,18 +203,17 @@ class Scheduler:
                 lane.slots.release()
                 raise
             current = self._table.get(job.partition, job.key)
-            if job.partition not in self._open or current is None or current.version != job.version:
+            if (not self.partitions.is_open(job.partition) or current is None
+                    or current.version != job.version):
                 # Its partition was handed back (or the job rescheduled) while we waited for
                 # the rate limit: a hand-over has already counted the calls it waits for.
                 lane.slots.release()
                 continue
             lane.running.add(job.key)
             task = asyncio.create_task(self._run(lane, job), name=f"job-{vendor}-{job.order_id}")
-            tasks = self._in_flight.setdefault(job.partition, set())
-            tasks.add(task)
+            self.partitions.add_call(job.partition, task)
 
-            def _done(t: asyncio.Task[None], job: Job = job, tasks: set[asyncio.Task[None]] = tasks) -> None:
-                tasks.discard(t)
+            def _done(t: asyncio.Task[None], job: Job = job) -> None:
                 lane.running.discard(job.key)
                 lane.slots.release()
                 lane.call_ended.set()
@@ -246,7 +239,7 @@ class Scheduler:
 
     def _resume_deferred(self, lane: _VendorLane, key: JobKey) -> None:
         partition = lane.deferred.pop(key, None)
-        if partition is None or partition not in self._open:
+        if partition is None or not self.partitions.is_open(partition):
             return
         job = self._table.get(partition, key)
         if job is not None:
@@ -261,7 +254,8 @@ class Scheduler:
             if entry is not None:
                 partition, key, version = entry
                 job = self._table.get(partition, key)
-                if job is None or job.version != version or partition not in self._open:
+                if (job is None or job.version != version
+                        or not self.partitions.is_open(partition)):
                     continue  # stale: rescheduled, finished, or its partition is leaving
                 if key in lane.running:
                     # Its last run rescheduled it and is still winding down: never run a
@@ -284,7 +278,7 @@ class Scheduler:
             # until the deadline ends it.
             self._metrics.job_errors.labels(str(job.vendor)).inc()
             log.exception("unexpected error running a job, it will run again later")
-            if job.partition in self._open:
+            if self.partitions.is_open(job.partition):
                 retry = transitions.retry_later(job, self._clock(), self._settings.poll, self._rng)
                 self.schedule(retry.job)
 
@@ -363,7 +357,7 @@ class Scheduler:
                 # What the vendor said is kept and recorded again, never asked again: a vendor
                 # that cannot be asked (Reevoo) must not get a second submission after its 202.
                 self._metrics.kafka_errors.labels("apply").inc()
-                if after.partition not in self._open:
+                if not self.partitions.is_open(after.partition):
                     # Handed over meanwhile: the next owner repeats this step from the last
                     # record, asking the vendor before creating anything again.
                     log.warning("could not record a job's progress before hand-over", error=str(exc))
@@ -375,7 +369,7 @@ class Scheduler:
         if after.phase is Phase.DONE:
             self._table.put(after)
             return
-        if after.partition in self._open:
+        if self.partitions.is_open(after.partition):
             self.schedule(after)
         else:
             self._table.put(after)
@@ -423,7 +417,7 @@ class Scheduler:
             await asyncio.sleep(1.0)
 
     async def _sweep_finished(self, older_than: float) -> None:
-        for partition in list(self._open):
+        for partition in self.partitions.open_partitions():
             expired = self._table.expired_finished(partition, older_than)
             if not expired:
                 continue
