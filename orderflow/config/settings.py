@@ -287,6 +287,22 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     return problems
 
 
+def overrides_from(environ: Mapping[str, str]) -> dict[str, Any]:
+    """`ORDERFLOW_*` variables as the nested values `load_settings` takes: the sandbox
+    builds one environment (sandbox/processes.py) for child processes and in-process
+    services alike."""
+    nested: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        *groups, leaf = name[len(ENV_PREFIX):].lower().split(ENV_NESTED_DELIMITER)
+        target = nested
+        for group in groups:
+            target = target.setdefault(group, {})
+        target[leaf] = value
+    return nested
+
+
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Read the settings from the environment (and `overrides`, used by the sandbox).
 

@@ -20,13 +20,14 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from orderflow.config.settings import Settings, TopicSettings, load_settings
+from orderflow.config.settings import Settings, TopicSettings, load_settings, overrides_from
 from orderflow.consumer.app import Application
 from orderflow.consumer.logging import configure_logging
 from orderflow.sandbox.broker import EmbeddedBroker, create_topics, free_port
 from orderflow.sandbox.outcomes import TERMINAL, OutputReader, Pair, expected_pairs
+from orderflow.sandbox.processes import sandbox_env
 from orderflow.sandbox.samples import encode, sample_orders
-from orderflow.sandbox.simulators import defaults
+from orderflow.sandbox.simulators import world
 from orderflow.sandbox.simulators.base import FaultKnobs, SimulatorServer
 from orderflow.sandbox.simulators.defaults import VENDORS
 from orderflow.sandbox.simulators.reevoo import ReevooSimulator
@@ -37,20 +38,19 @@ INPUT_PARTITIONS = 6
 
 
 def sandbox_settings(bootstrap: str, urls: dict[str, str], http_port: int) -> Settings:
-    """The service's settings for the sandbox: what a deployment would put in ORDERFLOW_*."""
-    topics = TopicSettings()
-    return load_settings(
-        kafka={"bootstrap_servers": bootstrap, "group_id": "orderflow-demo",
-               "enable_idempotence": False, "session_timeout_ms": 6000,
-               "heartbeat_interval_ms": 1000, "tracking_replication_factor": 1},
-        topics=topics.model_dump(),
-        **{vendor: {"base_url": urls[vendor], **credentials}
-           for vendor, credentials in defaults.service_credentials().items()},
-        poll={"initial_interval_s": 0.5, "max_interval_s": 2.0, "deadline_s": 600},
-        http={"host": "127.0.0.1", "port": http_port},
-        log={"format": "console", "level": "WARNING"},
-        shutdown_grace_s=5,
-    )
+    """The service's settings for the sandbox: the environment every sandbox service gets
+    (`sandbox_env`), with quick polling and quiet console logs for the demo's screen."""
+    env = {
+        **sandbox_env(bootstrap, TopicSettings(), urls, http_port=http_port,
+                      group_id="orderflow-demo"),
+        "ORDERFLOW_POLL__INITIAL_INTERVAL_S": "0.5",
+        "ORDERFLOW_POLL__MAX_INTERVAL_S": "2",
+        "ORDERFLOW_POLL__DEADLINE_S": "600",
+        "ORDERFLOW_LOG__FORMAT": "console",
+        "ORDERFLOW_LOG__LEVEL": "WARNING",
+        "ORDERFLOW_SHUTDOWN_GRACE_S": "5",
+    }
+    return load_settings(env, **overrides_from(env))
 
 
 def _progress_table(expected: dict[str, set[Pair]], reader: OutputReader) -> Table:
@@ -84,10 +84,13 @@ async def run_demo(*, orders: int = 300, timeout_s: float = 180.0, seed: int = 7
         await create_topics(broker.bootstrap_servers, [
             (topics.orders_created, INPUT_PARTITIONS, None), (topics.status, 3, None),
             (topics.print_files_ready, 3, None), (topics.dead_letter, 1, None)])
+        # The vendors as they really are (world.py), which the service's settings fit.
         zakeke = SimulatorServer(ZakekeSimulator(print_files_delay_s=3.0, print_files_jitter_s=3.0,
-                                                 knobs=_lifelike_latency(seed)))
+                                                 knobs=_lifelike_latency(seed),
+                                                 **world.zakeke_options()))
         smake = SimulatorServer(SmakeSimulator(seconds_per_state=1.0, failure_rate=0.05, seed=seed,
-                                               knobs=_lifelike_latency(seed)))
+                                               knobs=_lifelike_latency(seed),
+                                               **world.smake_options()))
         reevoo = SimulatorServer(ReevooSimulator(knobs=_lifelike_latency(seed)))
         async with zakeke, smake, reevoo:
             urls = {"zakeke": zakeke.base_url, "smake": smake.base_url, "reevoo": reevoo.base_url}
