@@ -63,6 +63,8 @@ class TopicSettings(BaseModel):
     print_files_ready: str = Field(default="orders.print-files-ready", min_length=1)
     dead_letter: str = Field(default="orders.created.dlq", min_length=1)
     tracking: str = Field(default="orderflow.tracking", min_length=1)
+    # Operator commands and webhook deliveries for every replica (contracts/control.py).
+    control: str = Field(default="orderflow.control", min_length=1)
 
 
 class VendorSettings(BaseModel):
@@ -113,6 +115,9 @@ class SmakeSettings(VendorSettings):
     payment_method_map: Annotated[dict[str, str] | None, NoDecode] = None
     # The token Smake signs its webhooks with; unset: POST /webhooks/smake answers 404.
     webhook_token: SecretStr | None = None
+    # Up to this many due polls go to Smake as one `GET /orders?filter[id]=...` (1: each on
+    # its own, as `GET /orders/{id}`). Smake pages hold at most 100.
+    poll_batch_size: int = Field(default=100, ge=1, le=100)
 
     @field_validator("shipping_method_map", "payment_method_map", mode="before")
     @classmethod

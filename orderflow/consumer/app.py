@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from orderflow.adapters.http import RequestObserver
 from orderflow.adapters.outcomes import VendorAdapter
 from orderflow.config.settings import Settings, env_name
+from orderflow.consumer.control import ControlReader
 from orderflow.consumer.critical import CriticalTasks
 from orderflow.consumer.http import OpsServer
 from orderflow.consumer.intake import Intake
@@ -29,6 +30,7 @@ from orderflow.consumer.metrics import Metrics
 from orderflow.consumer.publisher import Publisher
 from orderflow.consumer.scheduler import Scheduler
 from orderflow.consumer.tracking import TrackingStore
+from orderflow.consumer.webhooks import SmakeWebhooks
 from orderflow.contracts.events import Vendor
 
 log = get_logger(__name__)
@@ -75,8 +77,16 @@ class Application:
                                    critical=self.critical)
         self.intake = Intake(settings, self.table, self.scheduler, self._tracking, self._producer,
                              self.metrics, clock=clock, critical=self.critical)
+        self.control = ControlReader(settings, self.scheduler, self._tracking, self._producer,
+                                     self.metrics, clock=clock, critical=self.critical)
+        self._webhooks: SmakeWebhooks | None = None
+        token = settings.smake.webhook_token
+        if settings.smake.enabled and token is not None and token.get_secret_value():
+            self._webhooks = SmakeWebhooks(token.get_secret_value(), self._producer,
+                                           settings.topics.control, self.metrics, clock)
         self.ops = OpsServer(settings.http.host, settings.http.port, self.metrics,
-                             healthy=self.health, ready=self.readiness)
+                             healthy=self.health, ready=self.readiness,
+                             webhooks={"smake": self._webhooks.handle} if self._webhooks else None)
         self._started = False
         self._stop_stack = contextlib.AsyncExitStack()
 
@@ -145,6 +155,12 @@ class Application:
             await adapter.start()
             stack.push_async_callback(adapter.stop)
         await self._producer.start()
+        # The pauses in force are read before any vendor call can start.
+        await self.control.start()
+        stack.push_async_callback(self.control.stop)
+        if self._webhooks is not None:
+            self._webhooks.accepting = True
+            stack.callback(setattr, self._webhooks, "accepting", False)
         await self.scheduler.start()
         stack.push_async_callback(self.scheduler.stop, self.settings.shutdown_grace_s)
         await self.intake.start()

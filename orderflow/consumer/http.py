@@ -1,8 +1,9 @@
-"""The operations endpoints: /metrics, /healthz, /readyz (contract "HTTP")."""
+"""The HTTP endpoints: /metrics, /healthz, /readyz and the vendors' webhooks (contract
+"HTTP")."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -12,7 +13,10 @@ from orderflow.consumer.metrics import Metrics
 
 class OpsServer:
     def __init__(self, host: str, port: int, metrics: Metrics,
-                 healthy: Callable[[], tuple[bool, str]], ready: Callable[[], tuple[bool, str]]) -> None:
+                 healthy: Callable[[], tuple[bool, str]], ready: Callable[[], tuple[bool, str]],
+                 webhooks: Mapping[str, Callable[[web.Request], Awaitable[web.Response]]]
+                 | None = None) -> None:
+        self._webhooks = dict(webhooks or {})
         self._host = host
         self._port = port
         self._metrics = metrics
@@ -24,7 +28,10 @@ class OpsServer:
     async def start(self) -> None:
         if self._runner is not None:
             return
-        app = web.Application()
+        # Webhook bodies are read (and bounded) by their handlers.
+        app = web.Application(client_max_size=2 * 1024 * 1024)
+        for vendor, handler in self._webhooks.items():
+            app.router.add_post(f"/webhooks/{vendor}", handler)
         app.router.add_get("/metrics", self._serve_metrics)
         app.router.add_get("/healthz", self._serve_health)
         app.router.add_get("/readyz", self._serve_ready)

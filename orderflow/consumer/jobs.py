@@ -73,6 +73,9 @@ class Job:
     # every create call): a submit with an intent asks the vendor first, one without does
     # not need to (nobody can have created it).
     intent_at: float | None = None
+    # How many times an operator re-opened the finished pair (`orderflow retry`): the
+    # statuses of each round are new events, with ids of their own.
+    round: int = 0
     version: int = field(default=0, compare=False)  # in-memory: drops stale queue entries
 
     def __post_init__(self, order: Order | None) -> None:
@@ -110,6 +113,8 @@ class Job:
                 "polls_without_change": self.polls_without_change,
                 "finished_at": self.finished_at,
                 "intent_at": self.intent_at,
+                # Only once re-opened: the records of every other pair stay as they were.
+                **({"round": self.round} if self.round else {}),
             },
             separators=(",", ":"),
         ).encode()
@@ -146,6 +151,7 @@ class Job:
             # A record from before intents were recorded says nothing either way: take it
             # that a create may have happened, so the vendor is asked first, as it always was.
             intent_at=data["intent_at"] if "intent_at" in data else float(data["created_at"]),
+            round=int(data.get("round", 0)),
         )
 
 
@@ -210,6 +216,15 @@ class JobTable:
             self._finished[job.partition][tracking_key(job.key)] = job.finished_at or 0.0
         else:
             active[job.key] = job
+
+    def reopen(self, job: Job) -> None:
+        """A finished pair made active again (`orderflow retry`)."""
+        self._finished.get(job.partition, {}).pop(tracking_key(job.key), None)
+        self.put(job)
+
+    def finished_at(self, partition: int, key: JobKey) -> float | None:
+        """When the pair finished, if this table holds it as finished."""
+        return self._finished.get(partition, {}).get(tracking_key(key))
 
     def forget(self, partition: int, key: JobKey) -> None:
         self._active.get(partition, {}).pop(key, None)

@@ -135,7 +135,8 @@ def creation_problem(topic: str, topic_errors: list[Any]) -> str | None:
 
 async def prepare_topics(kafka: KafkaSettings, topics: TopicSettings) -> int:
     """Check the input topic and create the tracking topic when it is missing (compacted,
-    as many partitions as the input). Returns the input partition count.
+    as many partitions as the input) and the control topic (compacted, one partition).
+    Returns the input partition count.
 
     Existence is read from the topic list: some brokers create a topic merely described."""
     admin = AIOKafkaAdminClient(**client_options(kafka))
@@ -165,6 +166,17 @@ async def prepare_topics(kafka: KafkaSettings, topics: TopicSettings) -> int:
                     f"tracking topic {topics.tracking!r} has {tracking_partitions} partitions but "
                     f"input topic {topics.orders_created!r} has {partitions}: they must match"
                 )
+        if topics.control not in existing:
+            answer = await admin.create_topics([NewTopic(
+                topics.control, 1, kafka.tracking_replication_factor,
+                topic_configs={"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"},
+            )])
+            problem = creation_problem(topics.control, list(getattr(answer, "topic_errors", [])))
+            if problem is not None:
+                raise TopicError(
+                    f"creating control topic {topics.control!r} ({env_name('topics', 'control')}, "
+                    f"replication {env_name('kafka', 'tracking_replication_factor')}="
+                    f"{kafka.tracking_replication_factor}) failed: {problem}")
         return partitions
     finally:
         await admin.close()

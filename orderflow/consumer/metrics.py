@@ -66,8 +66,22 @@ class Metrics:
             registry=r)
         self.vendor_paused = Gauge(
             "orderflow_vendor_paused",
-            "1 while calls to the vendor are held back (Retry-After, or failing in a row).",
-            ["vendor"], registry=r)
+            "1 while calls to the vendor are held back, by reason: operator (orderflow pause) "
+            "or backoff (Retry-After, or failing in a row).",
+            ["vendor", "reason"], registry=r)
+        self.webhook_deliveries = Counter(
+            "orderflow_webhook_deliveries",
+            "Webhook deliveries received, by vendor and result: noted | repeat | ignored | "
+            "unsigned | bad_signature | unreadable | too_large | kafka_error.",
+            ["vendor", "result"], registry=r)
+        self.hints = Counter(
+            "orderflow_webhook_hints",
+            "Webhook hints read from the control topic, by what became of them here: "
+            "polled_now | not_waiting | not_here | stale.", ["vendor", "result"], registry=r)
+        self.control_records = Counter(
+            "orderflow_control_records",
+            "Control-topic records acted on, by kind: pause | retry | hint | replayed | unreadable.",
+            ["kind"], registry=r)
         self.order_to_print_files = Histogram(
             "orderflow_order_to_print_files_seconds",
             "Time from the order being placed to its print files being announced.",

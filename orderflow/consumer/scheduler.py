@@ -14,7 +14,7 @@ import contextlib
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import structlog
@@ -85,6 +85,10 @@ class _VendorLane:
     # Jobs that came due while their previous run was still finishing: started when it ends.
     deferred: dict[JobKey, int] = field(default_factory=dict)
     dispatcher: asyncio.Task[None] | None = None
+    # `orderflow pause`: no call starts while held; jobs keep coming and wait.
+    held_by_operator: bool = False
+    # The vendor's id of each waiting job -> its order id, for webhooks that name only theirs.
+    by_ref: dict[str, str] = field(default_factory=dict)
 
 
 class Scheduler:
@@ -186,6 +190,74 @@ class Scheduler:
         self._table.put(job)
         lane.queue.push(job)
         lane.wake.set()
+        if job.vendor_order_ref is not None and job.phase is not Phase.SUBMIT:
+            lane.by_ref[job.vendor_order_ref] = job.order_id
+
+    # ------------------------------------------------------------------ operator and webhooks
+
+    def hold(self, vendor: Vendor, held: bool) -> bool:
+        """`orderflow pause` / `resume`: hold (or let go) every call to the vendor that has
+        not started. Returns whether anything changed. Jobs due meanwhile wait in their
+        queue and start, earliest due first, when let go."""
+        lane = self._lanes.get(vendor)
+        if lane is None or lane.held_by_operator is held:
+            return False
+        lane.held_by_operator = held
+        lane.call_ended.set()  # a dispatcher waiting at the gate looks again now
+        self._metrics.vendor_paused.labels(str(vendor), "operator").set(1 if held else 0)
+        log.warning("vendor held by an operator" if held else "vendor let go by an operator",
+                    vendor=str(vendor), waiting=len(lane.queue))
+        return True
+
+    def is_held(self, vendor: Vendor) -> bool:
+        lane = self._lanes.get(vendor)
+        return lane is not None and lane.held_by_operator
+
+    def look_now(self, vendor: Vendor, order_id: str | None, vendor_order_ref: str | None) -> str:
+        """A vendor said the pair changed (a webhook): its next poll is due now. Returns
+        what became of the hint: `polled_now`, `not_waiting` (no poll to bring forward:
+        still being created, or finished) or `not_here` (another replica's pair, or none)."""
+        lane = self._lanes.get(vendor)
+        if lane is None:
+            return "not_here"
+        if order_id is None and vendor_order_ref is not None:
+            order_id = lane.by_ref.get(vendor_order_ref)
+        if order_id is None:
+            return "not_here"
+        key: JobKey = (order_id, vendor)
+        for partition in self.partitions.open_partitions():
+            job = self._table.get(partition, key)
+            if job is None:
+                if self._table.finished_at(partition, key) is not None:
+                    return "not_waiting"
+                continue
+            if vendor_order_ref is not None and job.vendor_order_ref not in (None, vendor_order_ref):
+                return "not_here"  # names another order of theirs than the one we follow
+            if job.phase not in (Phase.POLL, Phase.TRACKING):
+                return "not_waiting"
+            now = self._clock()
+            if job.due_at > now:
+                self.schedule(replace(job, due_at=now))
+            return "polled_now"
+        return "not_here"
+
+    def reopen(self, order_id: str, vendor: Vendor, finished_at: float,
+               make_job: Callable[[int], Job]) -> tuple[int, Job] | None:
+        """`orderflow retry`: if this replica holds the pair finished at exactly
+        `finished_at`, the job that re-opens it (built by `make_job(partition)`), else None.
+        The caller records it before it is scheduled."""
+        if self._lanes.get(vendor) is None:
+            return None
+        key: JobKey = (order_id, vendor)
+        for partition in self.partitions.open_partitions():
+            if self._table.finished_at(partition, key) == finished_at:
+                return partition, make_job(partition)
+        return None
+
+    def reopen_scheduled(self, job: Job) -> None:
+        """The re-opened pair (recorded already) joins its vendor's queue."""
+        self._table.reopen(job)
+        self.schedule(job)
 
     async def _dispatch(self, vendor: Vendor, lane: _VendorLane) -> None:
         while True:
@@ -223,14 +295,19 @@ class Scheduler:
 
     def _gate_open(self, lane: _VendorLane) -> bool:
         backoff = lane.backoff
-        return backoff.wait_s(self._clock()) <= 0 and not (backoff.tripped and lane.running)
+        return (not lane.held_by_operator and backoff.wait_s(self._clock()) <= 0
+                and not (backoff.tripped and lane.running))
 
     async def _vendor_gate(self, lane: _VendorLane) -> None:
         """Wait while the vendor is paused (Retry-After, or failing), and while a probe of a
         tripped vendor is still out."""
         while not self._gate_open(lane):
             pause = lane.backoff.wait_s(self._clock())
-            if pause > 0:
+            if lane.held_by_operator:
+                lane.call_ended.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(lane.call_ended.wait(), 1.0)
+            elif pause > 0:
                 await asyncio.sleep(min(pause, 1.0))
             else:
                 lane.call_ended.clear()
@@ -368,6 +445,8 @@ class Scheduler:
                 await asyncio.sleep(delay)
         if after.phase is Phase.DONE:
             self._table.put(after)
+            if after.vendor_order_ref is not None:
+                lane.by_ref.pop(after.vendor_order_ref, None)
             return
         if self.partitions.is_open(after.partition):
             self.schedule(after)
@@ -410,7 +489,9 @@ class Scheduler:
                 self._metrics.jobs_waiting.labels(str(vendor)).set(count)
             for vendor, lane in self._lanes.items():
                 held = lane.backoff.wait_s(now) > 0 or lane.backoff.tripped
-                self._metrics.vendor_paused.labels(str(vendor)).set(1 if held else 0)
+                self._metrics.vendor_paused.labels(str(vendor), "backoff").set(1 if held else 0)
+                self._metrics.vendor_paused.labels(str(vendor), "operator").set(
+                    1 if lane.held_by_operator else 0)
             if now - last_sweep >= min(60.0, retention / 10):
                 last_sweep = now
                 await self._sweep_finished(now - retention)

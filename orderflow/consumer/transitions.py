@@ -106,7 +106,7 @@ def status_event(job: Job, status: VendorStatus, now: float, *, vendor_order_ref
                  vendor_state: str | None, reason: str | None = None,
                  tracking_numbers: tuple[str, ...] = ()) -> OrderVendorStatus:
     return OrderVendorStatus(
-        event_id=status_event_id(job.order_id, job.vendor, status, vendor_state),
+        event_id=status_event_id(job.order_id, job.vendor, status, vendor_state, job.round),
         occurred_at=_timestamp(now),
         order_id=job.order_id,
         vendor=job.vendor,
@@ -121,7 +121,9 @@ def status_event(job: Job, status: VendorStatus, now: float, *, vendor_order_ref
 
 
 def _finish(job: Job, now: float) -> Job:
-    return replace(job, phase=Phase.DONE, order_json=None, finished_at=now, due_at=now, attempts=0)
+    # A pair that did not complete keeps its order: `orderflow retry` re-opens it from here.
+    keep = job.order_json if job.status is not VendorStatus.COMPLETED else None
+    return replace(job, phase=Phase.DONE, order_json=keep, finished_at=now, due_at=now, attempts=0)
 
 
 def observed(job: Job, obs: Observation, now: float, poll: PollSettings, rng: random.Random) -> Step:

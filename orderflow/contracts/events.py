@@ -286,9 +286,15 @@ class OrderCreated(_Model):
 EVENT_ID_NAMESPACE = uuid.UUID("6f1c8f8e-2a47-5b7e-9c1d-0b9a4d3e7f21")
 
 
-def status_event_id(order_id: str, vendor: Vendor, status: VendorStatus, vendor_state: str | None) -> str:
+def status_event_id(order_id: str, vendor: Vendor, status: VendorStatus, vendor_state: str | None,
+                    round: int = 0) -> str:
     """Id of a status transition. Every terminal status of a pair shares one id: a pair has
-    exactly one terminal event, so downstream de-duplication can never let two through."""
+    exactly one terminal event, so downstream de-duplication can never let two through.
+    A pair re-opened by an operator (`orderflow retry`) starts a new round, whose events
+    have ids of their own: its new terminal status is not dropped as a repeat."""
+    if round:
+        first = status_event_id(order_id, vendor, status, vendor_state)
+        return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{first}\x1fround\x1f{round}"))
     if status.terminal:
         name = f"{order_id}\x1f{vendor}\x1fterminal"
     elif status is VendorStatus.SUBMITTED:
