@@ -1,4 +1,5 @@
-"""The `orderflow` command: `run` (the service) and `demo` (everything on this machine)."""
+"""The `orderflow` command: `run` (the service), `demo` (everything on this machine) and the
+operator commands (`check`, `inspect`, `retry`, `dlq`, `pause`, `resume`)."""
 
 from __future__ import annotations
 
@@ -51,8 +52,76 @@ def _demo(args: argparse.Namespace) -> int:
                                 http_port=args.http_port))
 
 
+def _operator(args: argparse.Namespace) -> int:
+    from orderflow.config.settings import ConfigError, LogSettings, load_settings
+    from orderflow.consumer.logging import configure_logging
+    from orderflow.operator.report import USAGE, Report, UsageError
+    from orderflow.operator.run import run_command
+
+    report = Report(args.command if args.command != "dlq" else f"dlq {args.dlq_command}",
+                    as_json=args.json)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"orderflow: configuration error: {exc}", file=sys.stderr)
+        report.exit_code = USAGE
+        report.data = {"error": f"configuration error: {exc}"}
+        if args.json:
+            report.emit()
+        return USAGE
+    # Client libraries' lines go to stderr, and only when something is wrong.
+    configure_logging(LogSettings(format=settings.log.format, level="ERROR"))
+    try:
+        asyncio.run(run_command(settings, args, report))
+    except UsageError as exc:
+        print(f"orderflow {report.command}: {exc}", file=sys.stderr)
+        return USAGE
+    return report.emit()
+
+
+def _operator_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    vendors = ("zakeke", "smake", "reevoo")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print one JSON document for scripts")
+    commands.add_parser("check", parents=[common],
+                        help="settings, brokers, topics and vendor credentials, one line each")
+    inspect = commands.add_parser("inspect", parents=[common],
+                                  help="every (order, vendor) pair of an order and its events")
+    inspect.add_argument("order_id")
+    retry = commands.add_parser(
+        "retry", parents=[common],
+        help="re-open an order's pairs that ended rejected, failed or timed_out")
+    retry.add_argument("order_id")
+    retry.add_argument("--vendor", choices=vendors, help="only this vendor's pair")
+    retry.add_argument("--wait", type=float, default=15.0,
+                       help="seconds to wait for the owning replica to take it (default 15)")
+    dlq = commands.add_parser("dlq", help="list, show and replay dead letters")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
+    listing = dlq_commands.add_parser("list", parents=[common], help="dead letters, one a line")
+    show = dlq_commands.add_parser("show", parents=[common], help="dead letters in full")
+    show.add_argument("offsets", nargs="+", metavar="OFFSET", help="OFFSET or PARTITION:OFFSET")
+    replay = dlq_commands.add_parser(
+        "replay", parents=[common],
+        help="re-publish dead letters to the input topic, each at most once")
+    for sub in (listing, replay):
+        sub.add_argument("--since", help="RFC 3339 time, or a duration back from now (2h, 3d)")
+        sub.add_argument("--reason", help="only this reason (orderflow.error.reason)")
+    replay.add_argument("--offset", action="append", dest="offsets", metavar="O",
+                        help="OFFSET or PARTITION:OFFSET (repeatable)")
+    replay.add_argument("--dry-run", action="store_true", help="say what would be replayed")
+    for name, what in (("pause", "hold every replica's calls to a vendor; orders wait"),
+                       ("resume", "let a paused vendor's calls go")):
+        sub = commands.add_parser(name, parents=[common], help=what)
+        sub.add_argument("vendor", choices=vendors)
+        if name == "pause":
+            sub.add_argument("--note", help="why, kept with the pause")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from orderflow.consumer.logging import orderflow_version
+
     parser = argparse.ArgumentParser(prog="orderflow", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"orderflow {orderflow_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="run the service, configured from ORDERFLOW_* variables")
     demo = commands.add_parser(
@@ -63,10 +132,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=7, help="seed of the sample orders and faults")
     demo.add_argument("--http-port", type=int, default=0,
                       help="port for /metrics, /healthz, /readyz (default: a free one)")
+    _operator_parsers(commands)
     args = parser.parse_args(argv)
     if args.command == "run":
         return _run()
-    return _demo(args)
+    if args.command == "demo":
+        return _demo(args)
+    return _operator(args)
 
 
 if __name__ == "__main__":

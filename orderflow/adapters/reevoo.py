@@ -233,6 +233,19 @@ class ReevooAdapter:
     async def stop(self) -> None:
         await self._http.stop()
 
+    async def verify_credentials(self) -> str:
+        """One harmless authenticated call (`orderflow check`): an empty object posted for
+        the TRKREF, which Reevoo refuses for its content (422) once the credentials and
+        the TRKREF pass; nothing can be accepted. Raises VendorError for 400/401/403."""
+        operation = "check"
+        trkref = self._settings.trkref or ""
+        answer = await self._http.request(
+            operation, "POST", f"/v4/organisations/{quote(trkref, safe='')}/customer_order",
+            json_body={}, headers=self._headers)
+        if answer.status in (400, 401, 403) or answer.status >= 500:
+            raise reevoo_error(operation, answer)
+        return f"credentials and TRKREF accepted (HTTP {answer.status} for an empty order)"
+
     async def submit(self, order: Order, state: PairState) -> Observation:
         operation = "submit_order"
         trkref = self._settings.trkref or ""  # start() checked it

@@ -405,6 +405,16 @@ class SmakeAdapter:
     async def stop(self) -> None:
         await self._http.stop()
 
+    async def verify_credentials(self) -> str:
+        """One harmless authenticated call (`orderflow check`): the first order of the list.
+        Raises VendorError when it is refused."""
+        operation = "check"
+        answer = await self._http.request(operation, "GET", "/orders", params={"per_page": "1"},
+                                          headers=self._headers)
+        if answer.status != 200:
+            raise smake_error(operation, answer)
+        return "GET /orders answered 200"
+
     async def submit(self, order: Order, state: PairState) -> Observation:
         refusal = refusal_before_create(order, self._settings)
         if refusal is not None:

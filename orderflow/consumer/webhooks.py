@@ -89,9 +89,11 @@ def hint_from_delivery(body: bytes, now: float) -> control.Hint | str:
     if event is not None and not event.startswith(("order.", "shipment.")):
         return "ignored"  # variant and logo events
     if event is not None and event.startswith("shipment."):
-        order = resource.get("order")
-        order = order if isinstance(order, dict) else {}
-        ref = _text_id(resource.get("order_id")) or _text_id(order.get("id"))
+        # The shipment names its order by id, or holds it.
+        named = resource.get("order")
+        order = named if isinstance(named, dict) else {}
+        ref = (_text_id(resource.get("order_id")) or _text_id(order.get("id"))
+               or (_text_id(named) if not isinstance(named, dict) else None))
         ours = _text_id(order.get("external_identifier"))
     else:
         ref = _text_id(resource.get("id"))

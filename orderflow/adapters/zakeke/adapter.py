@@ -92,6 +92,12 @@ class ZakekeAdapter:
         await self._tokens.close()
         await self._http.stop()
 
+    async def verify_credentials(self) -> str:
+        """One harmless authenticated call (`orderflow check`): an S2S token is granted.
+        Raises VendorError when it is not."""
+        await self._tokens.get(None)
+        return "an S2S token was granted"
+
     # ------------------------------------------------------------------ engine calls
 
     async def submit(self, order: Order, state: PairState) -> Observation:

@@ -21,6 +21,7 @@ Not documented, so chosen here: the shape of `GET /jobs/{id}`, the texts of mess
 
 from __future__ import annotations
 
+import random
 import re
 import time
 from collections.abc import Iterable, Mapping
@@ -42,6 +43,7 @@ from orderflow.sandbox.simulators.base import (
     mark_effect_applied,
     read_json,
 )
+from orderflow.sandbox.simulators.smake_webhooks import ORDER_EVENTS, SHIPMENT_PREPARED, WebhookSender
 
 STATES = ("draft", "checking", "failed", "preparing", "prepared", "cancelled", "completed")
 TIMED_STATES = ("draft", "checking", "preparing", "prepared")
@@ -154,8 +156,11 @@ class SmakeSimulator(VendorSimulator):
         self._by_external_identifier: dict[str, list[int]] = {}
         self._next_id = 1
         self._next_job_id = 1
+        # Off until given a URL (`webhooks.configure`): smake_webhooks.py.
+        self.webhooks = WebhookSender(clock, random.Random(seed))
 
     def reset_state(self) -> None:
+        self.webhooks.clear()
         self.orders.clear()
         self._by_external_identifier.clear()
         self._next_id = 1
@@ -295,7 +300,42 @@ class SmakeSimulator(VendorSimulator):
         )
         self._next_job_id += 1
         self.orders[order_id] = order
+        for at, state in timeline:
+            if state in ORDER_EVENTS:
+                self.webhooks.schedule(at, order_id, ORDER_EVENTS[state])
+            if state == "completed":
+                self.webhooks.schedule(at + self.tracking_delay_s, order_id, SHIPMENT_PREPARED)
         return order
+
+    # -- webhooks
+
+    def build_app(self) -> web.Application:
+        app = super().build_app()
+
+        async def start_webhooks(app: web.Application) -> None:
+            await self.webhooks.start(self._webhook_resource)
+
+        async def stop_webhooks(app: web.Application) -> None:
+            await self.webhooks.stop()
+
+        app.on_startup.append(start_webhooks)
+        app.on_cleanup.append(stop_webhooks)
+        return app
+
+    def _webhook_resource(self, order_id: int, event: str, now: float) -> dict[str, Any] | None:
+        """The resource a due event carries, or None when the event no longer happens (the
+        order was cancelled before reaching that state)."""
+        order = self.orders.get(order_id)
+        if order is None:
+            return None
+        states = {state for at, state in order.timeline if at <= now}
+        if event == SHIPMENT_PREPARED:
+            if "completed" not in states:
+                return None
+            body = self._order_json(order, now)
+            return {**body["shipments"][0], "order": order.id} if body["shipments"] else None
+        wanted = next(state for state, name in ORDER_EVENTS.items() if name == event)
+        return self._order_json(order, now) if wanted in states else None
 
     def _durations(self) -> dict[str, float]:
         if isinstance(self.seconds_per_state, dict):
@@ -418,6 +458,7 @@ class SmakeSimulator(VendorSimulator):
             )
         order.timeline = [entry for entry in order.timeline if entry[0] <= now]
         order.timeline.append((now, "cancelled"))
+        self.webhooks.schedule(now, order.id, ORDER_EVENTS["cancelled"])
         return json_response(self._order_json(order, now))
 
     async def _get_job(self, request: web.Request) -> web.Response:

@@ -1,0 +1,93 @@
+"""`orderflow retry ORDER_ID [--vendor V]`: re-open the order's pairs that ended `rejected`,
+`failed` or `timed_out`, through the control topic, for the replica owning each pair to
+submit again (asking the vendor first, as any submission that may have created the order).
+
+A retry names the finished state it re-opens, so the same command twice, or a replica
+reading it again after a restart, re-opens nothing more. The command waits a little for
+the owner to record the re-opened pair and says whether it did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from orderflow.config.settings import Settings
+from orderflow.consumer.jobs import Phase
+from orderflow.consumer.kafka import make_producer
+from orderflow.contracts import control
+from orderflow.contracts.events import Vendor, VendorStatus
+from orderflow.operator.pairs import PairRecord, read_pairs
+from orderflow.operator.report import NOT_THERE, Report
+
+RETRYABLE = frozenset({VendorStatus.REJECTED, VendorStatus.FAILED, VendorStatus.TIMED_OUT})
+
+
+async def retry(settings: Settings, order_id: str, vendor: Vendor | None, report: Report,
+                wait_s: float) -> None:
+    pairs = await read_pairs(settings, order_id, None if vendor is None else [vendor])
+    outcome: list[dict[str, object]] = []
+    report.data = {"order_id": order_id, "pairs": outcome}
+    if not pairs:
+        report.exit_code = NOT_THERE
+        which = f" for {vendor}" if vendor else ""
+        report.say(f"order {order_id!r}: no pair{which} in {settings.topics.tracking!r}")
+        return
+    to_reopen: dict[Vendor, PairRecord] = {}
+    for pair_vendor, pair in sorted(pairs.items()):
+        job = pair.job
+        if job.phase is not Phase.DONE:
+            outcome.append({"vendor": str(pair_vendor), "action": "left_alone",
+                            "why": f"still active ({job.phase}, status {job.status or 'none yet'})"})
+        elif job.status not in RETRYABLE:
+            outcome.append({"vendor": str(pair_vendor), "action": "left_alone",
+                            "why": f"ended {job.status}: not retried"})
+        elif job.order_json is None or job.finished_at is None:
+            outcome.append({"vendor": str(pair_vendor), "action": "left_alone",
+                            "why": "its record holds no order to submit again (written by an "
+                                   "older release)"})
+        else:
+            to_reopen[pair_vendor] = pair
+    if to_reopen:
+        producer = make_producer(settings.kafka)
+        await producer.start()
+        try:
+            for pair_vendor, pair in to_reopen.items():
+                job = pair.job
+                assert job.finished_at is not None
+                command = control.Retry(
+                    at=time.time(), vendor=pair_vendor, order_id=order_id,
+                    finished_at=job.finished_at, round=job.round,
+                    source_event_id=job.source_event_id, order=job.read_order().model_dump(
+                        mode="json", exclude_none=True))
+                await producer.send_and_wait(settings.topics.control,
+                                             command.model_dump_json().encode(), key=command.key())
+        finally:
+            await producer.stop()
+        reopened = await _wait_for_owner(settings, order_id, to_reopen, wait_s)
+        for pair_vendor, pair in to_reopen.items():
+            taken = pair_vendor in reopened
+            outcome.append({
+                "vendor": str(pair_vendor), "action": "reopened" if taken else "sent",
+                "was": str(pair.job.status), "round": pair.job.round + 1,
+                "why": ("re-opened by its replica; it is submitted again (asking the vendor "
+                        "first)") if taken else
+                       (f"sent; no replica recorded it within {wait_s:g}s (it will when the "
+                        f"pair's owner runs)")})
+    for item in outcome:
+        report.say(f"{order_id} {item['vendor']}: {item['action']}: {item['why']}")
+    if not to_reopen:
+        report.exit_code = NOT_THERE
+
+
+async def _wait_for_owner(settings: Settings, order_id: str, sent: dict[Vendor, PairRecord],
+                          wait_s: float) -> set[Vendor]:
+    """The pairs whose owner has recorded them re-opened, within `wait_s`."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        now = await read_pairs(settings, order_id, list(sent))
+        done = {vendor for vendor, pair in now.items()
+                if pair.job.round > sent[vendor].job.round}
+        if done == set(sent) or time.monotonic() >= deadline:
+            return done
+        await asyncio.sleep(1.0)

@@ -1,0 +1,103 @@
+"""Reading and writing topics for the operator commands: whole partitions read from their
+start to the end they had when asked (no consumer group, nothing committed)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.partitioner import murmur2
+
+from orderflow.config.settings import KafkaSettings
+from orderflow.consumer.kafka import client_options
+
+# How long a command waits for the brokers before it says they cannot be reached.
+CONNECT_TIMEOUT_S = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+
+
+def producer_partition(key: bytes, partitions: int) -> int:
+    """The partition orderflow's producer (murmur2, as Java's) writes a keyed record to."""
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+async def read_topic(kafka: KafkaSettings, topic: str, *, partitions: Iterable[int] | None = None,
+                     keep: Callable[[bytes | None], bool] | None = None,
+                     start_offsets: dict[int, int] | None = None) -> list[Read]:
+    """Every record of the topic (or of the given partitions) up to their current ends, in
+    offset order per partition; `keep` filters by key before anything is kept."""
+    consumer = AIOKafkaConsumer(**client_options(kafka), enable_auto_commit=False,
+                                auto_offset_reset="earliest", max_partition_fetch_bytes=4 << 20)
+    await asyncio.wait_for(consumer.start(), CONNECT_TIMEOUT_S)
+    try:
+        known = consumer.partitions_for_topic(topic)
+        if not known:
+            await consumer.topics()
+            known = consumer.partitions_for_topic(topic) or set()
+        wanted = sorted(known if partitions is None else set(partitions) & known)
+        if not wanted:
+            return []
+        tps = [TopicPartition(topic, p) for p in wanted]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        for tp in tps:
+            start = (start_offsets or {}).get(tp.partition)
+            if start is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, start)
+        found: list[Read] = []
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        while remaining:
+            for tp in list(remaining):
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+            if not remaining:
+                break
+            batch = await consumer.getmany(*remaining, timeout_ms=1000, max_records=5000)
+            for tp, records in batch.items():
+                for record in records:
+                    if record.offset >= ends[tp]:
+                        continue
+                    if keep is not None and not keep(record.key):
+                        continue
+                    found.append(Read(record.topic, record.partition, record.offset,
+                                      record.timestamp, record.key, record.value,
+                                      tuple((n, bytes(v or b"")) for n, v in record.headers or ())))
+        return found
+    finally:
+        await consumer.stop()
+
+
+async def partition_count(kafka: KafkaSettings, topic: str) -> int | None:
+    consumer = AIOKafkaConsumer(**client_options(kafka), enable_auto_commit=False)
+    await asyncio.wait_for(consumer.start(), CONNECT_TIMEOUT_S)
+    try:
+        await consumer.topics()
+        known = consumer.partitions_for_topic(topic)
+        return len(known) if known else None
+    finally:
+        await consumer.stop()
+
+
+def text(value: bytes | None) -> str:
+    return "" if value is None else value.decode("utf-8", "replace")
+
+
+def as_dict(read: Read) -> dict[str, Any]:
+    return {"topic": read.topic, "partition": read.partition, "offset": read.offset,
+            "timestamp_ms": read.timestamp_ms, "key": None if read.key is None else text(read.key),
+            "headers": {name: text(value) for name, value in read.headers}}
