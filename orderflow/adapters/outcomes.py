@@ -8,9 +8,9 @@ Deciding which events that means is the engine's job.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from orderflow.contracts.events import Order, Vendor, VendorStatus, publishable
 
@@ -98,3 +98,10 @@ class VendorAdapter(Protocol):
     async def submit(self, order: Order, state: PairState) -> Observation: ...
 
     async def poll(self, order: Order, state: PairState) -> Observation: ...
+
+
+@runtime_checkable
+class BatchPolling(Protocol):
+    """A vendor whose orders can be read many at a time (Smake's `filter[id]`)."""
+
+    async def poll_many(self, refs: Sequence[str]) -> dict[str, Observation]: ...

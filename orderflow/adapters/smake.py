@@ -47,7 +47,7 @@ Decisions where the pages leave room (each one has a unit test):
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -380,7 +380,8 @@ class SmakeAdapter:
     ``submit`` creates the order (asking first whether Smake already holds one for
     ``order.order_id`` when a create may already have happened) and returns ``SUBMITTED``
     with ``vendor_state="draft"``, or the state of the order it adopts.
-    ``poll`` returns the mapped state of ``GET /orders/{vendor_order_ref}``.
+    ``poll`` returns the mapped state of ``GET /orders/{vendor_order_ref}``; ``poll_many``
+    reads up to 100 orders in one ``GET /orders?filter[id]=...``.
     """
 
     vendor = VENDOR
@@ -446,6 +447,44 @@ class SmakeAdapter:
         if answer.status != 200:
             raise smake_error(operation, answer)
         return observation_from_order(_json(answer, operation), operation)
+
+    async def poll_many(self, refs: Sequence[str]) -> dict[str, Observation]:
+        """The orders of `refs` (recorded Smake ids) read together: ``GET /orders?filter[id]=
+        a,b,...`` with up to 100 ids, every page read, only exact ids counted (Smake's
+        filters may match parts of a value). An id absent from the answer is absent from
+        the result: the caller reads that one on its own (``poll``), which tells a 404
+        from a lag. Raises VendorError when the listing itself fails."""
+        operation = "poll_orders"
+        wanted = [ref for ref in dict.fromkeys(refs) if path_safe_ref(ref) is not None]
+        if not wanted:
+            return {}
+        if len(wanted) > LOOKUP_PAGE_SIZE:
+            raise ValueError(f"at most {LOOKUP_PAGE_SIZE} ids at a time, got {len(wanted)}")
+        found: dict[str, Observation] = {}
+        asked = set(wanted)
+        for page in range(1, LOOKUP_MAX_PAGES + 1):
+            answer = await self._http.request(
+                operation, "GET", "/orders",
+                params={"filter[id]": ",".join(wanted), "per_page": str(LOOKUP_PAGE_SIZE),
+                        "page": str(page)},
+                headers=self._headers,
+            )
+            if answer.status != 200:
+                raise smake_error(operation, answer)
+            listing = _json(answer, operation)
+            data = listing.get("data") if isinstance(listing, dict) else None
+            if not isinstance(data, list):
+                raise VendorUnavailable(VENDOR, operation, "order list answer has no data array")
+            for order in data:
+                ref = _order_id(order) if isinstance(order, dict) else None
+                if ref in asked and ref not in found:
+                    try:
+                        found[ref] = observation_from_order(order, operation)
+                    except VendorError:
+                        continue  # unreadable on its own: its own read will say why
+            if len(found) == len(asked) or not has_next_page(listing):
+                break
+        return found
 
     async def _find(self, order_id: str) -> Observation | None:
         """The order Smake holds for our id, reading every page of the partial-match filter;

@@ -211,6 +211,8 @@ class Intake:
             for partition in to_restore:
                 self._partitions.assign(partition, task)
         self._metrics.partitions_owned.set(len(partitions))
+        total = len(self._consumer.partitions_for_topic(self._topic) or ())
+        self._scheduler.set_share(len(partitions), total)
         self._metrics.partitions_restored.set(len(self._partitions.restored()))
         log.info("partitions assigned", partitions=sorted(partitions), restoring=to_restore)
 

@@ -69,6 +69,10 @@ class Metrics:
             "1 while calls to the vendor are held back, by reason: operator (orderflow pause) "
             "or backoff (Retry-After, or failing in a row).",
             ["vendor", "reason"], registry=r)
+        self.vendor_budget = Gauge(
+            "orderflow_vendor_budget",
+            "This replica's share of a vendor's cluster-wide budget, by kind: concurrency | "
+            "rate_per_s (the owned share of the input partitions).", ["vendor", "kind"], registry=r)
         self.webhook_deliveries = Counter(
             "orderflow_webhook_deliveries",
             "Webhook deliveries received, by vendor and result: noted | repeat | ignored | "

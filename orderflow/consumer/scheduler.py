@@ -21,7 +21,7 @@ import structlog
 from aiokafka.errors import KafkaError
 
 from orderflow.adapters.errors import VendorError
-from orderflow.adapters.outcomes import Observation, PairState, VendorAdapter
+from orderflow.adapters.outcomes import BatchPolling, Observation, PairState, VendorAdapter
 from orderflow.config.settings import Settings
 from orderflow.consumer import transitions
 from orderflow.consumer.backoff import RetryPause, VendorBackoff
@@ -35,6 +35,9 @@ from orderflow.contracts.events import Order, OrderShipmentTracking, OrderVendor
 log = get_logger(__name__)
 
 Clock = Callable[[], float]
+
+# A poll read with others may be up to this early: batches fill without holding any poll back.
+BATCH_LEAD_S = 2.0
 
 
 class EventSink(Protocol):
@@ -60,6 +63,14 @@ class RateLimiter:
         self._tokens = max(1.0, per_second)
         self._last = clock()
 
+    @property
+    def rate(self) -> float:
+        return self._rate
+
+    def set_rate(self, per_second: float) -> None:
+        self._rate = max(per_second, 1e-6)
+        self._tokens = min(self._tokens, max(1.0, self._rate))
+
     async def acquire(self) -> None:
         while True:
             now = self._clock()
@@ -71,12 +82,56 @@ class RateLimiter:
             await asyncio.sleep((1.0 - self._tokens) / self._rate)
 
 
+class Slots:
+    """A semaphore whose size can change (the replica's share of a cluster-wide budget):
+    calls running above a smaller size finish, and no new one starts until below it."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.in_use = 0
+        self._waiters: list[asyncio.Future[None]] = []
+
+    async def acquire(self) -> None:
+        while self.in_use >= self.size:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+        self.in_use += 1
+
+    def release(self) -> None:
+        self.in_use -= 1
+        self._wake()
+
+    def resize(self, size: int) -> None:
+        self.size = max(1, size)
+        self._wake()
+
+    def _wake(self) -> None:
+        # Every waiter looks again (a lane has one: its dispatcher).
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+def budget_share(cluster_figure: float, owned: int, total: int) -> float:
+    """This replica's share of a cluster-wide figure: as many parts as the input partitions
+    it owns. With no partition count known yet, the whole figure."""
+    if total <= 0:
+        return cluster_figure
+    return cluster_figure * owned / total
+
+
 @dataclass(slots=True)
 class _VendorLane:
     adapter: VendorAdapter
     queue: DueQueue = field(default_factory=DueQueue)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
-    slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
+    slots: Slots = field(default_factory=lambda: Slots(1))
     limiter: RateLimiter | None = None
     running: set[JobKey] = field(default_factory=set)
     # Throttled or down: the whole lane holds back (one probe at a time while tripped).
@@ -89,6 +144,8 @@ class _VendorLane:
     held_by_operator: bool = False
     # The vendor's id of each waiting job -> its order id, for webhooks that name only theirs.
     by_ref: dict[str, str] = field(default_factory=dict)
+    # Polls read together in one request (adapters that can: BatchPolling); 1: one by one.
+    batch_size: int = 1
 
 
 class Scheduler:
@@ -120,7 +177,9 @@ class Scheduler:
         for vendor, adapter in adapters.items():
             vendor_settings = settings.vendor_settings()[str(vendor)]
             lane = _VendorLane(adapter=adapter)
-            lane.slots = asyncio.Semaphore(vendor_settings.max_concurrency)
+            if isinstance(adapter, BatchPolling):
+                lane.batch_size = getattr(vendor_settings, "poll_batch_size", 1)
+            lane.slots = Slots(vendor_settings.max_concurrency)
             if vendor_settings.rate_limit_per_s > 0:
                 lane.limiter = RateLimiter(vendor_settings.rate_limit_per_s)
             self._lanes[vendor] = lane
@@ -175,6 +234,21 @@ class Scheduler:
             if late:
                 log.warning("cancelled calls still running at hand-over", count=len(late))
                 await asyncio.gather(*late, return_exceptions=True)
+
+    def set_share(self, owned: int, total: int) -> None:
+        """Take this replica's share of each vendor's cluster-wide budget (max_concurrency,
+        rate_limit_per_s): as many parts of it as the input partitions it owns, so adding
+        replicas does not multiply what a vendor sees. Called on every assignment."""
+        for vendor, lane in self._lanes.items():
+            vendor_settings = self._settings.vendor_settings()[str(vendor)]
+            concurrency = max(1, int(budget_share(vendor_settings.max_concurrency, owned, total)))
+            lane.slots.resize(concurrency)
+            self._metrics.vendor_budget.labels(str(vendor), "concurrency").set(concurrency)
+            if lane.limiter is not None:
+                rate = budget_share(vendor_settings.rate_limit_per_s, owned, total)
+                lane.limiter.set_rate(rate)
+                self._metrics.vendor_budget.labels(str(vendor), "rate_per_s").set(rate)
+        log.info("vendor budget shared", owned_partitions=owned, partitions=total)
 
     def in_flight_count(self) -> int:
         return self.partitions.calls_running()
@@ -281,17 +355,95 @@ class Scheduler:
                 # the rate limit: a hand-over has already counted the calls it waits for.
                 lane.slots.release()
                 continue
-            lane.running.add(job.key)
-            task = asyncio.create_task(self._run(lane, job), name=f"job-{vendor}-{job.order_id}")
-            self.partitions.add_call(job.partition, task)
+            batch = self._gather_batch(lane, job)
+            lane.running.update(j.key for j in batch)
+            if len(batch) == 1:
+                task = asyncio.create_task(self._run(lane, job), name=f"job-{vendor}-{job.order_id}")
+            else:
+                task = asyncio.create_task(self._run_batch(lane, batch),
+                                           name=f"batch-{vendor}-{len(batch)}")
+            for partition in {j.partition for j in batch}:
+                self.partitions.add_call(partition, task)
 
-            def _done(t: asyncio.Task[None], job: Job = job) -> None:
-                lane.running.discard(job.key)
+            def _done(t: asyncio.Task[None], batch: list[Job] = batch) -> None:
+                for j in batch:
+                    lane.running.discard(j.key)
                 lane.slots.release()
                 lane.call_ended.set()
-                self._resume_deferred(lane, job.key)
+                for j in batch:
+                    self._resume_deferred(lane, j.key)
 
             task.add_done_callback(_done)
+
+    def _batchable(self, job: Job, now: float) -> bool:
+        return (job.phase in (Phase.POLL, Phase.TRACKING) and job.vendor_order_ref is not None
+                and not transitions.past_deadline(job, now, self._settings.poll))
+
+    def _gather_batch(self, lane: _VendorLane, first: Job) -> list[Job]:
+        """The polls to read together with `first`: others of the lane due now or within
+        BATCH_LEAD_S (a poll a moment early costs nothing, and it fills the request), up to
+        the lane's batch size. Jobs that cannot join (submits) go back in line."""
+        now = self._clock()
+        if lane.batch_size <= 1 or not self._batchable(first, now):
+            return [first]
+        batch, keys, back = [first], {first.key}, []
+        while len(batch) < lane.batch_size:
+            entry = lane.queue.pop_due(now + BATCH_LEAD_S)
+            if entry is None:
+                break
+            partition, key, version = entry
+            job = self._table.get(partition, key)
+            if job is None or job.version != version or not self.partitions.is_open(partition):
+                continue  # stale, as in _next_due
+            if key in lane.running:
+                lane.deferred[key] = partition
+                continue
+            if key in keys or not self._batchable(job, now):
+                back.append(job)
+                continue
+            batch.append(job)
+            keys.add(key)
+        for job in back:
+            lane.queue.push(job)
+        return batch
+
+    async def _run_batch(self, lane: _VendorLane, jobs: list[Job]) -> None:
+        """Polls read in one request; each pair still moves on its own answer. A pair the
+        answer does not hold is read on its own (which tells a 404 from a lag)."""
+        assert isinstance(lane.adapter, BatchPolling)
+        poll = self._settings.poll
+        gauge = self._metrics.jobs_in_flight.labels(str(lane.adapter.vendor), "poll")
+        gauge.inc()
+        found: dict[str, Observation] = {}
+        failure: Exception | None = None
+        try:
+            found = await lane.adapter.poll_many([j.vendor_order_ref or "" for j in jobs])
+        except Exception as exc:
+            failure = exc
+        finally:
+            gauge.dec()
+        signalled = False
+        for job in jobs:
+            outcome: Observation | Exception | None = (
+                failure if failure is not None else found.get(job.vendor_order_ref or ""))
+            if outcome is None:
+                await self._run(lane, job)
+                continue
+            structlog.contextvars.bind_contextvars(order_id=job.order_id, vendor=str(job.vendor))
+            try:
+                decision = transitions.after_call(job, outcome, self._clock(), poll, self._rng,
+                                                  intent_before=job.intent_at)
+                if not signalled:
+                    self._signal(lane, decision)  # one request: one word to the backoff
+                    signalled = True
+                if failure is None or job is jobs[0]:
+                    _log_outcome(job, outcome)
+                await self._apply(lane, job, decision.step, None)
+            except Exception:
+                self._metrics.job_errors.labels(str(job.vendor)).inc()
+                log.exception("unexpected error running a job, it will run again later")
+                if self.partitions.is_open(job.partition):
+                    self.schedule(transitions.retry_later(job, self._clock(), poll, self._rng).job)
 
     def _gate_open(self, lane: _VendorLane) -> bool:
         backoff = lane.backoff

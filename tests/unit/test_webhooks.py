@@ -1,0 +1,95 @@
+"""The webhook endpoint's pure parts: the signature check and the hint a delivery gives.
+Property-based: no body, signature or JSON shape makes them raise, and only the HMAC of the
+exact body under the exact token passes."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from orderflow.consumer.webhooks import hint_from_delivery, signature_valid
+from orderflow.contracts import control
+
+TOKEN = b"whsec-unit"
+
+
+def sign(body: bytes, token: bytes = TOKEN) -> str:
+    return hmac.new(token, body, hashlib.sha256).hexdigest()
+
+
+def test_only_the_hmac_of_the_exact_body_under_the_token_passes() -> None:
+    body = b'{"event":"order.completed","data":{"id":7}}'
+    assert signature_valid(TOKEN, body, sign(body))
+    assert signature_valid(TOKEN, body, sign(body).upper())
+    assert signature_valid(TOKEN, body, "sha256=" + sign(body))
+    assert not signature_valid(TOKEN, body + b" ", sign(body))
+    assert not signature_valid(TOKEN, body, sign(body, b"other"))
+    assert not signature_valid(TOKEN, body, None)
+    assert not signature_valid(TOKEN, body, "")
+    assert not signature_valid(TOKEN, body, sign(body)[:-1])
+    assert not signature_valid(TOKEN, body, "\u00e9" * 64)
+
+
+@settings(max_examples=300)
+@given(body=st.binary(max_size=300), signature=st.one_of(st.none(), st.text(max_size=80)))
+def test_no_guess_passes_and_nothing_raises(body: bytes, signature: str | None) -> None:
+    assert signature_valid(TOKEN, body, signature) is (signature is not None and hmac.compare_digest(
+        signature.strip().lower().removeprefix("sha256=").encode("ascii", "replace"),
+        sign(body).encode()))
+
+
+def test_an_order_event_names_smake_id_and_ours() -> None:
+    body = json.dumps({"event": "order.completed", "data": {
+        "id": 1234, "external_identifier": "A-1", "state": "completed"}}).encode()
+    hint = hint_from_delivery(body, 100.0)
+    assert isinstance(hint, control.Hint)
+    assert (hint.vendor_order_ref, hint.order_id, hint.event) == ("1234", "A-1", "order.completed")
+
+
+def test_a_shipment_event_names_its_order() -> None:
+    for shipment in ({"id": 9, "order": 1234}, {"id": 9, "order_id": 1234},
+                     {"id": 9, "order": {"id": 1234, "external_identifier": "A-1"}}):
+        hint = hint_from_delivery(json.dumps({"event": "shipment.prepared",
+                                              "resource": shipment}).encode(), 1.0)
+        assert isinstance(hint, control.Hint) and hint.vendor_order_ref == "1234"
+
+
+def test_other_events_and_bodies_give_no_hint() -> None:
+    assert hint_from_delivery(b"[1,2]", 1.0) == "unreadable"
+    assert hint_from_delivery(b"{", 1.0) == "unreadable"
+    assert hint_from_delivery(b'{"event":"variant.created","data":{"id":1}}', 1.0) == "ignored"
+    assert hint_from_delivery(b'{"event":"order.completed","data":{"state":"x"}}', 1.0) == "ignored"
+    too_long = json.dumps({"event": "order.failed", "data": {"id": "9" * 200}}).encode()
+    assert hint_from_delivery(too_long, 1.0) == "ignored"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.sampled_from(["event", "type", "data", "resource", "order", "id", "order_id",
+                         "external_identifier", "state", "x"]), inner, max_size=5),
+    max_leaves=20)
+
+
+@settings(max_examples=500)
+@given(value=json_values)
+def test_any_json_gives_a_hint_or_a_word_and_the_hint_round_trips(value: object) -> None:
+    result = hint_from_delivery(json.dumps(value).encode(), 5.0)
+    if isinstance(result, str):
+        assert result in ("unreadable", "ignored")
+        return
+    assert result.vendor_order_ref or result.order_id
+    assert control.parse(result.model_dump_json().encode()) == result
+
+
+@settings(max_examples=300)
+@given(raw=st.binary(max_size=200))
+def test_control_records_parse_or_refuse_with_value_error(raw: bytes) -> None:
+    try:
+        control.parse(raw)
+    except ValueError:
+        pass
