@@ -491,6 +491,9 @@ DESIGN_NOT_FOUND = {"message": f"Design id: {DESIGN_ID} not found", "errorCode":
         ("token", 400, VendorAuthFailed),
         ("token", 401, VendorAuthFailed),
         ("token", 403, VendorAuthFailed),
+        # A wrong base URL: every order would be rejected, were it read as a refusal.
+        ("token", 404, VendorAuthFailed),
+        ("token", 405, VendorAuthFailed),
         ("token", 429, VendorThrottled),
         ("token", 503, VendorUnavailable),
     ],

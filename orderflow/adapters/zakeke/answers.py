@@ -270,14 +270,20 @@ def summarize_zakeke_order(order: Order, data: Any) -> ZakekeOrderSummary:
 def zakeke_error(operation: str, answer: HttpAnswer) -> VendorError:
     """The one reading of a Zakeke status that is not the success the caller wanted.
 
-    A refusal at the token endpoint (400/401/403) means our client credentials are wrong:
-    an outage of the account, retried, never a rejection of the order at hand. Everything
-    else follows the shared taxonomy: 429 throttled (Retry-After), 5xx unavailable, 401/403
-    auth, other 4xx rejected with Zakeke's `message`."""
-    if operation == "token" and answer.status in (400, 401, 403):
+    Any 4xx but 429 at the token endpoint says nothing about the order at hand: 400/401/403
+    are wrong client credentials, 404/405 a wrong base URL (a token is asked for before any
+    other call, so a wrong base URL shows here first). An outage of the account, then,
+    retried and alerted on, never a rejection of every order. Everything else (a 404 to
+    the registration may name a missing design) follows the shared
+    taxonomy: 429 throttled (Retry-After), 5xx unavailable, 401/403 auth, other 4xx
+    rejected with Zakeke's `message`."""
+    status = answer.status
+    if operation == "token" and 400 <= status < 500 and status != 429:
+        hint = ("check ORDERFLOW_ZAKEKE__BASE_URL" if status in (404, 405)
+                else "check ORDERFLOW_ZAKEKE__CLIENT_ID and __CLIENT_SECRET")
         return VendorAuthFailed(
-            VENDOR, operation, f"token refused: {answer.message()}", answer.status
-        )
+            VENDOR, operation, f"token refused with HTTP {status} ({hint}): {answer.message()}",
+            status)
     return default_error_for(VENDOR, operation, answer)
 
 
