@@ -58,6 +58,7 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
+from orderflow.adapters.zakeke.adapter import ZakekeAdapter
 from orderflow.config.settings import TopicSettings, TrackingSettings
 from orderflow.consumer.jobs import Job, Phase, tracking_key
 from orderflow.contracts.events import Order, Vendor, VendorStatus
@@ -87,6 +88,16 @@ class Mix:
     superseded_finished: int  # earlier versions of finished pairs
     forgotten: int           # pairs finished then tombstoned (two records each)
 
+    waiting_only: bool = False  # every pair waiting at its vendor (`--mix waiting`)
+
+    @classmethod
+    def all_waiting(cls, records: int) -> Mix:
+        """Every record a pair the vendor accepted and is working on: 90% at Smake (days of
+        production), 10% at Zakeke (hours of print files), as the service keeps them (only
+        what polls read: `polling_view`)."""
+        return cls(records=records, finished=0, active=records, superseded_active=0,
+                   superseded_finished=0, forgotten=0, waiting_only=True)
+
     @classmethod
     def of(cls, records: int) -> Mix:
         forgotten = round(records * 0.02)
@@ -98,6 +109,9 @@ class Mix:
                    forgotten=forgotten)
 
     def describe(self) -> str:
+        if self.waiting_only:
+            return (f"{self.records:,} records, every one a pair waiting at its vendor (90% "
+                    f"Smake, 10% Zakeke), kept as the service keeps accepted pairs")
         return (f"{self.records:,} records: {self.finished:,} finished pairs and {self.active:,} "
                 f"active pairs (latest records), {self.superseded_active + self.superseded_finished:,} "
                 f"superseded versions ({self.superseded_active:,} of active pairs, "
@@ -105,7 +119,8 @@ class Mix:
                 f"(a done record, then a tombstone: {2 * self.forgotten:,} records)")
 
     def as_dict(self) -> dict[str, int]:
-        return {"records": self.records, "finished_pairs": self.finished, "active_pairs": self.active,
+        return {"records": self.records, "waiting_only": int(self.waiting_only),
+                "finished_pairs": self.finished, "active_pairs": self.active,
                 "superseded_versions_of_active": self.superseded_active,
                 "superseded_versions_of_finished": self.superseded_finished,
                 "tombstones": self.forgotten, "done_records_before_tombstones": self.forgotten,
@@ -135,6 +150,8 @@ class TrackingHistory:
         sample_rng = random.Random(seed)
         self.orders = [Order.model_validate(sample_order_event(i, sample_rng, prefix="RESTORE")["order"])
                        for i in range(order_pool)]
+        self.zakeke_orders = [Order.model_validate(sample_order_event(
+            i, sample_rng, prefix="RESTORE", shape="zakeke")["order"]) for i in range(order_pool)]
         kinds = ([_FINISHED] * mix.finished + [_ACTIVE] * mix.active + [_FORGOTTEN] * mix.forgotten)
         self.rng.shuffle(kinds)
         self.kinds = kinds
@@ -144,9 +161,30 @@ class TrackingHistory:
         self.superseded.update(self.rng.sample(finished, mix.superseded_finished))
 
     def pair(self, j: int) -> tuple[str, Vendor, int, int]:
+        if self.mix.waiting_only:
+            vendor = Vendor.ZAKEKE if j % 10 == 0 else Vendor.SMAKE
+            return f"RESTORE-{j:07d}", vendor, j % self.partitions, j
         n = j // 2
         vendor = Vendor.REEVOO if j % 2 == 0 else (Vendor.ZAKEKE if n % 3 else Vendor.SMAKE)
         return f"RESTORE-{n:07d}", vendor, n % self.partitions, n
+
+    def _waiting_job(self, j: int) -> Job:
+        order_id, vendor, partition, n = self.pair(j)
+        rng = self.rng
+        pool = self.zakeke_orders if vendor is Vendor.ZAKEKE else self.orders
+        order = pool[n % len(pool)].model_copy(update={"order_id": order_id})
+        # As the service keeps an accepted pair (Scheduler._compacted).
+        view = ZakekeAdapter.polling_view(None, order) if vendor is Vendor.ZAKEKE else None  # type: ignore[arg-type]
+        created = rng.uniform(self.now - 86_400, self.now - 60)
+        return Job(order_id=order_id, vendor=vendor, partition=partition,
+                   source_event_id=f"{rng.getrandbits(128):032x}", order=view, order_view=True,
+                   phase=Phase.POLL, status=rng.choice((VendorStatus.SUBMITTED,
+                                                        VendorStatus.IN_PROGRESS)),
+                   vendor_order_ref=str(rng.randrange(10**9)),
+                   vendor_state=rng.choice(("checking", "preparing", "prepared")),
+                   polls_without_change=rng.randrange(8), created_at=created, intent_at=created,
+                   # Not due while measured: the vendors are not there.
+                   due_at=self.now + rng.uniform(3_600, 7_200))
 
     def _job(self, j: int, phase: Phase, *, with_order: bool) -> Job:
         order_id, vendor, partition, n = self.pair(j)
@@ -173,6 +211,11 @@ class TrackingHistory:
     def records(self) -> Iterator[tuple[int, bytes, bytes | None]]:
         """(partition, key, value) in topic order; value None is a tombstone."""
         later: collections.deque[tuple[int, int, bytes, bytes | None]] = collections.deque()
+        if self.mix.waiting_only:
+            for j in range(self.mix.records):
+                waiting = self._waiting_job(j)
+                yield waiting.partition, tracking_key(waiting.key), waiting.to_record()
+            return
         for j, kind in enumerate(self.kinds):
             while later and later[0][0] <= j:
                 _, partition, key, value = later.popleft()
@@ -274,11 +317,16 @@ async def raw_consume(bootstrap: str, topic: str, partitions: int) -> dict[str, 
     return {"records": count, "seconds": seconds, "records_per_s": count / seconds}
 
 
+# Waiting pairs need their vendors' lanes (their due queues are part of what is measured);
+# nothing is due while measured, so nothing calls this address.
+NOWHERE = {"smake": "http://127.0.0.1:9/v2/apps/1", "zakeke": "http://127.0.0.1:9"}
+
+
 def service_env(bootstrap: str, topics: TopicSettings, group: str, port: int,
-                log_level: str) -> dict[str, str]:
-    """The sandbox's ORDERFLOW_* environment with every vendor disabled: the service
-    restores and then idles."""
-    env = sandbox_env(bootstrap, topics, {}, http_port=port, group_id=group)
+                log_level: str, waiting: bool = False) -> dict[str, str]:
+    """The sandbox's ORDERFLOW_* environment with every vendor disabled (for `--mix waiting`,
+    Smake and Zakeke enabled, nothing due): the service restores and then idles."""
+    env = sandbox_env(bootstrap, topics, NOWHERE if waiting else {}, http_port=port, group_id=group)
     env.update({"ORDERFLOW_SHUTDOWN_GRACE_S": "5", "ORDERFLOW_LOG__LEVEL": log_level})
     return env
 
@@ -347,7 +395,8 @@ def restored_partitions(log_path: Path, since: int) -> list[dict[str, Any]]:
 async def service_round(args: argparse.Namespace, bootstrap: str, topics: TopicSettings, index: int,
                         log: IO[bytes], log_path: Path) -> dict[str, Any]:
     port = free_port()
-    env = service_env(bootstrap, topics, f"bench-restore-{os.getpid()}-{index}", port, args.log_level)
+    env = service_env(bootstrap, topics, f"bench-restore-{os.getpid()}-{index}", port, args.log_level,
+                      waiting=args.mix == "waiting")
     log.flush()
     log_start = log.tell()
     health: list[tuple[float, int | None, float]] = []
@@ -478,7 +527,7 @@ async def run(args: argparse.Namespace, broker: EmbeddedBroker, log: IO[bytes]) 
         (topics.print_files_ready, args.partitions, None), (topics.dead_letter, args.partitions, None),
         (topics.tracking, args.partitions, {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}),
     ])
-    mix = Mix.of(args.records)
+    mix = Mix.all_waiting(args.records) if args.mix == "waiting" else Mix.of(args.records)
     print(f"restore bench: {mix.describe()}; {args.partitions} partitions; {args.repeat} rounds; "
           f"{os.cpu_count()} CPUs, load {load_before[0]:.2f} before", flush=True)
     history = TrackingHistory(mix, args.partitions, args.seed, time.time())
@@ -531,6 +580,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="a probe unanswered this long counts as non-200")
     parser.add_argument("--ready-timeout", type=float, default=600.0)
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--mix", choices=("history", "waiting"), default="history",
+                        help="history: a long history, 10%% of pairs active (the default); "
+                             "waiting: every pair waiting at Smake or Zakeke")
     return parser.parse_args(argv)
 
 
@@ -542,7 +594,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = asyncio.run(run(args, broker, log))
     print()
     print(result["rendered"])
-    out = RESULTS / "restore-latest.json"
+    out = RESULTS / ("restore-latest.json" if args.mix == "history" else
+                     f"restore-{args.mix}-latest.json")
     out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(f"\nwritten: {out}")
     return 0

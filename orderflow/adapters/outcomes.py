@@ -97,7 +97,14 @@ class VendorAdapter(Protocol):
 
     async def submit(self, order: Order, state: PairState) -> Observation: ...
 
-    async def poll(self, order: Order, state: PairState) -> Observation: ...
+    async def poll(self, order: Order | None, state: PairState) -> Observation:
+        """`order` is what `polling_view` kept of it (None: nothing)."""
+        ...
+
+    def polling_view(self, order: Order) -> Order | None:
+        """What of an accepted order this adapter's polls read: a waiting pair keeps only
+        that (None: nothing but the pair's state), so a million of them fit in memory."""
+        ...
 
 
 @runtime_checkable

@@ -266,7 +266,10 @@ class ReevooAdapter:
             return observation_from_accepted(answer)
         raise reevoo_error(operation, answer)
 
-    async def poll(self, order: Order, state: PairState) -> Observation:
+    def polling_view(self, order: Order) -> Order | None:
+        return None
+
+    async def poll(self, order: Order | None, state: PairState) -> Observation:
         # Only a 202 gives a Reevoo pair a recorded outcome, and that outcome is terminal.
         return Observation(
             VendorStatus.COMPLETED,

@@ -427,9 +427,14 @@ class SmakeAdapter:
                 return existing
         return await self._create(order, state)
 
-    async def poll(self, order: Order, state: PairState) -> Observation:
+    def polling_view(self, order: Order) -> Order | None:
+        return None  # polls read the recorded Smake id only
+
+    async def poll(self, order: Order | None, state: PairState) -> Observation:
         if state.vendor_order_ref is None:
             # Nothing recorded (should not happen after a submit): ask by our id, never create.
+            if order is None:
+                raise VendorUnavailable(VENDOR, "get_order", "no Smake id recorded for the pair")
             existing = await self._find(order.order_id)
             if existing is None:
                 raise VendorUnavailable(

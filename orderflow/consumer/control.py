@@ -162,7 +162,10 @@ class ControlReader:
             return Job(
                 order_id=retry.order_id, vendor=retry.vendor, partition=partition,
                 source_event_id=retry.source_event_id,
-                order_json=control_order_json(retry), phase=Phase.SUBMIT,
+                order_json=control_order_json(retry),
+                # Accepted before: followed again by its reference. Else submitted again.
+                phase=Phase.POLL if retry.order_view else Phase.SUBMIT,
+                order_view=retry.order_view, vendor_order_ref=retry.vendor_order_ref,
                 created_at=now, due_at=now,
                 # The old intent stands: the submission asks the vendor first, as any
                 # submission that may have created the order does.
@@ -188,5 +191,7 @@ class ControlReader:
                     round=job.round)
 
 
-def control_order_json(retry: control.Retry) -> bytes:
+def control_order_json(retry: control.Retry) -> bytes | None:
+    if retry.order is None:
+        return None
     return json.dumps(retry.order, separators=(",", ":"), ensure_ascii=False).encode()

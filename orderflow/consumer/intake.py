@@ -201,7 +201,7 @@ class Intake:
                             and p not in self._partitions.restoring())
         for partition in sorted(partitions - set(to_restore)):
             if self._partitions.is_restored(partition):
-                self._scheduler.open_partition(partition)
+                await self._scheduler.open_partition(partition)
         if to_restore:
             # Paused before any fetch: no record of these partitions is read before their
             # jobs are known. Restoring runs in the background, so a long history never
@@ -238,7 +238,7 @@ class Intake:
             if read.partition not in self._partitions.restoring():
                 continue  # revoked while it was read: nothing to keep
             self._table.add_partition(read.partition, read.finished, read.active)
-            self._scheduler.open_partition(read.partition)
+            await self._scheduler.open_partition(read.partition)
             log.info("tracking restored", partition=read.partition, records=read.records_read,
                      active=len(read.active), finished=len(read.finished))
         if self._consumer is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import sys
 from collections.abc import Iterator
 from dataclasses import InitVar, dataclass, field
 from enum import StrEnum
@@ -76,7 +77,12 @@ class Job:
     # How many times an operator re-opened the finished pair (`orderflow retry`): the
     # statuses of each round are new events, with ids of their own.
     round: int = 0
+    # Once the vendor accepted the order, the job keeps only what its polls read (the
+    # adapter's `polling_view`; None: nothing): `order_json` is then that view.
+    order_view: bool = False
     version: int = field(default=0, compare=False)  # in-memory: drops stale queue entries
+    # The key, built once: the table and the due queue share this one tuple.
+    _key: JobKey | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self, order: Order | None) -> None:
         if order is not None:
@@ -87,7 +93,9 @@ class Job:
 
     @property
     def key(self) -> JobKey:
-        return (self.order_id, self.vendor)
+        if self._key is None:
+            self._key = (self.order_id, self.vendor)
+        return self._key
 
     def read_order(self) -> Order:
         """The order as a model, built from its JSON: hold it for one run, not longer.
@@ -115,6 +123,7 @@ class Job:
                 "intent_at": self.intent_at,
                 # Only once re-opened: the records of every other pair stay as they were.
                 **({"round": self.round} if self.round else {}),
+                **({"view": True} if self.order_view else {}),
             },
             separators=(",", ":"),
         ).encode()
@@ -142,7 +151,8 @@ class Job:
             phase=Phase(data["phase"]),
             status=None if data.get("status") is None else VendorStatus(data["status"]),
             vendor_order_ref=data.get("vendor_order_ref"),
-            vendor_state=data.get("vendor_state"),
+            # One string object per state word, not one per job: a million waiting jobs share them.
+            vendor_state=_shared(data.get("vendor_state")),
             created_at=float(data["created_at"]),
             due_at=float(data["due_at"]),
             attempts=int(data.get("attempts", 0)),
@@ -152,7 +162,12 @@ class Job:
             # that a create may have happened, so the vendor is asked first, as it always was.
             intent_at=data["intent_at"] if "intent_at" in data else float(data["created_at"]),
             round=int(data.get("round", 0)),
+            order_view=bool(data.get("view", False)),
         )
+
+
+def _shared(word: str | None) -> str | None:
+    return sys.intern(word) if word is not None and len(word) <= 40 else word
 
 
 def _compact_json(value: dict[str, Any]) -> bytes:
@@ -347,15 +362,19 @@ class DueQueue:
     no per-job timer task, and a million waiting jobs cost one small tuple each."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, int, JobKey, int]] = []
-        self._seq = 0
+        # Ties in due time go by partition and key: no sequence number to keep per entry.
+        self._heap: list[tuple[float, int, JobKey, int]] = []
 
     def __len__(self) -> int:
         return len(self._heap)
 
     def push(self, job: Job) -> None:
-        self._seq += 1
-        heapq.heappush(self._heap, (job.due_at, self._seq, job.partition, job.key, job.version))
+        heapq.heappush(self._heap, (job.due_at, job.partition, job.key, job.version))
+
+    def push_many(self, jobs: list[Job]) -> None:
+        """Many at once (a restored partition): one heapify, O(n), instead of n pushes."""
+        self._heap.extend((job.due_at, job.partition, job.key, job.version) for job in jobs)
+        heapq.heapify(self._heap)
 
     def next_due(self) -> float | None:
         return self._heap[0][0] if self._heap else None
@@ -363,6 +382,6 @@ class DueQueue:
     def pop_due(self, now: float) -> tuple[int, JobKey, int] | None:
         """The earliest entry whose due time has come: (partition, key, version)."""
         if self._heap and self._heap[0][0] <= now:
-            _, _, partition, key, version = heapq.heappop(self._heap)
+            _, partition, key, version = heapq.heappop(self._heap)
             return partition, key, version
         return None

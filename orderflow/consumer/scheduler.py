@@ -20,7 +20,7 @@ from typing import Protocol
 import structlog
 from aiokafka.errors import KafkaError
 
-from orderflow.adapters.errors import VendorError
+from orderflow.adapters.errors import VendorError, VendorRejected
 from orderflow.adapters.outcomes import BatchPolling, Observation, PairState, VendorAdapter
 from orderflow.config.settings import Settings
 from orderflow.consumer import transitions
@@ -36,6 +36,8 @@ log = get_logger(__name__)
 
 Clock = Callable[[], float]
 
+# Restored jobs queued between two turns of the event loop.
+OPEN_CHUNK = 20_000
 # A poll read with others may be up to this early: batches fill without holding any poll back.
 BATCH_LEAD_S = 2.0
 
@@ -216,11 +218,26 @@ class Scheduler:
 
     # ------------------------------------------------------------------ partitions
 
-    def open_partition(self, partition: int) -> None:
-        """Let the partition's jobs run: every active job of it in the table is (re)queued."""
+    async def open_partition(self, partition: int) -> None:
+        """Let the partition's jobs run: every active job of it in the table is (re)queued,
+        a lane's at once (one heapify, not a push each), letting the loop turn between
+        chunks so that /healthz answers while a million restored jobs are queued."""
         self.partitions.open(partition)
-        for job in self._table.active_jobs(partition):
-            self.schedule(job)
+        by_lane: dict[Vendor, list[Job]] = {}
+        for count, job in enumerate(self._table.active_jobs(partition), 1):
+            lane = self._lanes.get(job.vendor)
+            if lane is None or job.phase is Phase.DONE:
+                continue
+            job.version += 1
+            by_lane.setdefault(job.vendor, []).append(job)
+            if job.vendor_order_ref is not None and job.phase is not Phase.SUBMIT:
+                lane.by_ref[job.vendor_order_ref] = job.order_id
+            if count % OPEN_CHUNK == 0:
+                await asyncio.sleep(0)
+        for vendor, jobs in by_lane.items():
+            lane = self._lanes[vendor]
+            lane.queue.push_many(jobs)
+            lane.wake.set()
 
     async def close_partitions(self, partitions: Iterable[int], timeout_s: float) -> None:
         """Stop starting jobs of these partitions and wait for their running calls, at most
@@ -515,12 +532,14 @@ class Scheduler:
         poll = self._settings.poll
         kind = "submit" if job.phase is Phase.SUBMIT else "poll"
         now = self._clock()
-        # The order as a model lives for this run only: the job holds it as JSON.
+        # The order as a model lives for this run only: the job holds it as JSON (once the
+        # vendor accepted it, only what polls read, or nothing).
         order: Order | None = None
+        holds_nothing = job.order_view and job.order_json is None and job.phase is not Phase.SUBMIT
         if transitions.past_deadline(job, now, poll):
             step = (transitions.tracking_given_up(job, now) if job.phase is Phase.TRACKING
                     else transitions.timed_out(job, now))
-        elif (order := _read_order(job)) is None:
+        elif not holds_nothing and (order := _read_order(job)) is None:
             step = transitions.timed_out(job, now, reason="the job's order could not be read")
         else:
             intent_before = job.intent_at
@@ -532,7 +551,7 @@ class Scheduler:
             step = decision.step
         await self._apply(lane, job, step, order)
 
-    async def _call(self, lane: _VendorLane, job: Job, order: Order,
+    async def _call(self, lane: _VendorLane, job: Job, order: Order | None,
                     kind: str) -> Observation | Exception:
         """One call to the vendor: its answer, or the error it ended with (returned, not
         raised: what follows is decided in one place, `transitions.after_call`)."""
@@ -540,6 +559,7 @@ class Scheduler:
         gauge.inc()
         try:
             if job.phase is Phase.SUBMIT:
+                assert order is not None
                 return await lane.adapter.submit(order, PairState(
                     job.vendor_order_ref, job.vendor_state, job.intent_at,
                     record_intent=lambda: self._record_intent(job)))
@@ -562,6 +582,12 @@ class Scheduler:
         """Write the job with the intent to create, and wait for the broker, before an
         adapter's create call. The job in hand carries the intent from then on, so every
         later state of the pair (a retry after a lost answer included) keeps it."""
+        if job.order_view:
+            # A re-opened pair that keeps only what polls read: never a create from that.
+            raise VendorRejected(
+                job.vendor, "create", "the vendor no longer holds the order it accepted, and "
+                "orderflow kept only what following it needs: publish the order again to have "
+                "it created anew")
         job.intent_at = self._clock()
         await self._tracking.write(job)
 
@@ -570,7 +596,7 @@ class Scheduler:
         """Events first, then the tracking record that marks them done (docs/architecture.md,
         decision 4):
         a crash in between repeats an event (same id, dropped downstream), never loses one."""
-        after = step.job
+        after = self._compacted(lane, step.job, order)
         published = not step.events
         pause = RetryPause(cap_s=5.0)
         while True:
@@ -604,6 +630,17 @@ class Scheduler:
             self.schedule(after)
         else:
             self._table.put(after)
+
+    def _compacted(self, lane: _VendorLane, after: Job, order: Order | None) -> Job:
+        """A pair the vendor has accepted keeps only what its polls read (written so to its
+        record too): about 1 KB less per waiting Smake pair."""
+        if after.order_view or order is None or after.phase not in (Phase.POLL, Phase.TRACKING):
+            return after
+        view = lane.adapter.polling_view(order)
+        if view is None and after.vendor_order_ref is None:
+            return after  # nothing to follow it by but the order itself
+        return replace(after, order_view=True, order_json=(
+            None if view is None else view.model_dump_json(exclude_none=True).encode()))
 
     def _count(self, events: Iterable[transitions.OutputEvent], order: Order | None) -> None:
         print_files_seen = False

@@ -52,7 +52,12 @@ class Retry(_Record):
     finished_at: float
     round: int = Field(default=0, ge=0, description="The round of the finished state re-opened.")
     source_event_id: str
-    order: dict[str, object] = Field(description="The order as its tracking record holds it.")
+    order: dict[str, object] | None = Field(
+        default=None, description="The order as its tracking record holds it.")
+    # The vendor had accepted the order: the record keeps only what polls read, and the
+    # pair is re-opened to be followed again (by this reference), not submitted.
+    order_view: bool = False
+    vendor_order_ref: str | None = None
 
     def key(self) -> bytes:
         return retry_key(self.vendor, self.order_id)

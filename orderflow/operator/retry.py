@@ -42,7 +42,7 @@ async def retry(settings: Settings, order_id: str, vendor: Vendor | None, report
         elif job.status not in RETRYABLE:
             outcome.append({"vendor": str(pair_vendor), "action": "left_alone",
                             "why": f"ended {job.status}: not retried"})
-        elif job.order_json is None or job.finished_at is None:
+        elif (job.order_json is None and not job.order_view) or job.finished_at is None:
             outcome.append({"vendor": str(pair_vendor), "action": "left_alone",
                             "why": "its record holds no order to submit again (written by an "
                                    "older release)"})
@@ -58,8 +58,10 @@ async def retry(settings: Settings, order_id: str, vendor: Vendor | None, report
                 command = control.Retry(
                     at=time.time(), vendor=pair_vendor, order_id=order_id,
                     finished_at=job.finished_at, round=job.round,
-                    source_event_id=job.source_event_id, order=job.read_order().model_dump(
-                        mode="json", exclude_none=True))
+                    source_event_id=job.source_event_id,
+                    order=None if job.order_json is None else job.read_order().model_dump(
+                        mode="json", exclude_none=True),
+                    order_view=job.order_view, vendor_order_ref=job.vendor_order_ref)
                 await producer.send_and_wait(settings.topics.control,
                                              command.model_dump_json().encode(), key=command.key())
         finally:

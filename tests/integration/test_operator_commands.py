@@ -46,7 +46,7 @@ async def json_of(env: dict[str, str], *args: str) -> tuple[int, dict[str, Any]]
         raise AssertionError(f"not JSON (exit {code}): {out!r} {err[-2000:]!r}") from None
 
 
-def smake_env(broker, topics, smake: SimulatorServer) -> dict[str, str]:
+def smake_env(broker, topics, smake: SimulatorServer[SmakeSimulator]) -> dict[str, str]:
     return service_env(broker, topics, smake=smake.base_url)
 
 

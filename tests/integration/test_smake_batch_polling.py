@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.integration]
 
 
 async def run(broker, topics, monkeypatch, batch_size: int,
-              prefix: str) -> tuple[SmakeSimulator, OutputReader, set]:
+              prefix: str) -> tuple[SmakeSimulator, OutputReader, set[tuple[str, str]]]:
     simulator = SmakeSimulator(seconds_per_state=1.5, failure_rate=0.2, seed=21,
                                **world.smake_options())
     async with SimulatorServer(simulator) as smake:

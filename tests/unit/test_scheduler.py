@@ -51,10 +51,13 @@ class ReadyOnThirdPoll:
 
     async def stop(self) -> None: ...
 
+    def polling_view(self, order: Order) -> Order | None:
+        return order
+
     async def submit(self, order: Order, state: PairState) -> Observation:
         return Observation(VendorStatus.SUBMITTED, vendor_order_ref="1")
 
-    async def poll(self, order: Order, state: PairState) -> Observation:
+    async def poll(self, order: Order | None, state: PairState) -> Observation:
         self.polls += 1
         status = VendorStatus.COMPLETED if self.polls >= 3 else VendorStatus.SUBMITTED
         return Observation(status, vendor_order_ref="1", vendor_state="INPROCESS")
@@ -86,7 +89,7 @@ async def started_scheduler(
                           tracking or FakeTracking(), metrics or Metrics(process_collectors=False),
                           clock=clock, rng=random.Random(1))
     await scheduler.start()
-    scheduler.open_partition(0)
+    await scheduler.open_partition(0)
     return scheduler, table
 
 
@@ -135,6 +138,9 @@ class CountingSubmits(ReadyOnThirdPoll):
         super().__init__()
         self.submits = 0
 
+    def polling_view(self, order: Order) -> Order | None:
+        return order
+
     async def submit(self, order: Order, state: PairState) -> Observation:
         self.submits += 1
         return await super().submit(order, state)
@@ -172,6 +178,9 @@ class DownThenUp:
 
     async def stop(self) -> None: ...
 
+    def polling_view(self, order: Order) -> Order | None:
+        return order
+
     async def submit(self, order: Order, state: PairState) -> Observation:
         self.calls.append(time.monotonic())
         await asyncio.sleep(0.01)
@@ -181,7 +190,7 @@ class DownThenUp:
             raise VendorUnavailable(Vendor.ZAKEKE, "register", "Service Unavailable", 503)
         return Observation(VendorStatus.COMPLETED, vendor_order_ref="1")
 
-    async def poll(self, order: Order, state: PairState) -> Observation:
+    async def poll(self, order: Order | None, state: PairState) -> Observation:
         return Observation(VendorStatus.COMPLETED, vendor_order_ref="1")
 
 
@@ -228,13 +237,13 @@ class RecordingOrders(ReadyOnThirdPoll):
 
     def __init__(self) -> None:
         super().__init__()
-        self.given: list[Order] = []
+        self.given: list[Order | None] = []
 
     async def submit(self, order: Order, state: PairState) -> Observation:
         self.given.append(order)
         return await super().submit(order, state)
 
-    async def poll(self, order: Order, state: PairState) -> Observation:
+    async def poll(self, order: Order | None, state: PairState) -> Observation:
         self.given.append(order)
         files = LinePrintFiles(line_id="L1", design_id="d", modification_id=None,
                                zip_url="https://files.example/z.zip",
@@ -329,6 +338,9 @@ class FailingOncePublisher(FakePublisher):
 
 
 class SaysFailedWithHostileTexts(ReadyOnThirdPoll):
+    def polling_view(self, order: Order) -> Order | None:
+        return order
+
     async def submit(self, order: Order, state: PairState) -> Observation:
         return Observation(VendorStatus.FAILED, vendor_order_ref="1" * 5_000,
                            vendor_state="\ud800failed", reason="\udfff" + "r" * 1_000_000,
@@ -368,6 +380,9 @@ class LosesItsFirstCreateAnswer(ReadyOnThirdPoll):
         super().__init__()
         self.seen: list[PairState] = []
         self.nothing_created = nothing_created
+
+    def polling_view(self, order: Order) -> Order | None:
+        return order
 
     async def submit(self, order: Order, state: PairState) -> Observation:
         self.seen.append(state)

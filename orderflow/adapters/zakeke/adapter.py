@@ -137,7 +137,21 @@ class ZakekeAdapter:
             raise zakeke_error("register_order", answer)
         return await self._read_back(order)
 
-    async def poll(self, order: Order, state: PairState) -> Observation:
+    def polling_view(self, order: Order) -> Order | None:
+        """The order's id and date, its customer's e-mail and its Zakeke lines: what reading
+        the order back and announcing print files need."""
+        if not zakeke_lines(order):
+            return order  # not one of ours to follow (submit refuses it): kept as it is
+        view = order.model_dump(mode="json", include={"order_id", "placed_at", "currency",
+                                                      "total", "session_id"}, exclude_none=True)
+        view["customer"] = {"email": order.customer.email}
+        view["lines"] = [line.model_dump(mode="json", exclude={"metadata", "name"},
+                                         exclude_none=True) for line in zakeke_lines(order)]
+        return Order.model_validate(view)
+
+    async def poll(self, order: Order | None, state: PairState) -> Observation:
+        if order is None:
+            raise VendorUnavailable(VENDOR, "get_order", "the pair holds no order to read back")
         data = await self._get_order(order)
         if data is None:
             # Zakeke may still lag behind the registration: nothing new to report.
