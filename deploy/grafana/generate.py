@@ -17,8 +17,9 @@ import json
 import sys
 from pathlib import Path
 
-from grafana_foundation_sdk.builders import dashboard, prometheus, timeseries
+from grafana_foundation_sdk.builders import dashboard, prometheus, stat, timeseries
 from grafana_foundation_sdk.builders.common import (
+    ReduceDataOptions,
     StackingConfig,
     VizLegendOptions,
     VizTooltipOptions,
@@ -26,6 +27,8 @@ from grafana_foundation_sdk.builders.common import (
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models.common import (
+    BigValueColorMode,
+    BigValueGraphMode,
     LegendDisplayMode,
     LegendPlacement,
     SortOrder,
@@ -85,6 +88,93 @@ def panel(title: str, description: str, unit: str, *queries: prometheus.Dataquer
     for q in queries:
         built = built.with_target(q)
     return built
+
+
+def big_number(title: str, description: str, unit: str, expr: str,
+               amber: float, red: float) -> stat.Panel:
+    """One figure, green below `amber`, amber below `red`, red from there: the health row."""
+    steps = [model.Threshold(value=None, color="green"), model.Threshold(value=amber, color="orange"),
+             model.Threshold(value=red, color="red")]
+    return (
+        stat.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DATASOURCE)
+        .unit(unit)
+        .span(4)
+        .height(4)
+        .color_mode(BigValueColorMode.BACKGROUND)
+        .graph_mode(BigValueGraphMode.AREA)
+        .reduce_options(ReduceDataOptions().calcs(["lastNotNull"]))
+        .thresholds(dashboard.ThresholdsConfig().mode(model.ThresholdsMode.ABSOLUTE).steps(steps))
+        .with_target(query(expr, title))
+    )
+
+
+def health_row() -> list[stat.Panel]:
+    """Is it healthy? Green everywhere: yes. Each figure names the alert that watches it."""
+    ended = f'orderflow_vendor_orders_total{{{SEL}, status=~"completed|failed|rejected|timed_out"}}'
+    bad = f'orderflow_vendor_orders_total{{{SEL}, status=~"failed|rejected|timed_out"}}'
+    return [
+        big_number("Replicas scraped", "orderflow targets Prometheus scrapes successfully "
+                   "(OrderflowDown, OrderflowAbsent). Red at 0.", "short",
+                   f'sum(up{{namespace=~"$namespace", job=~"$job"}}) or vector(0)', -1, 0.5)
+        .thresholds(dashboard.ThresholdsConfig().mode(model.ThresholdsMode.ABSOLUTE).steps([
+            model.Threshold(value=None, color="red"), model.Threshold(value=1, color="green")])),
+        big_number("Slowest replica's last progress", "Seconds since the intake or scheduler "
+                   "of the least lively replica turned over (OrderflowNoProgress at 60 s).", "s",
+                   f"max(time() - orderflow_last_progress_timestamp_seconds{{{SEL}}})", 30, 60),
+        big_number("Pairs ending badly (30m)", "Share of pairs ended failed, rejected or timed "
+                   "out in the last 30 minutes, all vendors (OrderflowBadOutcomesHigh per vendor).",
+                   "percentunit",
+                   f"(sum(increase({bad}[30m])) or vector(0)) / clamp_min(sum(increase({ended}[30m])), 1)",
+                   0.05, 0.1),
+        big_number("Vendors held back", "Vendors whose calls are held: paused by an operator or "
+                   "backing off (OrderflowVendorHeldBack).", "short",
+                   f"count(max by (vendor) (orderflow_vendor_paused{{{SEL}}}) > 0) or vector(0)",
+                   1, 3),
+        big_number("Consumer lag", "Input records not yet consumed, all partitions "
+                   "(OrderflowConsumerLagGrowing).", "short",
+                   f"sum(max by (partition) (orderflow_consumer_lag{{{SEL}}})) or vector(0)",
+                   1000, 10000),
+        big_number("Kafka errors (5m)", "Kafka errors survived in the last 5 minutes, every stage "
+                   "(OrderflowKafkaErrors when they last).", "short",
+                   f"sum(increase(orderflow_kafka_errors_total{{{SEL}}}[5m])) or vector(0)", 1, 50),
+    ]
+
+
+def kafka_row() -> list[timeseries.Panel]:
+    return [
+        panel(
+            "Kafka errors by stage",
+            "Kafka errors the service survived by retrying, per stage: intake (reading input), "
+            "restore, apply (recording a job's progress), control (the control topic), webhook "
+            "(noting a delivery).",
+            "short",
+            query(f"sum by (stage) (increase(orderflow_kafka_errors_total{{{SEL}}}[{RATE}]))",
+                  "{{stage}}"),
+            stacked=True,
+        ),
+        panel(
+            "Tracking restore time per replica",
+            "Mean time a replica took to rebuild its job table from the tracking topic after "
+            "its assignments; it is not ready meanwhile. About 16 s for a million waiting pairs "
+            "(bench/README.md).",
+            "s",
+            query(f"max by (pod) (orderflow_tracking_restore_seconds_sum{{{SEL}}} "
+                  f"/ orderflow_tracking_restore_seconds_count{{{SEL}}})", "{{pod}}"),
+        ),
+        panel(
+            "Smake webhook deliveries by result",
+            "Deliveries to POST /webhooks/smake: noted (a hint for the owning replica), repeat, "
+            "ignored, and refused (unsigned, bad_signature, unreadable, too_large). Refusals "
+            "above zero: a wrong ORDERFLOW_SMAKE__WEBHOOK_TOKEN, or someone forging.",
+            "ops",
+            query(f'sum by (result) (rate(orderflow_webhook_deliveries_total{{{SEL}}}[{RATE}]))',
+                  "{{result}}"),
+            stacked=True,
+        ),
+    ]
 
 
 def variable(name: str, label: str, expr: str, *, multi: bool) -> dashboard.QueryVariable:
@@ -192,10 +282,19 @@ def vendor_row() -> list[timeseries.Panel]:
         ),
         panel(
             "Vendors held back",
-            "1 while calls to a vendor are paused: for its Retry-After after a 429, or after 5 "
-            "failures in a row, when one call at a time probes it until it answers.",
+            "1 while calls to a vendor are held: reason operator (`orderflow pause`, until "
+            "`orderflow resume`), or backoff (its Retry-After after a 429, or 5 failures in a "
+            "row, when one call at a time probes it until it answers).",
             "short",
-            query(f"max by (vendor) (orderflow_vendor_paused{{{SEL}}})", "{{vendor}}"),
+            query(f"max by (vendor, reason) (orderflow_vendor_paused{{{SEL}}})",
+                  "{{vendor}} {{reason}}"),
+        ),
+        panel(
+            "Jobs waiting per vendor (backlog)",
+            "Pairs not finished, per vendor, across replicas: submissions due and orders the "
+            "vendor is working on. Grows during a pause or an outage; Smake's pairs wait days.",
+            "short",
+            query(f"sum by (vendor) (orderflow_jobs_waiting{{{SEL}}})", "{{vendor}}"),
         ),
         panel(
             "Jobs in flight per vendor and kind",
@@ -273,7 +372,8 @@ def build() -> dict[str, object]:
             multi=True))
     )
     next_id = 1  # stable panel ids, so links to a panel (viewPanel=N) keep working
-    for title, panels in (("Intake", intake_row()), ("Vendors", vendor_row()),
+    for title, panels in (("Health", health_row()), ("Intake", intake_row()),
+                          ("Vendors", vendor_row()), ("Kafka", kafka_row()),
                           ("Process", process_row())):
         board = board.with_row(dashboard.Row(title).id(next_id))
         next_id += 1

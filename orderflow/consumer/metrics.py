@@ -122,8 +122,15 @@ class Metrics:
             "orderflow_last_progress_timestamp_seconds",
             "Unix time of the last turn of the intake and scheduler loops.", registry=r)
         self.last_progress.set(time.time())
+        # Series that exist before their first event: a dashboard or alert shows 0, not
+        # "no data", and increase() sees the first one.
         for result in ("valid", "invalid", "duplicate", "unrouted"):
             self.events_consumed.labels(result)
+        for stage in ("intake", "restore", "apply", "control", "webhook"):
+            self.kafka_errors.labels(stage)
+        for result in ("noted", "repeat", "ignored", "unsigned", "bad_signature", "unreadable",
+                       "too_large", "kafka_error"):
+            self.webhook_deliveries.labels("smake", result)
 
     # RequestObserver, for the adapters' HTTP sessions
     def observe_request(self, vendor: str, operation: str, outcome: str, seconds: float) -> None:

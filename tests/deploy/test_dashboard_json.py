@@ -23,7 +23,9 @@ EXPORTED = {
     "orderflow_order_to_print_files_seconds_bucket", "orderflow_dead_letters_total",
     "orderflow_consumer_lag", "orderflow_partitions_owned", "orderflow_partitions_restored",
     "orderflow_last_progress_timestamp_seconds", "process_cpu_seconds_total",
-    "process_resident_memory_bytes",
+    "process_resident_memory_bytes", "orderflow_jobs_waiting", "orderflow_kafka_errors_total",
+    "orderflow_tracking_restore_seconds_sum", "orderflow_tracking_restore_seconds_count",
+    "orderflow_webhook_deliveries_total",
 }
 
 
@@ -58,6 +60,11 @@ def test_panels_cover_what_operators_watch() -> None:
         "Dead letters by reason": "orderflow_dead_letters_total",
         "Process CPU": "process_cpu_seconds_total",
         "Process memory (resident)": "process_resident_memory_bytes",
+        "Jobs waiting per vendor (backlog)": "orderflow_jobs_waiting",
+        "Vendors held back": "orderflow_vendor_paused",
+        "Kafka errors by stage": "orderflow_kafka_errors_total",
+        "Tracking restore time per replica": "orderflow_tracking_restore_seconds_sum",
+        "Slowest replica's last progress": "orderflow_last_progress_timestamp_seconds",
     }
     for title, metric in needed.items():
         assert title in by_title, f"missing panel {title!r}"
@@ -79,7 +86,9 @@ def test_queries_use_only_exported_metrics_and_the_template_variables() -> None:
         for target in panel["targets"]:
             expr = target["expr"]
             used = set(re.findall(r"\b((?:orderflow|process)_[a-z_]+)\b", expr))
-            assert used and used <= EXPORTED, f"{panel['title']}: {used - EXPORTED}"
+            scrape_health = re.fullmatch(r'sum\(up\{namespace=~"\$namespace", job=~"\$job"\}\) or vector\(0\)',
+                                         expr)
+            assert (used or scrape_health) and used <= EXPORTED, f"{panel['title']}: {used - EXPORTED}"
             for selector in re.findall(r"\b(?:orderflow|process)_[a-z_]+\{([^}]*)\}", expr):
                 for label in ("namespace", "job", "pod"):
                     assert f'{label}=~"${label}"' in selector, f"{panel['title']}: {expr}"
