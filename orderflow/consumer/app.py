@@ -29,6 +29,7 @@ from orderflow.consumer.logging import get_logger
 from orderflow.consumer.metrics import Metrics
 from orderflow.consumer.publisher import Publisher
 from orderflow.consumer.scheduler import Scheduler
+from orderflow.consumer.taskdump import dump_tasks
 from orderflow.consumer.tracking import TrackingStore
 from orderflow.consumer.webhooks import SmakeWebhooks
 from orderflow.contracts.events import Vendor
@@ -201,6 +202,8 @@ class Application:
         signalled = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, signalled.set)
+        # A task dump for a loop that looks stuck, without stopping anything (taskdump.py).
+        loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
         starting = asyncio.create_task(self.start(), name="start")
         stop_wait = asyncio.create_task(signalled.wait(), name="signal")
         failed = asyncio.create_task(self.critical.wait_failed(), name="critical")
@@ -219,5 +222,5 @@ class Application:
                 task.cancel()
             await asyncio.gather(stop_wait, failed, return_exceptions=True)
             await self.stop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
                 loop.remove_signal_handler(sig)
