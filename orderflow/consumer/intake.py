@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -402,7 +403,8 @@ class Intake:
         broker refuse it for its size. A record too large to carry is sent without its value
         (and key) from the start, with its size in a header."""
         log.warning("dead letter", reason=why.reason, partition=record.partition,
-                    offset=record.offset, error=why.message[:300])
+                    offset=record.offset, order_id=_order_id_in(record.value, record.key),
+                    error=why.message[:300])
         headers = [
             (dead_letters.ERROR_CLASS, dead_letters.header_text(why.error_class)),
             (dead_letters.ERROR_MESSAGE, dead_letters.header_text(why.message)),
@@ -447,6 +449,23 @@ class Intake:
                         max(0, ends[tp] - committed))
             except KafkaError as exc:
                 log.debug("lag not measured this time", error=str(exc))
+
+
+def _order_id_in(value: bytes | None, key: bytes | None) -> str | None:
+    """The order id a refused record names, for the log line an operator searches by: its
+    `order.order_id` when the value is a JSON object that has one, else its key. Never
+    raises; at most 200 characters."""
+    found: object = None
+    if value is not None and len(value) <= 1_048_576:
+        try:
+            data = json.loads(value)
+        except (ValueError, RecursionError):
+            data = None
+        if isinstance(data, dict) and isinstance(data.get("order"), dict):
+            found = data["order"].get("order_id")
+    if not isinstance(found, str) and key is not None:
+        found = key.decode("utf-8", "replace")
+    return found[:200] if isinstance(found, str) and found else None
 
 
 def _omitted(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]],

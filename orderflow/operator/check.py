@@ -96,7 +96,7 @@ async def _topic_checks(settings: Settings, admin: AIOKafkaAdminClient,
         count = await _partitions(admin, topic)
         if name == "orders_created":
             input_partitions = count
-        checks.append(Check(f"topic {name}", True, f"{topic!r}, {count} partitions"))
+        checks.append(Check(f"topic {name}", True, f"{topic!r}, {_partitions_text(count)}"))
     if topics.tracking not in existing:
         checks.append(Check("topic tracking", True,
                             f"{topics.tracking!r} absent: `orderflow run` creates it, compacted, "
@@ -115,7 +115,7 @@ async def _topic_checks(settings: Settings, admin: AIOKafkaAdminClient,
                                 f"include compact, or finished pairs are lost to retention)"))
         else:
             checks.append(Check("topic tracking", True,
-                                f"{topics.tracking!r}, {count} partitions, " + (
+                                f"{topics.tracking!r}, {_partitions_text(count)}, " + (
                                     "compacted" if compacted else "compaction not reported "
                                     "by the broker")))
     if topics.control not in existing:
@@ -129,6 +129,10 @@ async def _topic_checks(settings: Settings, admin: AIOKafkaAdminClient,
                                 if compacted is False else "compacted" if compacted else
                                 "compaction not reported by the broker")))
     return checks
+
+
+def _partitions_text(count: int) -> str:
+    return f"{count} partition" + ("" if count == 1 else "s")
 
 
 async def _vendor_checks(settings: Settings) -> list[Check]:

@@ -86,8 +86,8 @@ def test_queries_use_only_exported_metrics_and_the_template_variables() -> None:
         for target in panel["targets"]:
             expr = target["expr"]
             used = set(re.findall(r"\b((?:orderflow|process)_[a-z_]+)\b", expr))
-            scrape_health = re.fullmatch(r'sum\(up\{namespace=~"\$namespace", job=~"\$job"\}\) or vector\(0\)',
-                                         expr)
+            scrape_health = re.fullmatch(
+                r'sum\(up\{namespace=~"\$namespace", job=~"\$job"\}\) or vector\(0\)', expr)
             assert (used or scrape_health) and used <= EXPORTED, f"{panel['title']}: {used - EXPORTED}"
             for selector in re.findall(r"\b(?:orderflow|process)_[a-z_]+\{([^}]*)\}", expr):
                 for label in ("namespace", "job", "pod"):

@@ -309,7 +309,8 @@ def test_prometheusrule_file_is_generated() -> None:
 def test_settings_named_in_the_docs_exist() -> None:
     """The runbook, the README (with the deploy guide), the rules and the dashboard name settings an
     operator will set: each must be real (`<VENDOR>` stands for each vendor)."""
-    sources = [DEPLOY.parent / "docs" / "runbook.md",
+    sources = [DEPLOY.parent / "docs" / "runbook.md", DEPLOY.parent / "docs" / "deploy.md",
+               DEPLOY.parent / "docs" / "configuration.md",
                DEPLOY.parent / "README.md", DEPLOY / "prometheus" / "orderflow.rules.yml",
                DEPLOY / "grafana" / "orderflow.json"]
     sources = [s for s in sources if s.exists()]

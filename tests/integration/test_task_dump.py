@@ -4,10 +4,10 @@ lines, and the service carries on: the dump an on-call engineer takes from a stu
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 
@@ -25,23 +25,25 @@ async def test_sigusr1_logs_every_task_stack_and_the_service_carries_on(broker, 
         env = service_env(broker, topics, smake=smake.base_url) | {"ORDERFLOW_LOG__FORMAT": "json"}
         log_path = tmp_path / "service.log"
         with log_path.open("wb") as log:
-            service = subprocess.Popen([sys.executable, "-m", "orderflow", "run"],
-                                       env={**os.environ, **env}, stdout=log, stderr=log)
+            service = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "orderflow", "run", env={**os.environ, **env},
+                stdout=log, stderr=log)
         try:
             deadline = time.monotonic() + 60
             while b'"orderflow started"' not in log_path.read_bytes():
-                assert service.poll() is None and time.monotonic() < deadline, log_path.read_text()
-                time.sleep(0.2)
+                assert service.returncode is None and time.monotonic() < deadline, log_path.read_text()
+                await asyncio.sleep(0.2)
             service.send_signal(signal.SIGUSR1)
             while b"task dump written" not in log_path.read_bytes():
-                assert service.poll() is None and time.monotonic() < deadline, log_path.read_text()
-                time.sleep(0.2)
-            assert service.poll() is None, "the dump must not stop the service"
+                assert service.returncode is None and time.monotonic() < deadline, log_path.read_text()
+                await asyncio.sleep(0.2)
+            assert service.returncode is None, "the dump must not stop the service"
             service.send_signal(signal.SIGTERM)
-            assert service.wait(30) == 0
+            assert await asyncio.wait_for(service.wait(), 30) == 0
         finally:
-            if service.poll() is None:
+            if service.returncode is None:
                 service.kill()
+                await service.wait()
     lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
     stacks = {line["task"]: line["stack"] for line in lines if line["event"] == "task stack"}
     assert {"intake", "dispatch-smake", "control", "scheduler-housekeeping"} <= set(stacks)
