@@ -1,8 +1,9 @@
 """`make fuzz`: hostile records through the real intake, hostile answers through every
-adapter. Prints the figures and exits 1 on any crash, stall or violation.
+adapter, hostile webhook deliveries to a running service. Prints the figures and exits 1 on
+any crash, stall or violation.
 
-    python -m fuzz                      # 100,000 records and 3,000 calls per vendor
-    python -m fuzz --records 2000 --answers 200 --seed 7
+    python -m fuzz                      # 100,000 records, 3,000 calls per vendor, 2,000 deliveries
+    python -m fuzz --records 2000 --answers 200 --webhooks 100 --seed 7
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 
 from fuzz.answers import run_answers_fuzz
 from fuzz.intake import run_intake_fuzz
+from fuzz.webhooks import run_webhooks_fuzz
 from orderflow.config.settings import LogSettings
 from orderflow.consumer.logging import configure_logging
 
@@ -24,9 +26,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="input records to generate (default 100000; 0 skips)")
     parser.add_argument("--answers", type=int, default=3_000,
                         help="adapter calls per vendor against generated answers (default 3000; 0 skips)")
+    parser.add_argument("--webhooks", type=int, default=2_000,
+                        help="generated deliveries per phase to POST /webhooks/smake (default 2000; 0 skips)")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
-    if args.records < 0 or args.answers < 0:
+    if args.records < 0 or args.answers < 0 or args.webhooks < 0:
         parser.error("counts must not be negative")
     # The service's own log lines (a dead letter each) would drown the figures.
     configure_logging(LogSettings(level="CRITICAL"))
@@ -35,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         answers = asyncio.run(run_answers_fuzz(args.answers, args.seed))
         print(answers.render(), flush=True)
         passed &= answers.passed
+    if args.webhooks:
+        webhooks = asyncio.run(run_webhooks_fuzz(args.webhooks, args.seed))
+        print(webhooks.render(), flush=True)
+        passed &= webhooks.passed
     if args.records:
         records = asyncio.run(run_intake_fuzz(args.records, args.seed))
         print(records.render(), flush=True)

@@ -264,6 +264,7 @@ class AnswersFuzzReport:
     observations: Counter[str] = field(default_factory=Counter)
     mapped_errors: Counter[str] = field(default_factory=Counter)
     requests: int = 0
+    batch_calls: int = 0  # Smake poll_many calls that answered
     body_kinds: Counter[str] = field(default_factory=Counter)
     crashes: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -342,16 +343,31 @@ async def run_answers_fuzz(calls_per_vendor: int, seed: int = 1, *, say: Say = p
                 state = PairState(rng.choice([None, "137", "..", "x" * 300]),
                                   rng.choice([None, "checking", "INPROCESS"]))
                 report.calls[str(vendor)] += 1
+                batch = isinstance(adapter, SmakeAdapter) and not submit and rng.random() < 0.4
                 try:
                     if submit:
                         observation = await adapter.submit(order, state)
+                    elif batch:
+                        assert isinstance(adapter, SmakeAdapter)
+                        refs = rng.sample(["137", "1", "13", "..", "x" * 300, "a b", "2", "99"],
+                                          rng.randint(1, 5))
+                        found = await adapter.poll_many(refs)
+                        report.batch_calls += 1
+                        assert set(found) <= set(refs), f"answers for ids not asked: {set(found) - set(refs)}"
+                        for ref, seen in found.items():
+                            check_next_step(vendor, order, PairState(ref, state.vendor_state),
+                                            False, seen)
+                        continue
                     else:
-                        observation = await adapter.poll(order, state)
+                        # An accepted pair keeps only what polls read (None for Smake).
+                        view = adapter.polling_view(order) if rng.random() < 0.5 else order
+                        observation = await adapter.poll(view, state)
                 except VendorError:
                     report.mapped_errors[str(vendor)] += 1
                     continue
                 except Exception as exc:
-                    report.crashes.append(f"{vendor} {'submit' if submit else 'poll'}: "
+                    what = "submit" if submit else "poll_many" if batch else "poll"
+                    report.crashes.append(f"{vendor} {what}: "
                                           f"{type(exc).__name__}: {exc!s:.200} | "
                                           + traceback.format_exc(limit=-3).replace("\n", " ")[:600])
                     continue

@@ -117,7 +117,7 @@ def _operator_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPars
             sub.add_argument("--note", help="why, kept with the pause")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     from orderflow.consumer.logging import orderflow_version
 
     parser = argparse.ArgumentParser(prog="orderflow", description=__doc__)
@@ -133,7 +133,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--http-port", type=int, default=0,
                       help="port for /metrics, /healthz, /readyz (default: a free one)")
     _operator_parsers(commands)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.command == "run":
         return _run()
     if args.command == "demo":

@@ -45,8 +45,11 @@ def parse_since(given: str, now: datetime | None = None) -> datetime:
     match = re.fullmatch(r"(\d+)([smhd])", given.strip())
     if match:
         amount, unit = int(match.group(1)), match.group(2)
-        return now - timedelta(**{{"s": "seconds", "m": "minutes", "h": "hours",
-                                   "d": "days"}[unit]: amount})
+        try:
+            return now - timedelta(**{{"s": "seconds", "m": "minutes", "h": "hours",
+                                       "d": "days"}[unit]: amount})
+        except OverflowError:
+            raise UsageError(f"--since {given!r} reaches back past the year 1") from None
     try:
         moment = datetime.fromisoformat(given.strip().replace("Z", "+00:00"))
     except ValueError:

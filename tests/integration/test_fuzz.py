@@ -28,3 +28,12 @@ async def test_generated_answers_end_as_observations_or_mapped_errors() -> None:
     report = await run_answers_fuzz(200, seed=11, say=lambda _: None)
     assert report.passed, report.render()
     assert sum(report.calls.values()) == 600
+
+
+async def test_hostile_webhook_deliveries_are_refused_and_make_no_call(broker: EmbeddedBroker) -> None:
+    from fuzz.webhooks import run_webhooks_fuzz
+
+    report = await run_webhooks_fuzz(150, seed=11, broker=broker)
+    assert report.passed, report.render()
+    assert report.deliveries["forged"] > 100 and report.smake_requests_while_forged == 0
+    assert report.smake_reads_after_genuine > 0 and report.healthy_at_end

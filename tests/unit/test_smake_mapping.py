@@ -738,3 +738,49 @@ async def test_a_throttled_create_leaves_no_doubt_but_a_throttled_lookup_after_a
     with pytest.raises(VendorThrottled) as lookup:
         await adapter.submit(make_order(), PairState())
     assert not lookup.value.nothing_created
+
+
+# ----------------------------------------------------------------------------- batch polls
+
+
+async def test_poll_many_reads_every_page_and_counts_only_exact_ids() -> None:
+    first = {"data": [{"id": 137, "external_identifier": "A", "state": "prepared", "shipments": []},
+                      # a partial match of "13": never taken for 13
+                      {"id": 1370, "external_identifier": "B", "state": "failed",
+                       "failure_message": "no", "shipments": []}],
+             "links": {"next": "https://api.smake.io/orders?page=2"}, "meta": {}}
+    second = {"data": [{"id": 13, "external_identifier": "C", "state": "completed",
+                        "shipments": [{"tracking_number": "T-1"}]}],
+              "links": {"next": None}, "meta": {}}
+    adapter, http = adapter_with({("GET", "/orders"): [(200, {}, first), (200, {}, second)]})
+
+    found = await adapter.poll_many(["137", "13", "99", "137"])
+
+    assert set(found) == {"137", "13"}  # 99 absent: read on its own by the engine
+    assert (found["137"].status, found["137"].vendor_state) == (VendorStatus.IN_PROGRESS, "prepared")
+    assert found["13"].status is VendorStatus.COMPLETED and found["13"].tracking_numbers == ("T-1",)
+    pages = [request.params for request in http.requests]
+    assert [p["page"] for p in pages if p] == ["1", "2"]
+    assert all(p is not None and p["filter[id]"] == "137,13,99" and p["per_page"] == "100"
+               for p in pages)
+
+
+async def test_poll_many_never_asks_for_an_unusable_id_and_fails_as_a_whole() -> None:
+    adapter, http = adapter_with({("GET", "/orders"): [(503, {"Retry-After": "4"}, b"")]})
+
+    assert await adapter.poll_many(["..", "\x00", "x" * 300]) == {}
+    assert http.requests == []
+    with pytest.raises(VendorUnavailable) as caught:
+        await adapter.poll_many(["1", "2"])
+    assert caught.value.retry_after == 4.0
+
+
+async def test_polling_keeps_nothing_of_the_order_and_a_poll_needs_only_the_reference() -> None:
+    adapter, http = adapter_with({("GET", "/orders/137"): [
+        (200, {}, {"id": 137, "state": "checking", "shipments": []})]})
+
+    assert adapter.polling_view(make_order()) is None
+    observation = await adapter.poll(None, PairState("137", "draft"))
+    assert observation.vendor_state == "checking"
+    with pytest.raises(VendorUnavailable):
+        await adapter.poll(None, PairState(None, None))

@@ -126,8 +126,10 @@ class SmakeSimulator(VendorSimulator):
         clock: Clock = time.monotonic,
         knobs: FaultKnobs | None = None,
         seed: int | None = None,
+        first_id: int = 1,
     ) -> None:
-        """`seconds_per_state`: one time for every timed state, or per state name (draft,
+        """`first_id`: the id of the first order created (Smake's ids are its own).
+        `seconds_per_state`: one time for every timed state, or per state name (draft,
         checking, preparing, prepared). `payment_methods` / `shipping_methods`: the handles
         the producer set up, the only ones accepted (None: any).
 
@@ -154,7 +156,8 @@ class SmakeSimulator(VendorSimulator):
         self.currency = currency
         self.orders: dict[int, SmakeOrder] = {}
         self._by_external_identifier: dict[str, list[int]] = {}
-        self._next_id = 1
+        self._first_id = first_id
+        self._next_id = first_id
         self._next_job_id = 1
         # Off until given a URL (`webhooks.configure`): smake_webhooks.py.
         self.webhooks = WebhookSender(clock, random.Random(seed))
@@ -163,7 +166,7 @@ class SmakeSimulator(VendorSimulator):
         self.webhooks.clear()
         self.orders.clear()
         self._by_external_identifier.clear()
-        self._next_id = 1
+        self._next_id = self._first_id
         self._next_job_id = 1
 
     # -- for tests
