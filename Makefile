@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-unit test-integration bench bench-restore lint typecheck schemas chaos fuzz system-deps clean
+.PHONY: demo test test-unit test-integration bench bench-restore bench-scale lint typecheck schemas chaos fuzz system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,12 @@ bench: $(STAMP)
 # Restoring 1,000,000 tracking records: time to ready, memory, /healthz during the restore.
 bench-restore: $(STAMP)
 	$(BIN)/python -m bench.restore
+	$(BIN)/python -m bench.restore --mix waiting
+
+# Many Smake pairs waiting: requests a minute single, batched and with webhooks, RSS per
+# pair, and the plots bench/README.md shows (about 30 minutes).
+bench-scale: $(STAMP)
+	$(BIN)/python -m bench.scale
 
 # Faults against real processes, then a count of what was lost or repeated (chaos/harness.py).
 chaos: $(STAMP)

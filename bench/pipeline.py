@@ -61,7 +61,7 @@ from bench.observe import (
 from bench.report import RESULTS, add_ratios, medians, render_table
 from bench.rig import READER_FETCH_MAX_WAIT_MS, Bench
 from orderflow.config.settings import Settings, TopicSettings
-from orderflow.sandbox.broker import EmbeddedBroker, create_topics, free_port
+from orderflow.sandbox.broker import EmbeddedBroker, create_topics, free_port, prefixed_topics
 from orderflow.sandbox.outcomes import OutputReader, expected_pairs
 from orderflow.sandbox.processes import (
     Child,
@@ -255,11 +255,7 @@ async def run(args: argparse.Namespace, broker: EmbeddedBroker, sim_log: IO[byte
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     load_before = os.getloadavg()
     stamp = datetime.now(UTC).strftime("%H%M%S")
-    topics = TopicSettings(
-        orders_created=f"bench{stamp}.orders.created", status=f"bench{stamp}.orders.status",
-        print_files_ready=f"bench{stamp}.orders.print-files-ready",
-        dead_letter=f"bench{stamp}.orders.created.dlq", tracking=f"bench{stamp}.orderflow.tracking",
-    )
+    topics = prefixed_topics(f"bench{stamp}")
     rounds: list[dict[str, Any]] = []
     round_details: list[dict[str, Any]] = []
     memory: dict[str, float] = {}

@@ -40,7 +40,7 @@ from orderflow.config.settings import (
 )
 from orderflow.consumer.app import Application
 from orderflow.contracts import dead_letters
-from orderflow.sandbox.broker import EmbeddedBroker, create_topics
+from orderflow.sandbox.broker import EmbeddedBroker, create_topics, prefixed_topics
 from orderflow.sandbox.outcomes import read_topic
 
 PARTITIONS = 4
@@ -163,9 +163,7 @@ async def run_intake_fuzz(count: int, seed: int = 1, *, stall_after_s: float = 6
 async def _run(bootstrap: str, records: list[FuzzRecord], seed: int, stall_after_s: float,
                say: Say, report: IntakeFuzzReport) -> None:
     prefix = f"fuzz{seed}-{int(time.time() * 1000) % 10**8}"
-    topics = TopicSettings(orders_created=f"{prefix}.in", status=f"{prefix}.status",
-                           print_files_ready=f"{prefix}.files", dead_letter=f"{prefix}.dlq",
-                           tracking=f"{prefix}.tracking")
+    topics = prefixed_topics(prefix)
     await create_topics(bootstrap, [(topics.orders_created, PARTITIONS, None),
                                     (topics.status, PARTITIONS, None),
                                     (topics.print_files_ready, PARTITIONS, None),

@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from orderflow.config.settings import TopicSettings, load_settings, overrides_from
 from orderflow.consumer.app import Application
 from orderflow.consumer.webhooks import MAX_BODY_BYTES
-from orderflow.sandbox.broker import EmbeddedBroker, create_topics
+from orderflow.sandbox.broker import EmbeddedBroker, create_topics, prefixed_topics
 from orderflow.sandbox.processes import sandbox_env
 from orderflow.sandbox.samples import encode, sample_orders
 from orderflow.sandbox.simulators import world
@@ -120,13 +120,7 @@ async def run_webhooks_fuzz(deliveries: int, seed: int = 1,
     started = time.monotonic()
     rng = random.Random(seed)
     bodies = generated_bodies(deliveries, seed)
-    prefix = f"fw{seed}-{random.randrange(10**6)}"
-    topics = TopicSettings(orders_created=f"{prefix}.orders.created",
-                           status=f"{prefix}.orders.status",
-                           print_files_ready=f"{prefix}.orders.print-files-ready",
-                           dead_letter=f"{prefix}.orders.created.dlq",
-                           tracking=f"{prefix}.orderflow.tracking",
-                           control=f"{prefix}.orderflow.control")
+    topics = prefixed_topics(f"fw{seed}-{random.randrange(10**6)}")
     await create_topics(broker.bootstrap_servers, [
         (topics.orders_created, 2, None), (topics.status, 2, None),
         (topics.print_files_ready, 2, None), (topics.dead_letter, 1, None)])

@@ -17,6 +17,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+from orderflow.config.settings import TopicSettings
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
@@ -127,3 +129,11 @@ async def create_topics(
             await admin.create_topics(new)
     finally:
         await admin.close()
+
+
+def prefixed_topics(prefix: str) -> TopicSettings:
+    """Every topic name of the service, default names behind `prefix` (`t7.orders.created`,
+    ..., `t7.orderflow.control`): one run's topics, apart from every other run's on the
+    same broker."""
+    return TopicSettings(**{name: f"{prefix}.{default}"
+                            for name, default in TopicSettings().model_dump().items()})

@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaProducer
 
 from orderflow.adapters.outcomes import PairState
 from orderflow.config.settings import Settings, TopicSettings, load_settings
-from orderflow.sandbox.broker import EmbeddedBroker, create_topics
+from orderflow.sandbox.broker import EmbeddedBroker, create_topics, prefixed_topics
 from orderflow.sandbox.processes import sandbox_env
 from orderflow.sandbox.samples import encode
 
@@ -32,12 +32,8 @@ def broker() -> Iterator[EmbeddedBroker]:
 async def topics(broker: EmbeddedBroker) -> TopicSettings:
     """Topic names of this test only, created as the platform would (tracking excluded:
     the service creates that one itself)."""
-    prefix = f"t{next(_counter)}"
-    names = TopicSettings(
-        orders_created=f"{prefix}.orders.created", status=f"{prefix}.orders.status",
-        print_files_ready=f"{prefix}.orders.print-files-ready",
-        dead_letter=f"{prefix}.orders.created.dlq", tracking=f"{prefix}.orderflow.tracking",
-    )
+    # The control topic too: a pause or a hint of one test never reaches another's service.
+    names = prefixed_topics(f"t{next(_counter)}")
     await create_topics(broker.bootstrap_servers, [
         (names.orders_created, PARTITIONS, None), (names.status, PARTITIONS, None),
         (names.print_files_ready, PARTITIONS, None), (names.dead_letter, PARTITIONS, None),

@@ -784,3 +784,4 @@ async def test_polling_keeps_nothing_of_the_order_and_a_poll_needs_only_the_refe
     assert observation.vendor_state == "checking"
     with pytest.raises(VendorUnavailable):
         await adapter.poll(None, PairState(None, None))
+    assert len(http.requests) == 1, "without a reference nothing is asked"
