@@ -29,7 +29,8 @@ from orderflow.consumer.jobs import Job, Phase
 from orderflow.consumer.kafka import client_options
 from orderflow.consumer.logging import get_logger
 from orderflow.consumer.metrics import Metrics
-from orderflow.consumer.scheduler import JobStore, Scheduler
+from orderflow.consumer.ports import JobStore
+from orderflow.consumer.scheduler import Scheduler
 from orderflow.contracts import control
 
 log = get_logger(__name__)

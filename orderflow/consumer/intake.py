@@ -15,22 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import (
     KafkaError,
-    MessageSizeTooLargeError,
-    RecordTooLargeError,
 )
 
 from orderflow.config.settings import Settings, env_name
 from orderflow.consumer.backoff import RetryPause
 from orderflow.consumer.critical import CriticalTasks
+from orderflow.consumer.dead_letters import TOO_LARGE, DeadLetters
 from orderflow.consumer.decode import Undecodable, decode_order_created
 from orderflow.consumer.jobs import Job, JobKey, JobTable
 from orderflow.consumer.kafka import client_options
@@ -39,17 +36,12 @@ from orderflow.consumer.metrics import Metrics
 from orderflow.consumer.routing import route, unknown_providers
 from orderflow.consumer.scheduler import Scheduler
 from orderflow.consumer.tracking import TrackingStore
-from orderflow.contracts import dead_letters
 
 log = get_logger(__name__)
 
-# Writes the brokers refuse for their size: retrying them can never succeed.
-_TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError)
 # A job's record grows after intake by what vendors tell us (a reference, a state word, a
 # reason, each bounded to 1,000 characters by Observation): room kept for that.
 TRACKING_RECORD_HEADROOM = 16_384
-# Record framing and batch header that a record costs beyond its key, value and headers.
-DEAD_LETTER_OVERHEAD = 1_024
 
 # aiokafka ships no type information: a consumed record, with bytes key and value.
 Record: TypeAlias = Any  # ConsumerRecord[bytes, bytes]
@@ -86,6 +78,8 @@ class Intake:
         self._scheduler = scheduler
         self._tracking = tracking
         self._producer = producer
+        self._dead_letters = DeadLetters(producer, settings.topics.dead_letter,
+                                         settings.kafka.max_message_bytes)
         self._metrics = metrics
         self._clock = clock
         self._consumer: AIOKafkaConsumer | None = None
@@ -316,7 +310,7 @@ class Intake:
         for record, job, future in writes:
             try:
                 self._tracking.note_written(job.partition, await future)
-            except _TOO_LARGE as exc:
+            except TOO_LARGE as exc:
                 # The brokers take less than ORDERFLOW_KAFKA__MAX_MESSAGE_BYTES says.
                 log.error("tracking record refused for its size", order_id=job.order_id,
                           error=str(exc))
@@ -333,14 +327,10 @@ class Intake:
 
         # Dead letters are all handed to the producer first, then awaited: one round trip
         # per batch, not per record.
-        letters = [(record, verdict, await self._send_dead_letter(record, verdict))
+        letters = [(record, verdict, await self._dead_letters.send(record, verdict))
                    for record, verdict in verdicts if isinstance(verdict, Undecodable)]
-        for record, why, (future, without_value) in letters:
-            try:
-                await future
-            except _TOO_LARGE:
-                await (await self._producer.send(self._settings.topics.dead_letter, b"",
-                                                 key=without_value[0], headers=without_value[1]))
+        for record, why, letter in letters:
+            await letter.written()
             self._metrics.dead_letters.labels(why.reason).inc()
             self._metrics.events_consumed.labels("invalid").inc()
             done_before.add(record.offset)
@@ -396,38 +386,6 @@ class Intake:
             return Undecodable("internal", type(exc).__name__,
                                f"unexpected error handling the record: {exc}")
 
-    async def _send_dead_letter(self, record: Record, why: Undecodable
-                                ) -> tuple[asyncio.Future[Any], tuple[bytes | None, list[tuple[str, bytes]]]]:
-        """Hand the record's dead letter to the producer; returns the broker's future and the
-        key and headers of the same letter without its value, to send instead should the
-        broker refuse it for its size. A record too large to carry is sent without its value
-        (and key) from the start, with its size in a header."""
-        log.warning("dead letter", reason=why.reason, partition=record.partition,
-                    offset=record.offset, order_id=_order_id_in(record.value, record.key),
-                    error=why.message[:300])
-        headers = [
-            (dead_letters.ERROR_CLASS, dead_letters.header_text(why.error_class)),
-            (dead_letters.ERROR_MESSAGE, dead_letters.header_text(why.message)),
-            (dead_letters.ORIGINAL_TOPIC, dead_letters.header_text(record.topic)),
-            (dead_letters.ORIGINAL_PARTITION, str(record.partition).encode()),
-            (dead_letters.ORIGINAL_OFFSET, str(record.offset).encode()),
-            (dead_letters.FAILED_AT, datetime.now(UTC).isoformat().encode()),
-            (dead_letters.ERROR_REASON, why.reason.encode()),
-        ]
-        key, value = record.key, record.value
-        if key is None and value is None:
-            # A record with neither: the client refuses to write one (it asserts), and that
-            # once stopped the intake loop. An empty value is the closest copy.
-            value = b""
-        # Should the broker refuse even what fits our limit: the letter without key and value.
-        fallback_key, _, fallback_headers = _omitted(key, value, headers, 0)
-        room = self._settings.kafka.max_message_bytes - DEAD_LETTER_OVERHEAD
-        if len(key or b"") + len(value or b"") + sum(len(n) + len(v) for n, v in headers) > room:
-            key, value, headers = _omitted(key, value, headers, room)
-        future: asyncio.Future[Any] = await self._producer.send(
-            self._settings.topics.dead_letter, value, key=key, headers=headers)
-        return future, (fallback_key, fallback_headers)
-
     # ------------------------------------------------------------------ lag
 
     async def _report_lag_forever(self) -> None:
@@ -449,32 +407,3 @@ class Intake:
                         max(0, ends[tp] - committed))
             except KafkaError as exc:
                 log.debug("lag not measured this time", error=str(exc))
-
-
-def _order_id_in(value: bytes | None, key: bytes | None) -> str | None:
-    """The order id a refused record names, for the log line an operator searches by: its
-    `order.order_id` when the value is a JSON object that has one, else its key. Never
-    raises; at most 200 characters."""
-    found: object = None
-    if value is not None and len(value) <= 1_048_576:
-        try:
-            data = json.loads(value)
-        except (ValueError, RecursionError):
-            data = None
-        if isinstance(data, dict) and isinstance(data.get("order"), dict):
-            found = data["order"].get("order_id")
-    if not isinstance(found, str) and key is not None:
-        found = key.decode("utf-8", "replace")
-    return found[:200] if isinstance(found, str) and found else None
-
-
-def _omitted(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]],
-             room: int) -> tuple[bytes | None, bytes, list[tuple[str, bytes]]]:
-    """The dead letter of a record too large to carry: its value left out (and its key,
-    when that alone is too large), their sizes in headers. The input topic still holds the
-    record at the offset the headers name."""
-    headers = [*headers, (dead_letters.VALUE_OMITTED, str(len(value or b"")).encode())]
-    if key is not None and len(key) > room // 2:
-        headers.append((dead_letters.KEY_OMITTED, str(len(key)).encode()))
-        key = None
-    return key, b"", headers

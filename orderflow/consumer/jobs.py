@@ -252,6 +252,14 @@ class JobTable:
         return [parse_tracking_key(k) for k, t in self._finished.get(partition, {}).items()
                 if t < older_than]
 
+    def active_counts(self) -> dict[Vendor, int]:
+        """Unfinished jobs per vendor, across the owned partitions."""
+        counts: dict[Vendor, int] = {}
+        for jobs in self._active.values():
+            for job in jobs.values():
+                counts[job.vendor] = counts.get(job.vendor, 0) + 1
+        return counts
+
     def counts(self) -> tuple[int, int]:
         return (sum(len(p) for p in self._active.values()),
                 sum(len(p) for p in self._finished.values()))

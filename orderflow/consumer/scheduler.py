@@ -13,9 +13,8 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Protocol
 
 import structlog
 from aiokafka.errors import KafkaError
@@ -26,10 +25,13 @@ from orderflow.config.settings import Settings
 from orderflow.consumer import transitions
 from orderflow.consumer.backoff import RetryPause, VendorBackoff
 from orderflow.consumer.critical import CriticalTasks
+from orderflow.consumer.housekeeping import Housekeeping
 from orderflow.consumer.jobs import DueQueue, Job, JobKey, JobTable, Phase
+from orderflow.consumer.limits import RateLimiter, Slots, budget_share
 from orderflow.consumer.logging import get_logger
 from orderflow.consumer.metrics import Metrics
 from orderflow.consumer.partitions import Partitions
+from orderflow.consumer.ports import EventSink, JobStore
 from orderflow.contracts.events import Order, OrderShipmentTracking, OrderVendorStatus, Vendor
 
 log = get_logger(__name__)
@@ -40,92 +42,6 @@ Clock = Callable[[], float]
 OPEN_CHUNK = 20_000
 # A poll read with others may be up to this early: batches fill without holding any poll back.
 BATCH_LEAD_S = 2.0
-
-
-class EventSink(Protocol):
-    """Where the scheduler's output events go (the Publisher)."""
-
-    async def publish(self, events: Sequence[transitions.OutputEvent]) -> None: ...
-
-
-class JobStore(Protocol):
-    """Where the scheduler records jobs' states (the TrackingStore)."""
-
-    async def write(self, job: Job) -> None: ...
-
-    async def remove(self, partition: int, keys: Iterable[JobKey]) -> None: ...
-
-
-class RateLimiter:
-    """Starts at most `per_second` calls a second (a token bucket of one second's burst)."""
-
-    def __init__(self, per_second: float, clock: Clock = time.monotonic) -> None:
-        self._rate = per_second
-        self._clock = clock
-        self._tokens = max(1.0, per_second)
-        self._last = clock()
-
-    @property
-    def rate(self) -> float:
-        return self._rate
-
-    def set_rate(self, per_second: float) -> None:
-        self._rate = max(per_second, 1e-6)
-        self._tokens = min(self._tokens, max(1.0, self._rate))
-
-    async def acquire(self) -> None:
-        while True:
-            now = self._clock()
-            self._tokens = min(max(1.0, self._rate), self._tokens + (now - self._last) * self._rate)
-            self._last = now
-            if self._tokens >= 1.0:
-                self._tokens -= 1.0
-                return
-            await asyncio.sleep((1.0 - self._tokens) / self._rate)
-
-
-class Slots:
-    """A semaphore whose size can change (the replica's share of a cluster-wide budget):
-    calls running above a smaller size finish, and no new one starts until below it."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.in_use = 0
-        self._waiters: list[asyncio.Future[None]] = []
-
-    async def acquire(self) -> None:
-        while self.in_use >= self.size:
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            finally:
-                if waiter in self._waiters:
-                    self._waiters.remove(waiter)
-        self.in_use += 1
-
-    def release(self) -> None:
-        self.in_use -= 1
-        self._wake()
-
-    def resize(self, size: int) -> None:
-        self.size = max(1, size)
-        self._wake()
-
-    def _wake(self) -> None:
-        # Every waiter looks again (a lane has one: its dispatcher).
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-
-
-def budget_share(cluster_figure: float, owned: int, total: int) -> float:
-    """This replica's share of a cluster-wide figure: as many parts as the input partitions
-    it owns. With no partition count known yet, the whole figure."""
-    if total <= 0:
-        return cluster_figure
-    return cluster_figure * owned / total
 
 
 @dataclass(slots=True)
@@ -185,9 +101,10 @@ class Scheduler:
             if vendor_settings.rate_limit_per_s > 0:
                 lane.limiter = RateLimiter(vendor_settings.rate_limit_per_s)
             self._lanes[vendor] = lane
-        self._housekeeping: asyncio.Task[None] | None = None
+        self._housekeeping = Housekeeping(settings, table, self.partitions, tracking, metrics,
+                                          self.held_back, clock=clock)
+        self._housekeeping_task: asyncio.Task[None] | None = None
         self._started = False
-        self.last_turn = clock()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -198,7 +115,8 @@ class Scheduler:
         for vendor, lane in self._lanes.items():
             lane.dispatcher = self._critical.spawn(self._dispatch(vendor, lane),
                                                    name=f"dispatch-{vendor}")
-        self._housekeeping = self._critical.spawn(self._housekeep(), name="scheduler-housekeeping")
+        self._housekeeping_task = self._critical.spawn(self._housekeeping.run(),
+                                                       name="scheduler-housekeeping")
 
     async def stop(self, grace_s: float) -> None:
         """Start nothing new, let running calls finish within `grace_s`, then cancel."""
@@ -206,14 +124,14 @@ class Scheduler:
             return
         self._started = False
         await self.close_partitions(self.partitions.owned(), grace_s)
-        tasks = [t for t in (self._housekeeping, *(lane.dispatcher for lane in self._lanes.values()))
-                 if t is not None]
+        tasks = [t for t in (self._housekeeping_task,
+                             *(lane.dispatcher for lane in self._lanes.values())) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def is_alive(self) -> bool:
-        tasks = [self._housekeeping, *(lane.dispatcher for lane in self._lanes.values())]
+        tasks = [self._housekeeping_task, *(lane.dispatcher for lane in self._lanes.values())]
         return self._started and all(t is not None and not t.done() for t in tasks)
 
     # ------------------------------------------------------------------ partitions
@@ -658,47 +576,17 @@ class Scheduler:
                 self._metrics.order_to_print_files.observe(
                     max(0.0, self._clock() - order.placed_at.timestamp()))
 
-    # ------------------------------------------------------------------ housekeeping
+    # ------------------------------------------------------------------ for housekeeping
 
-    async def _housekeep(self) -> None:
-        """Proves liveness for /healthz, refreshes gauges, and forgets finished pairs once
-        a re-delivered input could no longer need them (tombstones keep the topic bounded)."""
-        retention = self._settings.tracking.terminal_retention_s
-        last_sweep = 0.0
-        while True:
-            now = self._clock()
-            self.last_turn = now
-            self._metrics.last_progress.set(now)
-            waiting: dict[Vendor, int] = dict.fromkeys(self._lanes, 0)
-            for partition in self._table.partitions():
-                for job in self._table.active_jobs(partition):
-                    if job.vendor in waiting:
-                        waiting[job.vendor] += 1
-            for vendor, count in waiting.items():
-                self._metrics.jobs_waiting.labels(str(vendor)).set(count)
-            for vendor, lane in self._lanes.items():
-                held = lane.backoff.wait_s(now) > 0 or lane.backoff.tripped
-                self._metrics.vendor_paused.labels(str(vendor), "backoff").set(1 if held else 0)
-                self._metrics.vendor_paused.labels(str(vendor), "operator").set(
-                    1 if lane.held_by_operator else 0)
-            if now - last_sweep >= min(60.0, retention / 10):
-                last_sweep = now
-                await self._sweep_finished(now - retention)
-            await asyncio.sleep(1.0)
+    def held_back(self, now: float) -> dict[Vendor, dict[str, bool]]:
+        """Per vendor, whether its calls are held, by reason: operator, backoff."""
+        return {vendor: {"operator": lane.held_by_operator,
+                         "backoff": lane.backoff.wait_s(now) > 0 or lane.backoff.tripped}
+                for vendor, lane in self._lanes.items()}
 
-    async def _sweep_finished(self, older_than: float) -> None:
-        for partition in self.partitions.open_partitions():
-            expired = self._table.expired_finished(partition, older_than)
-            if not expired:
-                continue
-            try:
-                await self._tracking.remove(partition, expired)
-            except KafkaError as exc:
-                log.warning("could not remove finished pairs, will try again", error=str(exc))
-                continue
-            for key in expired:
-                self._table.forget(partition, key)
-            log.info("forgot finished pairs", partition=partition, count=len(expired))
+    @property
+    def last_turn(self) -> float:
+        return self._housekeeping.last_turn
 
 
 def _log_outcome(job: Job, outcome: Observation | Exception) -> None:

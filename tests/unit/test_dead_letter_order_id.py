@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orderflow.consumer.intake import _order_id_in
+from orderflow.consumer.dead_letters import order_id_in as _order_id_in
 
 
 def test_the_order_id_inside_the_value_wins_then_the_key() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from orderflow.consumer.scheduler import Slots, budget_share
+from orderflow.consumer.limits import Slots, budget_share
 
 
 def test_shares_add_up_to_the_cluster_figure() -> None:
