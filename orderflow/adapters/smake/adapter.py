@@ -1,0 +1,221 @@
+"""SmakeAdapter: the I/O. Ask first when a create may have happened, create only when Smake
+holds nothing for the order, then follow it (one order, or up to 100 at a time)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote
+
+import structlog
+
+from orderflow.adapters.errors import (
+    VendorError,
+    VendorRejected,
+    VendorUnavailable,
+    build_or_refuse,
+    require_credentials,
+)
+from orderflow.adapters.http import RequestObserver, VendorHttp, path_safe_ref
+from orderflow.adapters.outcomes import Observation, PairState
+from orderflow.adapters.smake.answers import (
+    created_order_id,
+    decode_json,
+    exact_matches,
+    has_next_page,
+    id_sort_key,
+    observation_from_order,
+    order_id_of,
+    smake_error,
+)
+from orderflow.adapters.smake.request import VENDOR, refusal_before_create, smake_create_body
+from orderflow.config.settings import SmakeSettings
+from orderflow.contracts.events import Order, VendorStatus
+
+log = structlog.get_logger(__name__)
+
+# The lookup asks for Smake's largest page. Partial matches can fill many pages; past this
+# many the lookup gives up (an error, retried later) rather than create on a guess.
+LOOKUP_PAGE_SIZE = 100
+LOOKUP_MAX_PAGES = 100
+
+
+class SmakeAdapter:
+    """Creates Smake production orders (once) and reads their progress.
+
+    ``submit`` creates the order (asking first whether Smake already holds one for
+    ``order.order_id`` when a create may already have happened) and returns ``SUBMITTED``
+    with ``vendor_state="draft"``, or the state of the order it adopts.
+    ``poll`` returns the mapped state of ``GET /orders/{vendor_order_ref}``; ``poll_many``
+    reads up to 100 orders in one ``GET /orders?filter[id]=...``.
+    """
+
+    vendor = VENDOR
+
+    def __init__(
+        self,
+        settings: SmakeSettings,
+        observer: RequestObserver | None = None,
+        *,
+        http: VendorHttp | None = None,
+    ) -> None:
+        self._settings = settings
+        self._headers: dict[str, str] = {}
+        if settings.api_key is not None:
+            self._headers["Authorization"] = f"Bearer {settings.api_key.get_secret_value()}"
+        self._http = http or VendorHttp.for_vendor(VENDOR, settings, observer)
+
+    async def start(self) -> None:
+        require_credentials(VENDOR, self._settings)
+        await self._http.start()
+
+    async def stop(self) -> None:
+        await self._http.stop()
+
+    async def verify_credentials(self) -> str:
+        """One harmless authenticated call (`orderflow check`): the first order of the list.
+        Raises VendorError when it is refused."""
+        operation = "check"
+        answer = await self._http.request(operation, "GET", "/orders", params={"per_page": "1"},
+                                          headers=self._headers)
+        if answer.status != 200:
+            raise smake_error(operation, answer)
+        return "GET /orders answered 200"
+
+    async def submit(self, order: Order, state: PairState) -> Observation:
+        refusal = refusal_before_create(order, self._settings)
+        if refusal is not None:
+            raise VendorRejected(VENDOR, "create_order", refusal)
+        if state.intent_at is not None:
+            # A create may have happened (its answer lost, or its sender gone): ask first.
+            existing = await self._find(order.order_id)
+            if existing is not None:
+                return existing
+        return await self._create(order, state)
+
+    def polling_view(self, order: Order) -> Order | None:
+        return None  # polls read the recorded Smake id only
+
+    async def poll(self, order: Order | None, state: PairState) -> Observation:
+        if state.vendor_order_ref is None:
+            # Nothing recorded (should not happen after a submit): ask by our id, never create.
+            if order is None:
+                raise VendorUnavailable(VENDOR, "get_order", "no Smake id recorded for the pair")
+            existing = await self._find(order.order_id)
+            if existing is None:
+                raise VendorUnavailable(
+                    VENDOR, "find_order", f"Smake holds no order for {order.order_id!r} yet"
+                )
+            return existing
+        operation = "get_order"
+        if path_safe_ref(state.vendor_order_ref) is None:
+            raise VendorUnavailable(VENDOR, operation,
+                                    f"recorded Smake id {state.vendor_order_ref[:40]!r} is unusable")
+        answer = await self._http.request(
+            operation, "GET", f"/orders/{quote(state.vendor_order_ref, safe='')}",
+            headers=self._headers,
+        )
+        if answer.status != 200:
+            raise smake_error(operation, answer)
+        return observation_from_order(decode_json(answer, operation), operation)
+
+    async def poll_many(self, refs: Sequence[str]) -> dict[str, Observation]:
+        """The orders of `refs` (recorded Smake ids) read together: ``GET /orders?filter[id]=
+        a,b,...`` with up to 100 ids, every page read, only exact ids counted (Smake's
+        filters may match parts of a value). An id absent from the answer is absent from
+        the result: the caller reads that one on its own (``poll``), which tells a 404
+        from a lag. Raises VendorError when the listing itself fails."""
+        operation = "poll_orders"
+        wanted = [ref for ref in dict.fromkeys(refs) if path_safe_ref(ref) is not None]
+        if not wanted:
+            return {}
+        if len(wanted) > LOOKUP_PAGE_SIZE:
+            raise ValueError(f"at most {LOOKUP_PAGE_SIZE} ids at a time, got {len(wanted)}")
+        found: dict[str, Observation] = {}
+        asked = set(wanted)
+        for page in range(1, LOOKUP_MAX_PAGES + 1):
+            answer = await self._http.request(
+                operation, "GET", "/orders",
+                params={"filter[id]": ",".join(wanted), "per_page": str(LOOKUP_PAGE_SIZE),
+                        "page": str(page)},
+                headers=self._headers,
+            )
+            if answer.status != 200:
+                raise smake_error(operation, answer)
+            listing = decode_json(answer, operation)
+            data = listing.get("data") if isinstance(listing, dict) else None
+            if not isinstance(data, list):
+                raise VendorUnavailable(VENDOR, operation, "order list answer has no data array")
+            for order in data:
+                ref = order_id_of(order) if isinstance(order, dict) else None
+                if ref in asked and ref not in found:
+                    try:
+                        found[ref] = observation_from_order(order, operation)
+                    except VendorError:
+                        continue  # unreadable on its own: its own read will say why
+            if len(found) == len(asked) or not has_next_page(listing):
+                break
+        return found
+
+    async def _find(self, order_id: str) -> Observation | None:
+        """The order Smake holds for our id, reading every page of the partial-match filter;
+        None when no order carries our id exactly."""
+        operation = "find_order"
+        matches: list[tuple[str, dict[str, Any]]] = []
+        for page in range(1, LOOKUP_MAX_PAGES + 1):
+            answer = await self._http.request(
+                operation, "GET", "/orders",
+                params={"filter[external_identifier]": order_id,
+                        "per_page": str(LOOKUP_PAGE_SIZE), "page": str(page)},
+                headers=self._headers,
+            )
+            if answer.status != 200:
+                raise smake_error(operation, answer)
+            listing = decode_json(answer, operation)
+            matches.extend(exact_matches(listing, order_id, operation))
+            if not has_next_page(listing):
+                break
+        else:
+            raise VendorUnavailable(
+                VENDOR, operation,
+                f"the lookup of {order_id!r} still had pages after {LOOKUP_MAX_PAGES} of "
+                f"{LOOKUP_PAGE_SIZE}: not creating on a guess")
+        if not matches:
+            return None
+        matches.sort(key=lambda match: id_sort_key(match[0]))
+        ids = [found for found, _ in matches]
+        if len(ids) > 1:
+            # Smake does not enforce uniqueness; the duplicates need a person's attention.
+            log.warning("smake_duplicate_orders", order_id=order_id, adopted=ids[0],
+                        smake_order_ids=ids)
+        else:
+            log.info("smake_order_adopted", order_id=order_id, adopted=ids[0])
+        return observation_from_order(matches[0][1], operation)
+
+    async def _create(self, order: Order, state: PairState) -> Observation:
+        operation = "create_order"
+        body = build_or_refuse(VENDOR, operation, lambda: smake_create_body(order, self._settings))
+        await state.intend_to_create()
+        answer = await self._http.request(
+            operation, "POST", "/orders", json_body=body, headers=self._headers,
+        )
+        if not 200 <= answer.status < 300:
+            raise smake_error(operation, answer)
+        order_ref = created_order_id(answer)
+        if order_ref is None:
+            # Created, but the answer does not say as what: ask by our id. If Smake cannot
+            # list it yet, a transient error makes the engine call submit again, which finds
+            # and adopts it rather than creating a second one.
+            try:
+                found = await self._find(order.order_id)
+            except VendorError as exc:
+                exc.nothing_created = False  # the create did act; only the lookup failed
+                raise
+            if found is not None:
+                return found
+            raise VendorUnavailable(
+                VENDOR, operation,
+                f"HTTP {answer.status} without X-Identifier, and the order is not listed yet",
+                answer.status,
+            )
+        return Observation(VendorStatus.SUBMITTED, vendor_order_ref=order_ref, vendor_state="draft")
