@@ -21,6 +21,12 @@ about each:
   is read back (which may still 404 for a moment) to learn Zakeke's `id`.
 - Print files are rendered asynchronously: items stay `INPROCESS` (and the output-file
   endpoints answer 404) until they are `READY`.
+- Polls read one order each (`GET /v2/order/{orderCode}`). Zakeke's listing
+  (`GET /v2/orders`, 100 a page) has no filter by code or id and no stated order: reading
+  the waiting orders through it means reading every order ever registered, page by page,
+  with orders registered meanwhile shifting the pages under the walk. That costs more than
+  one read per waiting order as soon as finished orders outnumber waiting ones a hundred
+  to one (any shop after a few days), and can miss an order, so it is not used.
 
 Layout, by role: `request.py` (our order as Zakeke's request, pure), `answers.py` (Zakeke's
 answers as data and the one translation of its errors, pure), `tokens.py` (the token cache),
