@@ -64,6 +64,9 @@ class _VendorLane:
     by_ref: dict[str, str] = field(default_factory=dict)
     # Polls read together in one request (adapters that can: BatchPolling); 1: one by one.
     batch_size: int = 1
+    # Pairs a webhook named while their poll was running: the answer in hand may predate the
+    # change, so they are polled again as soon as that run ends.
+    poll_again: set[JobKey] = field(default_factory=set)
 
 
 class Scheduler:
@@ -244,6 +247,9 @@ class Scheduler:
                 return "not_here"  # names another order of theirs than the one we follow
             if job.phase not in (Phase.POLL, Phase.TRACKING):
                 return "not_waiting"
+            if key in lane.running:
+                lane.poll_again.add(key)
+                return "polled_now"
             now = self._clock()
             if job.due_at > now:
                 self.schedule(replace(job, due_at=now))
@@ -544,6 +550,9 @@ class Scheduler:
             if after.vendor_order_ref is not None:
                 lane.by_ref.pop(after.vendor_order_ref, None)
             return
+        if after.key in lane.poll_again:
+            lane.poll_again.discard(after.key)
+            after = replace(after, due_at=min(after.due_at, self._clock()))
         if self.partitions.is_open(after.partition):
             self.schedule(after)
         else:

@@ -59,16 +59,29 @@ def _text_id(value: Any) -> str | None:
     return text
 
 
+_ENVELOPES = ("data", "resource", "object", "payload", "order", "shipment", "attributes")
+_ORDER_SIGNS = ("external_identifier", "state", "items", "shipments", "order_id", "order")
+
+
 def _resource(delivery: dict[str, Any]) -> dict[str, Any] | None:
-    """The resource a delivery carries: Smake's pages say only "the event and the resource",
-    so the usual envelopes are all read (`data`, `resource`, `object`, `payload`, `order`,
-    or the delivery itself when it is the resource)."""
-    for name in ("data", "resource", "object", "payload", "order", "shipment"):
-        inner = delivery.get(name)
-        if isinstance(inner, dict):
-            nested = inner.get("data")
-            return nested if isinstance(nested, dict) and "id" not in inner else inner
-    return delivery if "id" in delivery else None
+    """The resource a delivery carries. Smake's pages say only "the event and the resource",
+    so the usual envelopes are all looked into (`data`, `resource`, `object`, `payload`,
+    `order`, ..., nested up to four deep, or the delivery itself): the first object with an
+    `id` and a sign of being an order or a shipment (`external_identifier`, `state`, ...)
+    wins, else the first with an `id`."""
+    with_id: dict[str, Any] | None = None
+    level = [delivery]
+    for _ in range(4):
+        deeper: list[dict[str, Any]] = []
+        for candidate in level:
+            if "id" in candidate:
+                if any(sign in candidate for sign in _ORDER_SIGNS):
+                    return candidate
+                with_id = with_id or candidate
+            deeper.extend(inner for name in _ENVELOPES
+                          if isinstance(inner := candidate.get(name), dict))
+        level = deeper
+    return with_id
 
 
 def hint_from_delivery(body: bytes, now: float) -> control.Hint | str:

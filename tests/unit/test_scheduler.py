@@ -413,3 +413,44 @@ async def test_a_create_that_never_acted_leaves_no_intent_in_hand():
         adapter, poll={"initial_interval_s": 0.01, "max_interval_s": 0.02, "deadline_s": 10**9})
     await run_example_job(scheduler, table, tries=300)
     assert [state.intent_at for state in adapter.seen] == [None, None]
+
+
+class GatedPolls(ReadyOnThirdPoll):
+    """Each poll waits for the test to let it answer; the vendor's state moves only after
+    the first poll has read it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def poll(self, order: Order | None, state: PairState) -> Observation:
+        self.polls += 1
+        if self.polls == 1:
+            self.entered.set()
+            await self.go.wait()
+            return Observation(VendorStatus.SUBMITTED, vendor_order_ref="1", vendor_state="INPROCESS")
+        return Observation(VendorStatus.COMPLETED, vendor_order_ref="1", vendor_state="READY")
+
+
+async def test_a_webhook_during_a_running_poll_polls_again_when_it_ends():
+    """The answer in hand may predate the change the webhook announces: the pair must not
+    wait a whole (slow) poll interval for it."""
+    order = OrderCreated.model_validate_json(EXAMPLE.read_bytes()).order
+    publisher, adapter = FakePublisher(), GatedPolls()
+    scheduler, table = await started_scheduler(
+        adapter, poll={"initial_interval_s": 600, "max_interval_s": 600},
+        publisher=publisher)
+    job = Job(order_id=order.order_id, vendor=Vendor.ZAKEKE, partition=0, source_event_id="e",
+              order=order, phase=Phase.POLL, status=VendorStatus.SUBMITTED,
+              vendor_order_ref="1", created_at=time.time(), due_at=time.time())
+    scheduler.schedule(job)
+    try:
+        await asyncio.wait_for(adapter.entered.wait(), 5)
+        assert scheduler.look_now(Vendor.ZAKEKE, None, "1") == "polled_now"
+        adapter.go.set()
+        await until_finished(table, job.key, tries=300)
+    finally:
+        await scheduler.stop(grace_s=1)
+    assert adapter.polls == 2, "polled again at once, not 600 s later"
+    assert [event.status for event in publisher.events] == [VendorStatus.COMPLETED]

@@ -93,3 +93,16 @@ def test_control_records_parse_or_refuse_with_value_error(raw: bytes) -> None:
         control.parse(raw)
     except ValueError:
         pass
+
+
+def test_the_resource_is_found_in_any_usual_envelope() -> None:
+    order = {"id": 55, "external_identifier": "B-2", "state": "completed"}
+    for delivery in ({"event": "order.completed", "data": order},
+                     {"event": "order.completed", "data": {"object": order}},
+                     {"type": "order.completed", "payload": {"resource": order}},
+                     {"topic": "order.completed", "order": order},
+                     {"event": "order.completed", **order},
+                     {"event": "order.completed", "data": {"id": "evt-1", "attributes": order}}):
+        hint = hint_from_delivery(json.dumps(delivery).encode(), 1.0)
+        assert isinstance(hint, control.Hint), delivery
+        assert (hint.vendor_order_ref, hint.order_id) == ("55", "B-2"), delivery
