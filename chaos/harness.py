@@ -30,8 +30,10 @@ count is reported, and must be 0 in a run without kills.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -51,6 +53,8 @@ from orderflow.sandbox.outcomes import OutputReader, expected_pairs, read_topic
 from orderflow.sandbox.processes import Child, sandbox_env, start_simulators, wait_ready
 from orderflow.sandbox.simulators.defaults import VENDORS
 
+WEBHOOK_TOKEN = "chaos-webhook-token"
+
 Say = Callable[[str], None]
 
 
@@ -65,6 +69,7 @@ class ChaosRun:
         self.last_fault_end = 0.0      # time.time() of the end of the last fault
         self.stalls = 0
         self.freezes = 0
+        self.pause_exits: list[int | None] = []
 
     def note(self, what: str) -> None:
         at = round(time.monotonic() - self.began, 1)
@@ -146,6 +151,23 @@ class ChaosRun:
                 self.note(f"replica-{slot} thawed (SIGCONT)")
             self.fault_ended()
 
+    async def pause_smake(self, env: dict[str, str]) -> None:
+        """An operator's pause of Smake during the run, and the resume: the commands as
+        processes, through the control topic. Nothing may be lost for it."""
+        await self.at(0.55)
+        for command in ("pause", "resume"):
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "orderflow", command, "smake",
+                env={k: v for k, v in os.environ.items() if not k.startswith("ORDERFLOW_")} | env,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            out, _ = await process.communicate()
+            self.pause_exits.append(process.returncode)
+            self.note(f"orderflow {command} smake: exit {process.returncode}: "
+                      f"{out.decode(errors='replace').strip()[:100]}")
+            if command == "pause":
+                await asyncio.sleep(self.plan.pause_s)
+        self.fault_ended()
+
     async def vendor_faults(self, session: aiohttp.ClientSession, urls: dict[str, str]) -> None:
         plan = self.plan
 
@@ -224,6 +246,8 @@ class ChaosRun:
             ], sim_log)
             env = sandbox_env(broker.bootstrap_servers, topics, urls)
             env.update({
+                "ORDERFLOW_TOPICS__CONTROL": "chaos.orderflow.control",
+                "ORDERFLOW_SMAKE__WEBHOOK_TOKEN": WEBHOOK_TOKEN,
                 "PYTHONUNBUFFERED": "1",  # a SIGKILLed replica's last log lines are kept
                 "ORDERFLOW_POLL__INITIAL_INTERVAL_S": "0.5",
                 "ORDERFLOW_POLL__MAX_INTERVAL_S": "2",
@@ -240,6 +264,14 @@ class ChaosRun:
                     async with session.post(f"{urls[vendor]}/_sim/faults", json={
                             "fail_after_effect_rate": plan.fail_after_effect_rate}) as answer:
                         answer.raise_for_status()
+                # Smake's webhooks go to replica 0, which is killed now and then like any: a
+                # delivery it cannot take is delivered again.
+                async with session.post(f"{urls['smake']}/_sim/webhooks", json={
+                        "url": f"http://127.0.0.1:{replicas.ports[0]}/webhooks/smake",
+                        "token": WEBHOOK_TOKEN, "forged_rate": plan.webhook_forged_rate,
+                        "repeat_rate": plan.webhook_repeat_rate, "max_delay_s": 1.0,
+                        "retry_s": 2.0, "max_attempts": 10}) as answer:
+                    answer.raise_for_status()
                 replicas.start(0)
                 await wait_ready(session, replicas.ports[0], replicas.children[0])
                 reader = OutputReader(broker.bootstrap_servers, topics.status, topics.print_files_ready)
@@ -293,6 +325,7 @@ class ChaosRun:
                 self.stall_broker(broker),
                 self.freeze_replicas(replicas),
                 self.vendor_faults(session, urls),
+                self.pause_smake(replicas.env),
             )
             self.note("production and faults over; draining")
             want = expected()
@@ -322,6 +355,9 @@ class ChaosRun:
         for vendor, url in urls.items():
             async with session.get(f"{url}/_sim/ledger") as answer:
                 ledgers[vendor] = await answer.json()
+        async with session.get(f"{urls['smake']}/_sim/webhooks") as answer:
+            report.figures["smake_webhooks"] = await answer.json()
+        report.figures["pause_command_exits"] = self.pause_exits
         observed = Observed(plan, stream, producer, replicas, reader.outcomes, want, drained_at,
                             dead_letters, ledgers, self.began_wall, self.last_fault_end,
                             self.stalls, self.freezes)

@@ -33,6 +33,12 @@ class ChaosPlan:
     poison: int = 40
     redeliveries: int = 100        # orders published a second time, as at-least-once upstream
     drain_timeout_s: float = 600.0
+    # `orderflow pause smake`, then `resume` this long after (the commands as processes).
+    pause_s: float = 20.0
+    # Smake's webhooks go to one replica (killed now and then, like any): shares of forged
+    # and repeated deliveries among them.
+    webhook_forged_rate: float = 0.05
+    webhook_repeat_rate: float = 0.10
     seed: int = 7
     work_dir: Path = Path("chaos/results/run")
 
@@ -40,7 +46,8 @@ class ChaosPlan:
     def short(cls, **overrides: Any) -> ChaosPlan:
         """The variant `make test` runs: every kind of fault, in about a minute."""
         plan = cls(orders=600, rate=25.0, kills=3, stalls=1, stall_s=5.0, freezes=0, outage_s=8.0,
-                   throttle_bursts=2, poison=12, redeliveries=10, drain_timeout_s=180.0)
+                   throttle_bursts=2, poison=12, redeliveries=10, drain_timeout_s=180.0,
+                   pause_s=5.0)
         for name, value in overrides.items():
             setattr(plan, name, value)
         return plan
@@ -110,6 +117,13 @@ class ChaosReport:
             ("replica peak RSS, MiB (max)", f["replica_peak_rss_mib"]),
             ("/healthz answers of running replicas, once a second", f["healthz_answers"]),
             ("replicas that exited on their own (crashes)", len(f["replicas_exited_on_their_own"])),
+            ("orderflow pause smake / resume smake, exit codes", f.get("pause_command_exits")),
+            ("Smake webhooks: delivered / acknowledged / refused",
+             "{deliveries} / {acknowledged} / {refused}".format(**f.get("smake_webhooks", {})
+                                                               ) if f.get("smake_webhooks") else None),
+            ("  forged deliveries sent / acknowledged (must be 0)",
+             f"{f.get('smake_webhooks', {}).get('forged')} / "
+             f"{f.get('smake_webhooks', {}).get('forged_acknowledged')}"),
         ]
         width = max(len(label) for label, _ in rows)
         lines = [f"{label:<{width}}  {value}" for label, value in rows]

@@ -21,6 +21,7 @@ class Replicas:
 
     def __init__(self, env: dict[str, str], slots: int, work_dir: Path, grace_s: float) -> None:
         self._env = env
+        self.env = dict(env)  # what the operator commands of the run are given too
         self._work_dir = work_dir
         self._grace_s = grace_s
         self.ports = [free_port() for _ in range(slots)]

@@ -165,5 +165,10 @@ def failures(f: dict[str, Any], o: Observed) -> list[str]:
                                                 f"{f['healthz_answers'].get('503')} times"),
         (o.freezes < plan.freezes, f"only {o.freezes} of {plan.freezes} replica freezes happened"),
         (o.stalls < plan.stalls, f"only {o.stalls} of {plan.stalls} broker stalls happened"),
+        (f.get("pause_command_exits") != [0, 0],
+         f"orderflow pause/resume exits: {f.get('pause_command_exits')}"),
+        (bool(f.get("smake_webhooks", {}).get("forged_acknowledged")),
+         f"{f.get('smake_webhooks', {}).get('forged_acknowledged')} forged webhook deliveries "
+         "acknowledged"),
     ]
     return [message for failed, message in checks if failed]

@@ -34,6 +34,7 @@ from pydantic import Field
 
 from orderflow.sandbox.simulators import defaults
 from orderflow.sandbox.simulators.base import (
+    CONTROL_PATH,
     Clock,
     FaultKnobs,
     MalformedBody,
@@ -187,6 +188,11 @@ class SmakeSimulator(VendorSimulator):
         )
         # The create example's Location points at the host root, not under the app.
         router.add_get("/jobs/{jobID}", self._get_job, name="get_job")
+        # The simulator's own control of its webhooks (as `/_sim/faults` is of its faults):
+        # POST the receiver and the rates, GET what was delivered.
+        for root in (CONTROL_PATH, prefix + CONTROL_PATH):
+            router.add_post(f"{root}/webhooks", self._post_webhooks)
+            router.add_get(f"{root}/webhooks", self._get_webhooks)
 
     def _authorized(self, request: web.Request) -> bool:
         scheme, _, key = request.headers.get("Authorization", "").partition(" ")
@@ -324,6 +330,22 @@ class SmakeSimulator(VendorSimulator):
         app.on_startup.append(start_webhooks)
         app.on_cleanup.append(stop_webhooks)
         return app
+
+    async def _post_webhooks(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        allowed = {"url", "token", "repeat_rate", "forged_rate", "max_delay_s", "retry_s",
+                   "max_attempts"}
+        if not isinstance(body, dict) or set(body) - allowed:
+            return json_response({"message": f"POST a JSON object of {sorted(allowed)}"}, status=400)
+        self.webhooks.configure(**body)
+        return await self._get_webhooks(request)
+
+    async def _get_webhooks(self, request: web.Request) -> web.Response:
+        stats = self.webhooks.stats
+        return json_response({"url": self.webhooks.url, **{
+            name: getattr(stats, name) for name in (
+                "scheduled", "deliveries", "acknowledged", "refused", "given_up", "repeats",
+                "forged", "forged_acknowledged", "by_event")}})
 
     def _webhook_resource(self, order_id: int, event: str, now: float) -> dict[str, Any] | None:
         """The resource a due event carries, or None when the event no longer happens (the
