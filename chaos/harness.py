@@ -256,7 +256,9 @@ class ChaosRun:
                 "ORDERFLOW_SHUTDOWN_GRACE_S": str(plan.shutdown_grace_s),
                 "ORDERFLOW_KAFKA__MAX_RECORD_BYTES": str(MAX_RECORD_BYTES),
                 **{f"ORDERFLOW_{v.upper()}__REQUEST_TIMEOUT_S": str(plan.request_timeout_s) for v in VENDORS},
-                **{f"ORDERFLOW_{v.upper()}__MAX_CONCURRENCY": "16" for v in VENDORS},
+                # For the whole cluster (each replica takes its share by partitions owned):
+                # 48 is the 16 a replica had on its own, times the 3 replicas.
+                **{f"ORDERFLOW_{v.upper()}__MAX_CONCURRENCY": "48" for v in VENDORS},
             })
             replicas = Replicas(env, plan.replicas, plan.work_dir, plan.shutdown_grace_s)
             async with aiohttp.ClientSession() as session:
