@@ -276,6 +276,8 @@ class AnswersFuzzReport:
     def render(self) -> str:
         lines = [f"answers fuzz: {sum(self.calls.values())} adapter calls, {self.requests} answers, "
                  f"{len(self.crashes)} crashes, {self.seconds:.1f} s"]
+        if self.batch_calls:
+            lines.append(f"  of the Smake calls, {self.batch_calls} batch reads (poll_many) answered")
         for vendor in sorted(self.calls):
             lines.append(f"  {vendor:<7} {self.calls[vendor]:>6} calls: "
                          f"{self.observations[vendor]} observations, "
