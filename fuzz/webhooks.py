@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import io
 import json
 import random
 import time
@@ -166,7 +167,9 @@ async def _phases(app: Application, simulator: SmakeSimulator, bootstrap: str,
     async with aiohttp.ClientSession() as http:
         async def post(phase: str, body: bytes, headers: dict[str, str]) -> int:
             report.deliveries[phase] += 1
-            async with http.post(url, data=body, headers=headers) as answer:
+            # A large body goes as a stream (aiohttp warns against large raw bytes).
+            data = io.BytesIO(body) if len(body) > 65_536 else body
+            async with http.post(url, data=data, headers=headers) as answer:
                 await answer.read()
                 report.answers[f"{phase} {answer.status}"] += 1
                 return answer.status
