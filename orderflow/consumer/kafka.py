@@ -148,17 +148,7 @@ async def prepare_topics(kafka: KafkaSettings, topics: TopicSettings) -> int:
                              f"({env_name('topics', 'orders_created')})")
         partitions = await _partition_count(admin, topics.orders_created)
         if topics.tracking not in existing:
-            answer = await admin.create_topics([NewTopic(
-                topics.tracking, partitions, kafka.tracking_replication_factor,
-                topic_configs={"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"},
-            )])
-            problem = creation_problem(topics.tracking, list(getattr(answer, "topic_errors", [])))
-            if problem is not None:
-                raise TopicError(
-                    f"creating tracking topic {topics.tracking!r} ({env_name('topics', 'tracking')}, "
-                    f"{partitions} partitions, replication "
-                    f"{env_name('kafka', 'tracking_replication_factor')}="
-                    f"{kafka.tracking_replication_factor}) failed: {problem}")
+            await _create_compacted(admin, kafka, topics.tracking, partitions, "tracking")
         else:
             tracking_partitions = await _partition_count(admin, topics.tracking)
             if tracking_partitions != partitions:
@@ -167,19 +157,27 @@ async def prepare_topics(kafka: KafkaSettings, topics: TopicSettings) -> int:
                     f"input topic {topics.orders_created!r} has {partitions}: they must match"
                 )
         if topics.control not in existing:
-            answer = await admin.create_topics([NewTopic(
-                topics.control, 1, kafka.tracking_replication_factor,
-                topic_configs={"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"},
-            )])
-            problem = creation_problem(topics.control, list(getattr(answer, "topic_errors", [])))
-            if problem is not None:
-                raise TopicError(
-                    f"creating control topic {topics.control!r} ({env_name('topics', 'control')}, "
-                    f"replication {env_name('kafka', 'tracking_replication_factor')}="
-                    f"{kafka.tracking_replication_factor}) failed: {problem}")
+            await _create_compacted(admin, kafka, topics.control, 1, "control")
         return partitions
     finally:
         await admin.close()
+
+
+async def _create_compacted(admin: AIOKafkaAdminClient, kafka: KafkaSettings, topic: str,
+                            partitions: int, which: str) -> None:
+    """Create one of orderflow's own compacted topics (`which`: tracking or control), or
+    raise TopicError naming the topic, its setting and the broker's error."""
+    answer = await admin.create_topics([NewTopic(
+        topic, partitions, kafka.tracking_replication_factor,
+        topic_configs={"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"},
+    )])
+    problem = creation_problem(topic, list(getattr(answer, "topic_errors", [])))
+    if problem is not None:
+        raise TopicError(
+            f"creating {which} topic {topic!r} ({env_name('topics', which)}, "
+            f"{partitions} partitions, replication "
+            f"{env_name('kafka', 'tracking_replication_factor')}="
+            f"{kafka.tracking_replication_factor}) failed: {problem}")
 
 
 async def _partition_count(admin: AIOKafkaAdminClient, topic: str) -> int:
