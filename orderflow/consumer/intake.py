@@ -213,7 +213,7 @@ class Intake:
 
     def _forget(self, partition: int) -> None:
         self._partitions.forget(partition)
-        self._table.drop_partition(partition)
+        self._scheduler.forget_jobs(self._table.drop_partition(partition))
         self._committed.pop(partition, None)
         self._dead_lettered.pop(partition, None)
         with contextlib.suppress(KeyError):

@@ -273,6 +273,14 @@ class Scheduler:
                 return partition, make_job(partition)
         return None
 
+    def forget_jobs(self, jobs: Iterable[Job]) -> None:
+        """Jobs of a partition handed to another replica: their vendor ids leave the index
+        webhooks are looked up by (their queue entries are dropped as stale when popped)."""
+        for job in jobs:
+            lane = self._lanes.get(job.vendor)
+            if lane is not None and job.vendor_order_ref is not None:
+                lane.by_ref.pop(job.vendor_order_ref, None)
+
     def reopen_scheduled(self, job: Job) -> None:
         """The re-opened pair (recorded already) joins its vendor's queue."""
         self._table.reopen(job)

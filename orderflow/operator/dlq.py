@@ -226,5 +226,5 @@ async def _original(settings: Settings, read: Read) -> Read | None:
     if not topic or not partition or not offset or not (partition + offset).isdigit():
         return None
     found = await read_topic(settings.kafka, topic, partitions=[int(partition)],
-                             start_offsets={int(partition): int(offset)})
+                             start_offsets={int(partition): int(offset)}, limit=1)
     return next((r for r in found if r.offset == int(offset)), None)

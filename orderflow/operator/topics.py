@@ -36,9 +36,11 @@ def producer_partition(key: bytes, partitions: int) -> int:
 
 async def read_topic(kafka: KafkaSettings, topic: str, *, partitions: Iterable[int] | None = None,
                      keep: Callable[[bytes | None], bool] | None = None,
-                     start_offsets: dict[int, int] | None = None) -> list[Read]:
+                     start_offsets: dict[int, int] | None = None,
+                     limit: int | None = None) -> list[Read]:
     """Every record of the topic (or of the given partitions) up to their current ends, in
-    offset order per partition; `keep` filters by key before anything is kept."""
+    offset order per partition; `keep` filters by key before anything is kept; `limit`
+    stops once that many are kept."""
     consumer = AIOKafkaConsumer(**client_options(kafka), enable_auto_commit=False,
                                 auto_offset_reset="earliest", max_partition_fetch_bytes=4 << 20)
     await asyncio.wait_for(consumer.start(), CONNECT_TIMEOUT_S)
@@ -61,7 +63,7 @@ async def read_topic(kafka: KafkaSettings, topic: str, *, partitions: Iterable[i
                 consumer.seek(tp, start)
         found: list[Read] = []
         remaining = {tp for tp in tps if ends[tp] > 0}
-        while remaining:
+        while remaining and (limit is None or len(found) < limit):
             for tp in list(remaining):
                 if await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
