@@ -122,9 +122,9 @@ class TrackingStore:
                 for tp, records in fetched.items():
                     into = replays[tp.partition]
                     for record in records:
-                        skipped = into.apply(record.key, record.value)
+                        skipped = into.apply(record.key, record.value, record.offset)
                         if skipped is not None:
-                            _log_skipped(skipped, tp.partition)
+                            self._skipped(skipped, tp.partition)
                         if loop_share.due():
                             await loop_share.hand_back()
 
@@ -148,7 +148,7 @@ class TrackingStore:
             active: dict[JobKey, Job] = {}
             for job in replay.unfinished_jobs():
                 if isinstance(job, SkippedRecord):
-                    _log_skipped(job, partition)
+                    self._skipped(job, partition)
                     continue
                 active[job.key] = job
                 if loop_share.due():
@@ -167,10 +167,13 @@ class TrackingStore:
         self._metrics.tracking_restore_seconds.observe(time.monotonic() - started)
         return restored
 
-
-def _log_skipped(skipped: SkippedRecord, partition: int) -> None:
-    log.error("tracking record unreadable, skipped", key=skipped.key.decode(errors="replace"),
-              partition=partition, error=skipped.reason)
+    def _skipped(self, skipped: SkippedRecord, partition: int) -> None:
+        """A record this release cannot read: its pair is forgotten here (the record that
+        should say its state is not readable), and the partition goes on."""
+        self._metrics.internal_records_skipped.labels(self.topic).inc()
+        log.error("tracking record unreadable, skipped", topic=self.topic, partition=partition,
+                  offset=skipped.offset, key=skipped.key[:200].decode(errors="replace"),
+                  error=skipped.reason)
 
 
 class _LoopShare:
