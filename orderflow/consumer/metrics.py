@@ -75,8 +75,9 @@ class Metrics:
             "rate_per_s (the owned share of the input partitions).", ["vendor", "kind"], registry=r)
         self.webhook_deliveries = Counter(
             "orderflow_webhook_deliveries",
-            "Webhook deliveries received, by vendor and result: noted | repeat | ignored | "
-            "unsigned | bad_signature | unreadable | too_large | kafka_error.",
+            "Webhook deliveries received, by vendor and result: noted | repeat | coalesced | "
+            "ignored | unsigned | bad_signature | unreadable | too_large | slow | busy | "
+            "kafka_error.",
             ["vendor", "result"], registry=r)
         self.hints = Counter(
             "orderflow_webhook_hints",
@@ -86,6 +87,11 @@ class Metrics:
             "orderflow_control_records",
             "Control-topic records acted on, by kind: pause | retry | hint | replayed | unreadable.",
             ["kind"], registry=r)
+        self.internal_records_skipped = Counter(
+            "orderflow_internal_records_skipped",
+            "Records of orderflow's own topics (tracking, control) that this release cannot "
+            "read, skipped with a log line naming topic, partition, offset and key.",
+            ["topic"], registry=r)
         self.order_to_print_files = Histogram(
             "orderflow_order_to_print_files_seconds",
             "Time from the order being placed to its print files being announced.",
@@ -129,7 +135,7 @@ class Metrics:
         for stage in ("intake", "restore", "apply", "control", "webhook"):
             self.kafka_errors.labels(stage)
         for result in ("noted", "repeat", "ignored", "unsigned", "bad_signature", "unreadable",
-                       "too_large", "kafka_error"):
+                       "too_large", "kafka_error", "coalesced", "slow", "busy"):
             self.webhook_deliveries.labels("smake", result)
 
     # RequestObserver, for the adapters' HTTP sessions
