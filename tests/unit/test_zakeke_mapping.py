@@ -526,7 +526,8 @@ def test_retry_after_is_kept() -> None:
 
 
 def test_unreadable_success_body_is_an_outage() -> None:
-    for body in (b"", b"<html>", b"\xff\xfe"):
+    # 100,000-deep nesting once let a bare RecursionError escape (an adapter bug path).
+    for body in (b"", b"<html>", b"\xff\xfe", b"[" * 100_000 + b"]" * 100_000):
         with pytest.raises(VendorUnavailable):
             decode_json("get_order", HttpAnswer(200, {}, body))
     assert decode_json("get_order", answer(200, b'{"id": 1, "x": 1.10}')) == {

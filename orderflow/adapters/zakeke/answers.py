@@ -4,7 +4,6 @@ one translation of a status that is not the success wanted. Pure, no I/O."""
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -291,7 +290,11 @@ def decode_json(operation: str, answer: HttpAnswer) -> Any:
     """A success body as JSON, with JSON decimals as exact `Decimal`s. A body we cannot
     read is an outage of the vendor, not a reason to reject the order."""
     try:
-        return json.loads(answer.body, parse_float=Decimal)
+        if not answer.body:
+            raise ValueError("empty body")
+        # Through HttpAnswer.json: nesting too deep is a ValueError there, where a bare
+        # json.loads let a RecursionError escape as an adapter bug.
+        return answer.json(parse_float=Decimal)
     except ValueError as exc:
         raise VendorUnavailable(
             VENDOR, operation, f"unreadable answer (HTTP {answer.status})", answer.status
