@@ -13,7 +13,14 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 ENV_PREFIX = "ORDERFLOW_"
@@ -22,6 +29,26 @@ ENV_NESTED_DELIMITER = "__"
 
 class ConfigError(Exception):
     """A setting is missing or wrong. The message is one line and names the variable."""
+
+
+def _stripped(value: Any) -> Any:
+    """A credential as it is used: without the white space around it (a Secret mounted from
+    a file usually ends in a newline, and sent with it every call failed with a misleading
+    error). Only white space is no credential at all, and is refused."""
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if not isinstance(value, str):
+        return value
+    stripped = value.strip()
+    if value and not stripped:
+        raise ValueError("is only white space")
+    return stripped or None
+
+
+# Credentials and ids sent to a vendor or a broker: stripped where they are read, so every
+# use sees the same value the "is it set" check saw.
+Secret = Annotated[SecretStr | None, BeforeValidator(_stripped)]
+Credential = Annotated[str | None, BeforeValidator(_stripped)]
 
 
 class KafkaSettings(BaseModel):
@@ -36,8 +63,8 @@ class KafkaSettings(BaseModel):
     enable_idempotence: bool = True
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
+    sasl_username: Credential = None
+    sasl_password: Secret = None
     ssl_cafile: str | None = None
     # Replication of the tracking topic when orderflow creates it.
     tracking_replication_factor: int = Field(default=3, ge=1)
@@ -91,8 +118,8 @@ class VendorSettings(BaseModel):
 
 class ZakekeSettings(VendorSettings):
     base_url: str = "https://api.zakeke.com"
-    client_id: str | None = None
-    client_secret: SecretStr | None = None
+    client_id: Credential = None
+    client_secret: Secret = None
     # Registration tokens are per customer or visitor code; this bounds how many are cached.
     token_cache_size: int = Field(default=1024, ge=1)
     # After a registration whose answer was lost, Zakeke's reads can answer 404 for a while:
@@ -106,7 +133,7 @@ class ZakekeSettings(VendorSettings):
 
 class SmakeSettings(VendorSettings):
     base_url: str = "https://api.smake.io/v2"
-    api_key: SecretStr | None = None
+    api_key: Secret = None
     default_shipping_method: str = "standard"
     default_payment_method: str = "invoice"
     # Our shipping/payment method words to the handles the Smake producer set up, written
@@ -114,7 +141,15 @@ class SmakeSettings(VendorSettings):
     shipping_method_map: Annotated[dict[str, str] | None, NoDecode] = None
     payment_method_map: Annotated[dict[str, str] | None, NoDecode] = None
     # The token Smake signs its webhooks with; unset: POST /webhooks/smake answers 404.
-    webhook_token: SecretStr | None = None
+    webhook_token: Secret = None
+    # The webhook door (consumer/webhooks.py). Smake's deliveries are one order or shipment
+    # as JSON, a few KB: 64 KiB is plenty, and bounds what an unauthenticated caller can make
+    # a replica hold (the body must be read before its signature can be checked).
+    webhook_max_body_bytes: int = Field(default=65_536, ge=1_024, le=1_048_576)
+    # Smake waits 10 s for an answer; a body that takes longer is not a delivery.
+    webhook_read_timeout_s: float = Field(default=10.0, gt=0, le=60)
+    # Requests being read or written at once; past it, 503 (Smake delivers again).
+    webhook_max_concurrent: int = Field(default=32, ge=1, le=4_096)
     # Up to this many due polls go to Smake as one `GET /orders?filter[id]=...` (1: each on
     # its own, as `GET /orders/{id}`). Smake pages hold at most 100.
     poll_batch_size: int = Field(default=100, ge=1, le=100)
@@ -142,9 +177,9 @@ class SmakeSettings(VendorSettings):
 
 class ReevooSettings(VendorSettings):
     base_url: str = "https://api.reevoocloud.com"
-    api_key: SecretStr | None = None
-    api_secret: SecretStr | None = None
-    trkref: str | None = None
+    api_key: Secret = None
+    api_secret: Secret = None
+    trkref: Credential = None
     # Comma-separated sales channels whose orders go to Reevoo; unset or "all": every order.
     sales_channels: Annotated[frozenset[str] | None, NoDecode] = None
 
@@ -173,6 +208,9 @@ class PollSettings(BaseModel):
 class HttpSettings(BaseModel):
     host: str = "0.0.0.0"
     port: int = Field(default=8080, ge=0, le=65535)
+    # When set, POST /webhooks/* is served on this port only (and not on `port`): the one
+    # port to expose to the internet, while probes and /metrics stay on `port`.
+    webhook_port: int | None = Field(default=None, ge=0, le=65535)
 
 
 class LogSettings(BaseModel):

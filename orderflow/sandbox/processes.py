@@ -22,7 +22,7 @@ from typing import IO
 
 import aiohttp
 
-from orderflow.config.settings import TopicSettings
+from orderflow.config.settings import TopicSettings, env_name
 from orderflow.sandbox.simulators import defaults, world
 from orderflow.sandbox.simulators.defaults import VENDORS
 
@@ -42,11 +42,9 @@ def sandbox_env(bootstrap_servers: str, topics: TopicSettings, urls: Mapping[str
         "ORDERFLOW_KAFKA__SESSION_TIMEOUT_MS": "6000",
         "ORDERFLOW_KAFKA__HEARTBEAT_INTERVAL_MS": "1000",
         "ORDERFLOW_KAFKA__TRACKING_REPLICATION_FACTOR": "1",
-        "ORDERFLOW_TOPICS__ORDERS_CREATED": topics.orders_created,
-        "ORDERFLOW_TOPICS__STATUS": topics.status,
-        "ORDERFLOW_TOPICS__PRINT_FILES_READY": topics.print_files_ready,
-        "ORDERFLOW_TOPICS__DEAD_LETTER": topics.dead_letter,
-        "ORDERFLOW_TOPICS__TRACKING": topics.tracking,
+        # Every topic, derived from the settings: a run whose control topic was left out
+        # shared `orderflow.control` with every other, and one test's pause held the next's.
+        **{env_name("topics", name): value for name, value in topics.model_dump().items()},
         "ORDERFLOW_HTTP__HOST": "127.0.0.1",
         "ORDERFLOW_HTTP__PORT": str(http_port),
         # Configured for the vendors as they really are (handles, read lag): world.py.

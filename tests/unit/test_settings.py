@@ -199,9 +199,34 @@ def test_enabled_vendor_missing_a_credential_names_it(monkeypatch: pytest.Monkey
     assert message == f"{missing} is required while {vendor}__ENABLED is true"
 
 
-def test_blank_credential_counts_as_missing(monkeypatch: pytest.MonkeyPatch) -> None:
-    message = config_error(monkeypatch, {**CREDENTIALS, "ORDERFLOW_SMAKE__API_KEY": "   "})
+@pytest.mark.parametrize("variable", [*CREDENTIALS, "ORDERFLOW_SMAKE__WEBHOOK_TOKEN"])
+def test_a_credential_of_only_white_space_is_refused_naming_it(
+        monkeypatch: pytest.MonkeyPatch, variable: str) -> None:
+    """A webhook token of only white space once turned the endpoint on with a guessable key."""
+    message = config_error(monkeypatch, {**CREDENTIALS, variable: " \n\t"})
+    assert message.startswith(f"{variable}: Value error, is only white space")
+
+
+def test_an_empty_credential_counts_as_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    message = config_error(monkeypatch, {**CREDENTIALS, "ORDERFLOW_SMAKE__API_KEY": ""})
     assert message.startswith("ORDERFLOW_SMAKE__API_KEY is required")
+
+
+def test_credentials_are_used_as_checked_without_surrounding_white_space(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Secret mounted from a file ends in a newline; sent with it, every call failed."""
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, f" {value}\n")
+    monkeypatch.setenv("ORDERFLOW_SMAKE__WEBHOOK_TOKEN", "token\n")
+    settings = load_settings()
+    assert settings.zakeke.client_id == CREDENTIALS["ORDERFLOW_ZAKEKE__CLIENT_ID"]
+    secrets = (settings.zakeke.client_secret, settings.smake.api_key, settings.reevoo.api_key,
+               settings.reevoo.api_secret, settings.smake.webhook_token)
+    assert all(s is not None and s.get_secret_value() == s.get_secret_value().strip()
+               for s in secrets)
+    assert settings.smake.webhook_token is not None
+    assert settings.smake.webhook_token.get_secret_value() == "token"
+    assert settings.reevoo.trkref == CREDENTIALS["ORDERFLOW_REEVOO__TRKREF"]
 
 
 def test_no_credentials_at_all_names_every_missing_one_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -413,3 +438,22 @@ def test_a_tracking_topic_creation_that_worked_is_no_problem(answer: list[tuple[
     from orderflow.consumer.kafka import creation_problem
 
     assert creation_problem("orderflow.tracking", answer) is None
+
+
+def test_the_sandbox_environment_names_every_topic_of_a_run() -> None:
+    """Without its control topic, every test run shared `orderflow.control`, and a pause
+    left by one failing test held Smake for every later one."""
+    from orderflow.sandbox.broker import prefixed_topics
+    from orderflow.sandbox.processes import sandbox_env
+
+    topics = prefixed_topics("t42")
+    env = sandbox_env("127.0.0.1:9", topics, {})
+    for name, value in topics.model_dump().items():
+        assert env[env_name("topics", name)] == value
+    assert load_settings(env, **overrides_of(env)).topics == topics
+
+
+def overrides_of(env: dict[str, str]) -> dict[str, Any]:
+    from orderflow.config.settings import overrides_from
+
+    return overrides_from(env)
