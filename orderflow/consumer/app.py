@@ -31,7 +31,7 @@ from orderflow.consumer.publisher import Publisher
 from orderflow.consumer.scheduler import Scheduler
 from orderflow.consumer.taskdump import dump_tasks
 from orderflow.consumer.tracking import TrackingStore
-from orderflow.consumer.webhooks import SmakeWebhooks
+from orderflow.consumer.webhooks import DeliveryLedger, SmakeWebhooks
 from orderflow.contracts.events import Vendor
 
 log = get_logger(__name__)
@@ -78,16 +78,26 @@ class Application:
                                    critical=self.critical)
         self.intake = Intake(settings, self.table, self.scheduler, self._tracking, self._producer,
                              self.metrics, clock=clock, critical=self.critical)
+        # The deliveries noted on the control topic, by any replica: the reader fills it, the
+        # webhook door asks it.
+        deliveries = DeliveryLedger(clock)
         self.control = ControlReader(settings, self.scheduler, self._tracking, self._producer,
-                                     self.metrics, clock=clock, critical=self.critical)
+                                     self.metrics, clock=clock, critical=self.critical,
+                                     deliveries=deliveries)
+        for topic in (settings.topics.tracking, settings.topics.control):
+            self.metrics.internal_records_skipped.labels(topic)
         self._webhooks: SmakeWebhooks | None = None
-        token = settings.smake.webhook_token
-        if settings.smake.enabled and token is not None and token.get_secret_value():
-            self._webhooks = SmakeWebhooks(token.get_secret_value(), self._producer,
-                                           settings.topics.control, self.metrics, clock)
+        smake = settings.smake
+        if smake.enabled and smake.webhook_token is not None:
+            self._webhooks = SmakeWebhooks(
+                smake.webhook_token.get_secret_value(), self._producer, settings.topics.control,
+                self.metrics, clock, max_body_bytes=smake.webhook_max_body_bytes,
+                read_timeout_s=smake.webhook_read_timeout_s,
+                max_concurrent=smake.webhook_max_concurrent, deliveries=deliveries)
         self.ops = OpsServer(settings.http.host, settings.http.port, self.metrics,
                              healthy=self.health, ready=self.readiness,
-                             webhooks={"smake": self._webhooks.handle} if self._webhooks else None)
+                             webhooks={"smake": self._webhooks.handle} if self._webhooks else None,
+                             webhook_port=settings.http.webhook_port)
         self._started = False
         self._stop_stack = contextlib.AsyncExitStack()
 
@@ -145,9 +155,13 @@ class Application:
             await self.ops.start()
         except OSError as exc:  # the port is taken, or the host is not this machine's
             http = self.settings.http
+            ports = (f"{http.port} or {http.webhook_port}" if http.webhook_port is not None
+                     else f"{http.port}")
             raise StartupError(
-                f"cannot listen on {http.host}:{http.port} ({env_name('http', 'host')}, "
-                f"{env_name('http', 'port')}): {exc.strerror or exc}") from None
+                f"cannot listen on {http.host}:{ports} ({env_name('http', 'host')}, "
+                f"{env_name('http', 'port')}"
+                + (f", {env_name('http', 'webhook_port')}" if http.webhook_port is not None else "")
+                + f"): {exc.strerror or exc}") from None
         stack.push_async_callback(self.ops.stop)
         await wait_for_brokers(self.settings.kafka, self._broker_unreachable)
         await check_idempotence(self.settings.kafka)

@@ -10,42 +10,65 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from orderflow.consumer.metrics import Metrics
 
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
 
 class OpsServer:
+    """The HTTP listener(s). With a webhook port, the webhooks are served there only, so
+    probes and /metrics never share a listener with the internet."""
+
     def __init__(self, host: str, port: int, metrics: Metrics,
                  healthy: Callable[[], tuple[bool, str]], ready: Callable[[], tuple[bool, str]],
-                 webhooks: Mapping[str, Callable[[web.Request], Awaitable[web.Response]]]
-                 | None = None) -> None:
+                 webhooks: Mapping[str, Handler] | None = None,
+                 webhook_port: int | None = None) -> None:
         self._webhooks = dict(webhooks or {})
         self._host = host
         self._port = port
+        self._webhook_port = webhook_port
         self._metrics = metrics
         self._healthy = healthy
         self._ready = ready
-        self._runner: web.AppRunner | None = None
+        self._runners: list[web.AppRunner] = []
         self.port: int | None = None
+        self.webhook_port: int | None = None
 
     async def start(self) -> None:
-        if self._runner is not None:
+        if self._runners:
             return
-        # Webhook bodies are read (and bounded) by their handlers.
-        app = web.Application(client_max_size=2 * 1024 * 1024)
+        ops = self._app()
+        ops.router.add_get("/metrics", self._serve_metrics)
+        ops.router.add_get("/healthz", self._serve_health)
+        ops.router.add_get("/readyz", self._serve_ready)
+        hooks = ops if self._webhook_port is None else self._app()
         for vendor, handler in self._webhooks.items():
-            app.router.add_post(f"/webhooks/{vendor}", handler)
-        app.router.add_get("/metrics", self._serve_metrics)
-        app.router.add_get("/healthz", self._serve_health)
-        app.router.add_get("/readyz", self._serve_ready)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
-        await site.start()
+            hooks.router.add_post(f"/webhooks/{vendor}", handler)
+        try:
+            self.port = await self._serve(ops, self._port)
+            self.webhook_port = self.port
+            if hooks is not ops:
+                assert self._webhook_port is not None
+                self.webhook_port = await self._serve(hooks, self._webhook_port)
+        except BaseException:
+            await self.stop()
+            raise
+
+    @staticmethod
+    def _app() -> web.Application:
+        # Webhook bodies are read (and bounded) by their handlers.
+        return web.Application(client_max_size=2 * 1024 * 1024)
+
+    async def _serve(self, app: web.Application, port: int) -> int:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        self._runners.append(runner)
+        await web.TCPSite(runner, self._host, port).start()
         # The port actually bound (port 0 asks for any free one).
-        addresses = self._runner.addresses
-        self.port = int(addresses[0][1]) if addresses else self._port
+        addresses = runner.addresses
+        return int(addresses[0][1]) if addresses else port
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
+        runners, self._runners = self._runners, []
+        for runner in reversed(runners):
             await runner.cleanup()
 
     async def _serve_metrics(self, request: web.Request) -> web.Response:

@@ -12,11 +12,21 @@ change), and compaction keeps only the latest record of each key:
 |---|---|---|---|
 | `pause/<vendor>` | `Pause` | `orderflow pause` / `resume` | every replica |
 | `retry/<vendor>/<order_id>` | `Retry` | `orderflow retry` | the replica owning the pair |
-| `hint/<vendor>/<vendor id>` | `Hint` | the webhook endpoint of any replica | the owner |
+| `hint/<vendor>/<delivery digest>` | `Hint` | the webhook endpoint of any replica | the owner |
 | `replayed/<topic>/<partition>/<offset>` | `Replayed` | `orderflow dlq replay` | nobody: a marker |
 
 A retry carries the finished state it re-opens (`finished_at`), so reading it again after a
 restart, or giving the same command twice, re-opens nothing more.
+
+A hint's key is the digest of the delivery it came from (older releases keyed it by the
+vendor's id): the same delivery makes the same key on every replica, and every replica
+reads every key, tombstones included, so a delivery already noted anywhere is known as such.
+Hints are removed once served, or after `HINT_MAX_AGE_S` when nobody serves them; replay
+markers once the dead-letter topic no longer holds the letter they stand for.
+
+Anything may be written to this topic by anything with produce rights: a record is read as
+this release writes it or not at all (`parse` raises ValueError, whatever the bytes), and
+each field is bounded (strings by length, times finite).
 """
 
 from __future__ import annotations
@@ -27,10 +37,18 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from orderflow.contracts.events import Vendor
 
+# A hint older than this when read is not acted on: the pair has been polled since (the
+# poll interval is the safety net), or its owner restored it and polls it at once anyway.
+# Hints nobody served are removed once this old.
+HINT_MAX_AGE_S = 300.0
+
+_TEXT = 1_024  # ids, handles, topic names: ours are far shorter
+_TIME = 1e11   # epoch seconds, year 5138
+
 
 class _Record(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-    at: float = Field(description="Unix time the record was written.")
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
+    at: float = Field(ge=0, le=_TIME, description="Unix time the record was written.")
 
 
 class Pause(_Record):
@@ -46,18 +64,19 @@ class Pause(_Record):
 class Retry(_Record):
     kind: Literal["retry"] = "retry"
     vendor: Vendor
-    order_id: str
+    order_id: str = Field(min_length=1, max_length=_TEXT)
     # The finished state re-opened: its tracking record's finished_at. The owner re-opens
     # the pair only while it is still finished at exactly that time.
-    finished_at: float
-    round: int = Field(default=0, ge=0, description="The round of the finished state re-opened.")
-    source_event_id: str
+    finished_at: float = Field(ge=-_TIME, le=_TIME)
+    round: int = Field(default=0, ge=0, lt=1 << 31,
+                       description="The round of the finished state re-opened.")
+    source_event_id: str = Field(min_length=1, max_length=_TEXT)
     order: dict[str, object] | None = Field(
         default=None, description="The order as its tracking record holds it.")
     # The vendor had accepted the order: the record keeps only what polls read, and the
     # pair is re-opened to be followed again (by this reference), not submitted.
     order_view: bool = False
-    vendor_order_ref: str | None = None
+    vendor_order_ref: str | None = Field(default=None, min_length=1, max_length=_TEXT)
 
     def key(self) -> bytes:
         return retry_key(self.vendor, self.order_id)
@@ -69,22 +88,28 @@ class Hint(_Record):
 
     kind: Literal["hint"] = "hint"
     vendor: Vendor
-    vendor_order_ref: str | None = None  # the vendor's id of the order
-    order_id: str | None = None          # ours, when the delivery names it
+    # The vendor's id of the order
+    vendor_order_ref: str | None = Field(default=None, min_length=1, max_length=_TEXT)
+    # Ours, when the delivery names it
+    order_id: str | None = Field(default=None, min_length=1, max_length=_TEXT)
     event: str | None = Field(default=None, max_length=200)
+    # The delivery's digest (hex SHA-256 of its body, first 32 characters): its key.
+    delivery: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$")
 
     def key(self) -> bytes:
+        if self.delivery is not None:
+            return hint_key(self.vendor, self.delivery)
         return f"hint/{self.vendor}/{self.vendor_order_ref or '=' + (self.order_id or '')}".encode()
 
 
 class Replayed(_Record):
     kind: Literal["replayed"] = "replayed"
-    topic: str
-    partition: int
-    offset: int
-    to_topic: str
-    to_partition: int | None = None
-    to_offset: int | None = None
+    topic: str = Field(min_length=1, max_length=_TEXT)
+    partition: int = Field(ge=0, lt=1 << 31)
+    offset: int = Field(ge=0, lt=1 << 63)
+    to_topic: str = Field(min_length=1, max_length=_TEXT)
+    to_partition: int | None = Field(default=None, ge=0, lt=1 << 31)
+    to_offset: int | None = Field(default=None, ge=0, lt=1 << 63)
 
     def key(self) -> bytes:
         return replayed_key(self.topic, self.partition, self.offset)
@@ -95,8 +120,18 @@ _RECORD: TypeAdapter[Pause | Retry | Hint | Replayed] = TypeAdapter(ControlRecor
 
 
 def parse(value: bytes) -> Pause | Retry | Hint | Replayed:
-    """A control record from its bytes; ValueError when it is none."""
-    return _RECORD.validate_json(value)
+    """A control record from its bytes; ValueError when it is none, whatever the bytes
+    (pydantic's own errors are ValueErrors; anything else its parser raises becomes one)."""
+    try:
+        return _RECORD.validate_json(value)
+    except ValueError:
+        raise
+    except Exception as exc:
+        raise ValueError(f"unreadable control record ({type(exc).__name__})") from None
+
+
+def hint_key(vendor: Vendor | str, delivery: str) -> bytes:
+    return f"hint/{vendor}/{delivery}".encode()
 
 
 def pause_key(vendor: Vendor | str) -> bytes:

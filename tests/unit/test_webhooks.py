@@ -11,7 +11,15 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orderflow.consumer.webhooks import hint_from_delivery, signature_valid
+from orderflow.consumer.webhooks import (
+    REMEMBER_FOR_S,
+    REMEMBERED_DELIVERIES,
+    DeliveryLedger,
+    delivery_digest,
+    hint_from_delivery,
+    looks_like_signature,
+    signature_valid,
+)
 from orderflow.contracts import control
 
 TOKEN = b"whsec-unit"
@@ -106,3 +114,65 @@ def test_the_resource_is_found_in_any_usual_envelope() -> None:
         hint = hint_from_delivery(json.dumps(delivery).encode(), 1.0)
         assert isinstance(hint, control.Hint), delivery
         assert (hint.vendor_order_ref, hint.order_id) == ("55", "B-2"), delivery
+
+
+def test_an_envelope_with_its_own_id_gives_the_order_inside_it() -> None:
+    """`{"id": "evt_1", "order": {...}}` was taken for the resource: the hint named the
+    delivery, and no owner could ever serve it."""
+    order = {"id": 77, "external_identifier": "C-3", "state": "prepared"}
+    for delivery in ({"id": "evt_1", "event": "order.prepared", "order": order},
+                     {"id": "evt_1", "event": "order.prepared", "data": {"id": "d", "order": order}}):
+        hint = hint_from_delivery(json.dumps(delivery).encode(), 1.0)
+        assert isinstance(hint, control.Hint), delivery
+        assert (hint.vendor_order_ref, hint.order_id) == ("77", "C-3"), delivery
+
+
+def test_text_that_no_utf8_record_can_hold_is_unreadable_or_left_out() -> None:
+    """A signed delivery whose JSON held a lone surrogate got a 500, and Smake redelivered
+    it for 48 hours."""
+    assert hint_from_delivery(b'{"event":"order.completed","data":{"id":1}}\xff', 1.0) == "unreadable"
+    lone = b'{"event":"order.\\ud800","data":{"id":1,"external_identifier":"A-\\udfff","state":"x"}}'
+    hint = hint_from_delivery(lone, 1.0)
+    assert isinstance(hint, control.Hint)
+    assert hint.vendor_order_ref == "1" and hint.order_id is None and hint.event is None
+    hint.model_dump_json().encode()  # writable as it is
+
+
+def test_one_delivery_makes_one_key_on_every_replica() -> None:
+    body = b'{"event":"order.completed","data":{"id":1}}'
+    first, second = hint_from_delivery(body, 1.0), hint_from_delivery(body, 999.0)
+    assert isinstance(first, control.Hint) and isinstance(second, control.Hint)
+    assert first.key() == second.key() == control.hint_key("smake", delivery_digest(body))
+
+
+def test_the_ledger_claims_once_and_learns_from_keys_read() -> None:
+    now = [1_000_000.0]
+    ledger = DeliveryLedger(lambda: now[0])
+    assert ledger.claim("a" * 32) and not ledger.claim("a" * 32)
+    ledger.release("a" * 32)
+    assert ledger.claim("a" * 32)
+    ledger.note_key(control.hint_key("smake", "b" * 32), written_at=now[0] - 60)
+    assert "b" * 32 in ledger and not ledger.claim("b" * 32)
+    ledger.note_key(control.hint_key("smake", "c" * 32), written_at=now[0] - REMEMBER_FOR_S - 1)
+    assert "c" * 32 not in ledger, "older than Smake's 48 hours of redelivery"
+    ledger.note_key(b"hint/smake/1234", written_at=now[0])  # an older release's key
+    assert len(ledger) == 2
+    now[0] += REMEMBER_FOR_S + 1
+    ledger.claim("d" * 32)
+    assert len(ledger) == 1, "what is older than the window goes"
+
+
+def test_the_ledger_is_bounded() -> None:
+    ledger = DeliveryLedger(lambda: 0.0)
+    for n in range(REMEMBERED_DELIVERIES + 10):
+        ledger.claim(f"{n:032x}")
+    assert len(ledger) == REMEMBERED_DELIVERIES and f"{0:032x}" not in ledger
+
+
+@settings(max_examples=300)
+@given(signature=st.one_of(st.none(), st.text(max_size=80), st.from_regex(r"[0-9a-f]{64}")))
+def test_only_a_hex_digest_looks_like_a_signature(signature: str | None) -> None:
+    plain = (signature or "").strip()
+    plain = plain[len("sha256="):] if plain.lower().startswith("sha256=") else plain
+    expected = len(plain) == 64 and all(c in "0123456789abcdefABCDEF" for c in plain)
+    assert looks_like_signature(signature) is expected
