@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import signal
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 
 def _exit_before_start(signum: int, frame: object) -> None:
@@ -55,7 +57,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _operator(args: argparse.Namespace) -> int:
     from orderflow.config.settings import ConfigError, LogSettings, load_settings
     from orderflow.consumer.logging import configure_logging
-    from orderflow.operator.report import USAGE, Report, UsageError
+    from orderflow.operator.report import FAILED, USAGE, Report, UsageError, problem
     from orderflow.operator.run import run_command
 
     report = Report(args.command if args.command != "dlq" else f"dlq {args.dlq_command}",
@@ -63,25 +65,53 @@ def _operator(args: argparse.Namespace) -> int:
     try:
         settings = load_settings()
     except ConfigError as exc:
-        print(f"orderflow: configuration error: {exc}", file=sys.stderr)
-        report.exit_code = USAGE
-        report.data = {"error": f"configuration error: {exc}"}
-        if args.json:
-            report.emit()
-        return USAGE
+        return report.fail(USAGE, f"configuration error: {exc}")
     # Client libraries' lines go to stderr, and only when something is wrong.
-    configure_logging(LogSettings(format=settings.log.format, level="ERROR"))
+    configure_logging(LogSettings(format=settings.log.format, level="CRITICAL"))
     try:
         asyncio.run(run_command(settings, args, report))
     except UsageError as exc:
-        print(f"orderflow {report.command}: {exc}", file=sys.stderr)
-        return USAGE
+        return report.fail(USAGE, str(exc))
+    except KeyboardInterrupt:
+        return report.fail(FAILED, "interrupted")
+    except Exception as exc:  # every failure is one line (and JSON), never a traceback
+        return report.fail(FAILED, problem(exc, settings))
     return report.emit()
 
 
-def _operator_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+class _Parser(argparse.ArgumentParser):
+    """Bad usage raises (exit 2 with one line, and JSON under --json) instead of printing
+    argparse's usage text and exiting on its own."""
+
+    def error(self, message: str) -> NoReturn:
+        raise BadUsage(self.prog, message)
+
+
+class BadUsage(Exception):
+    def __init__(self, prog: str, message: str) -> None:
+        super().__init__(message)
+        self.prog = prog
+
+
+def _finite_seconds(given: str) -> float:
+    try:
+        value = float(given)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{given!r} is not a number of seconds") from None
+    if not math.isfinite(value) or not 0 <= value <= 3_600:
+        raise argparse.ArgumentTypeError(f"{given!r}: give seconds from 0 to 3600")
+    return value
+
+
+def _note(given: str) -> str:
+    if len(given) > 500:
+        raise argparse.ArgumentTypeError(f"at most 500 characters (got {len(given)})")
+    return given
+
+
+def _operator_parsers(commands: argparse._SubParsersAction[_Parser]) -> None:
     vendors = ("zakeke", "smake", "reevoo")
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--json", action="store_true", help="print one JSON document for scripts")
     commands.add_parser("check", parents=[common],
                         help="settings, brokers, topics and vendor credentials, one line each")
@@ -93,7 +123,7 @@ def _operator_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPars
         help="re-open an order's pairs that ended rejected, failed or timed_out")
     retry.add_argument("order_id")
     retry.add_argument("--vendor", choices=vendors, help="only this vendor's pair")
-    retry.add_argument("--wait", type=float, default=15.0,
+    retry.add_argument("--wait", type=_finite_seconds, default=15.0,
                        help="seconds to wait for the owning replica to take it (default 15)")
     dlq = commands.add_parser("dlq", help="list, show and replay dead letters")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
@@ -109,18 +139,20 @@ def _operator_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPars
     replay.add_argument("--offset", action="append", dest="offsets", metavar="O",
                         help="OFFSET or PARTITION:OFFSET (repeatable)")
     replay.add_argument("--dry-run", action="store_true", help="say what would be replayed")
+    replay.add_argument("--again", action="store_true",
+                        help="also replay letters that are a replay failing again")
     for name, what in (("pause", "hold every replica's calls to a vendor; orders wait"),
                        ("resume", "let a paused vendor's calls go")):
         sub = commands.add_parser(name, parents=[common], help=what)
         sub.add_argument("vendor", choices=vendors)
         if name == "pause":
-            sub.add_argument("--note", help="why, kept with the pause")
+            sub.add_argument("--note", type=_note, help="why, kept with the pause (at most 500 characters)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from orderflow.consumer.logging import orderflow_version
 
-    parser = argparse.ArgumentParser(prog="orderflow", description=__doc__)
+    parser = _Parser(prog="orderflow", description=__doc__)
     parser.add_argument("--version", action="version", version=f"orderflow {orderflow_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="run the service, configured from ORDERFLOW_* variables")
@@ -137,7 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(given)
+    except BadUsage as exc:
+        from orderflow.operator.report import USAGE, Report
+
+        command = next((word for word in given if not word.startswith("-")), "orderflow")
+        return Report(command, as_json="--json" in given).fail(USAGE, f"{exc} (see {exc.prog} --help)")
     if args.command == "run":
         return _run()
     if args.command == "demo":

@@ -16,7 +16,7 @@ from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
 
 from orderflow.consumer.decode import Undecodable
 from orderflow.consumer.logging import get_logger
-from orderflow.contracts import dead_letters
+from orderflow.contracts import control, dead_letters
 
 log = get_logger(__name__)
 
@@ -70,6 +70,10 @@ class DeadLetters:
             (dead_letters.ORIGINAL_OFFSET, str(record.offset).encode()),
             (dead_letters.FAILED_AT, datetime.now(UTC).isoformat().encode()),
             (dead_letters.ERROR_REASON, why.reason.encode()),
+            # A replayed letter that fails again says which letter it replays: `dlq replay`
+            # then does not replay that failure again and again (each run would add one).
+            *[(name, bytes(value or b"")[:512]) for name, value in record.headers or ()
+              if name == control.REPLAYED_FROM][:1],
         ]
         key, value = record.key, record.value
         if key is None and value is None:

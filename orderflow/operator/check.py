@@ -16,7 +16,7 @@ from orderflow.config.settings import Settings, env_name
 from orderflow.consumer.app import build_adapters
 from orderflow.consumer.kafka import client_options
 from orderflow.consumer.metrics import Metrics
-from orderflow.operator.report import NOT_THERE, Report
+from orderflow.operator.report import NOT_THERE, Report, describe_error
 from orderflow.operator.topics import CONNECT_TIMEOUT_S
 
 VENDOR_TIMEOUT_S = 20.0
@@ -40,7 +40,7 @@ async def run_checks(settings: Settings) -> list[Check]:
         checks.append(Check("brokers", False,
                             f"no broker answers at {settings.kafka.bootstrap_servers} "
                             f"({env_name('kafka', 'bootstrap_servers')}): "
-                            f"{type(exc).__name__} {exc}".strip()))
+                            f"{describe_error(exc)}"))
         await _close(admin)
         checks.append(Check("topics", False, "not checked: no broker"))
     else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from orderflow.config.settings import Settings
-from orderflow.operator.pairs import describe, read_events, read_pairs
+from orderflow.operator.pairs import UnreadablePair, describe, read_events, read_pairs
 from orderflow.operator.report import NOT_THERE, Report
 from orderflow.operator.topics import text
 
@@ -13,7 +13,9 @@ from orderflow.operator.topics import text
 async def inspect(settings: Settings, order_id: str, report: Report) -> None:
     pairs = await read_pairs(settings, order_id)
     events = await read_events(settings, order_id)
-    described = [describe(pair, settings) for _, pair in sorted(pairs.items())]
+    described = [describe(pair, settings) if not isinstance(pair, UnreadablePair) else
+                 {"vendor": str(vendor), "unreadable": pair.describe()}
+                 for vendor, pair in sorted(pairs.items())]
     published = []
     for read in events:
         try:
@@ -31,6 +33,9 @@ async def inspect(settings: Settings, order_id: str, report: Report) -> None:
         return
     report.say(f"order {order_id}")
     for pair in described:
+        if "unreadable" in pair:
+            report.say(f"  {pair['vendor']:<7} {pair['unreadable']}")
+            continue
         report.say(f"  {pair['vendor']:<7} phase={pair['phase']:<8} status={pair['status'] or '-':<11} "
                    f"ref={pair['vendor_order_ref'] or '-'} state={pair['vendor_state'] or '-'} "
                    f"attempts={pair['attempts']} round={pair['round']}")

@@ -21,11 +21,26 @@ class PairRecord:
     raw: dict[str, Any]
 
 
-async def read_pairs(settings: Settings, order_id: str,
-                     vendors: list[Vendor] | None = None) -> dict[Vendor, PairRecord]:
-    """The latest tracking record of each of the order's pairs (a removed pair is absent)."""
+@dataclass(frozen=True, slots=True)
+class UnreadablePair:
+    """A pair whose latest tracking record this release cannot read (the replicas skip it
+    too): where it is and why."""
+
+    vendor: Vendor
+    partition: int
+    offset: int
+    reason: str
+
+    def describe(self) -> str:
+        return f"unreadable record at {self.partition}:{self.offset} ({self.reason})"
+
+
+async def read_pairs(settings: Settings, order_id: str, vendors: list[Vendor] | None = None
+                     ) -> dict[Vendor, PairRecord | UnreadablePair]:
+    """The latest tracking record of each of the order's pairs (a removed pair is absent),
+    read as the replicas read it: a record that cannot be read is said so, never raised."""
     keys = {tracking_key((order_id, v)): v for v in (vendors or list(Vendor))}
-    latest: dict[Vendor, PairRecord | None] = {}
+    latest: dict[Vendor, PairRecord | UnreadablePair | None] = {}
     for read in await read_topic(settings.kafka, settings.topics.tracking,
                                  keep=lambda key: key in keys):
         assert read.key is not None
@@ -33,7 +48,11 @@ async def read_pairs(settings: Settings, order_id: str,
         if read.value is None:
             latest[vendor] = None
             continue
-        job = read_tracking_record(read.key, read.value, read.partition)
+        try:
+            job = read_tracking_record(read.key, read.value, read.partition)
+        except ValueError as exc:
+            latest[vendor] = UnreadablePair(vendor, read.partition, read.offset, str(exc)[:200])
+            continue
         latest[vendor] = PairRecord(job, read.offset, json.loads(read.value))
     return {vendor: record for vendor, record in latest.items() if record is not None}
 

@@ -7,41 +7,44 @@ from __future__ import annotations
 import time
 
 from orderflow.config.settings import Settings
-from orderflow.consumer.kafka import make_producer
 from orderflow.contracts import control
 from orderflow.contracts.events import Vendor
 from orderflow.operator.report import Report
-from orderflow.operator.topics import read_topic
+from orderflow.operator.topics import producer_session, read_topic
 
 
-async def current_pause(settings: Settings, vendor: Vendor) -> bool:
+async def current_pause(settings: Settings, vendor: Vendor) -> control.Pause | str | None:
+    """The vendor's pause record in force: only the latest record of its key counts, as on
+    a compacted topic (None: never paused, or withdrawn; a text: that record is unreadable,
+    and the next pause or resume writes over it)."""
     key = control.pause_key(vendor)
-    paused = False
-    for read in await read_topic(settings.kafka, settings.topics.control, keep=lambda k: k == key):
-        if read.value is None:
-            paused = False
-            continue
-        record = control.parse(read.value)
-        if isinstance(record, control.Pause):
-            paused = record.paused
-    return paused
+    reads = await read_topic(settings.kafka, settings.topics.control, keep=lambda k: k == key)
+    latest = reads[-1] if reads else None
+    if latest is None or latest.value is None:
+        return None
+    try:
+        record = control.parse(latest.value)
+    except ValueError:
+        return f"unreadable record at {latest.partition}:{latest.offset}"
+    return record if isinstance(record, control.Pause) else (
+        f"unreadable record at {latest.partition}:{latest.offset}")
 
 
 async def set_pause(settings: Settings, vendor: Vendor, paused: bool, note: str | None,
                     report: Report) -> None:
-    was = await current_pause(settings, vendor)
+    current = await current_pause(settings, vendor)
+    was = isinstance(current, control.Pause) and current.paused
     record = control.Pause(at=time.time(), vendor=vendor, paused=paused, note=note)
-    producer = make_producer(settings.kafka)
-    await producer.start()
-    try:
+    async with producer_session(settings.kafka) as producer:
         meta = await producer.send_and_wait(settings.topics.control,
                                             record.model_dump_json().encode(), key=record.key())
-    finally:
-        await producer.stop()
     word = "paused" if paused else "resumed"
     already = was is paused
     report.data = {"vendor": str(vendor), "paused": paused, "was_paused": was,
                    "control_offset": meta.offset}
+    if isinstance(current, str):
+        report.data["replaced"] = current
+        report.say(f"{vendor}: the pause record in force was an {current}; written over.")
     if paused:
         report.say(f"{vendor}: {'already paused; ' if already else ''}paused on every replica "
                    f"within seconds (control record at offset {meta.offset}). Orders keep being "

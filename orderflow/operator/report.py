@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-OK, NOT_THERE, USAGE = 0, 1, 2
+if TYPE_CHECKING:
+    from orderflow.config.settings import Settings
+
+# The contract's exit codes: 0 success; 1 what was asked for is not there, or the command
+# could not do it (FAILED: the brokers unreachable, say); 2 bad usage or settings.
+OK, NOT_THERE, FAILED, USAGE = 0, 1, 1, 2
 
 
 class UsageError(Exception):
@@ -25,13 +32,51 @@ class Report:
     def say(self, line: str) -> None:
         self.lines.append(line)
 
-    def emit(self, out: TextIO = sys.stdout) -> int:
-        if self.as_json:
-            json.dump({"command": self.command, "exit_code": self.exit_code, **self.data}, out,
-                      indent=2, default=str, ensure_ascii=False)
-            out.write("\n")
-        else:
-            for line in self.lines:
-                out.write(line + "\n")
-        out.flush()
+    def emit(self, out: TextIO | None = None) -> int:
+        out = out or sys.stdout
+        try:
+            if self.as_json:
+                json.dump({"command": self.command, "exit_code": self.exit_code, **self.data},
+                          out, indent=2, default=str, ensure_ascii=False)
+                out.write("\n")
+            else:
+                for line in self.lines:
+                    out.write(line + "\n")
+            out.flush()
+        except BrokenPipeError:
+            # `orderflow ... | head`: the reader has gone, and that is no error. Python would
+            # report the pipe again when it flushes stdout on the way out: point it elsewhere.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, out.fileno())
         return self.exit_code
+
+    def fail(self, code: int, message: str) -> int:
+        """End with one line naming the problem on stderr (and, under --json, the JSON
+        document on stdout, with `error`)."""
+        self.exit_code = code
+        self.data = {**self.data, "error": message}
+        print(f"orderflow {self.command}: {message}", file=sys.stderr)
+        if self.as_json:
+            self.lines = []
+            self.emit()
+        return code
+
+
+def problem(exc: BaseException, settings: Settings) -> str:
+    """One line for what stopped a command, naming the setting to look at where one is."""
+    from aiokafka.errors import KafkaConnectionError, KafkaError
+
+    from orderflow.config.settings import env_name
+
+    if isinstance(exc, KafkaConnectionError | asyncio.TimeoutError | TimeoutError | OSError) or (
+            isinstance(exc, KafkaError) and "connect" in str(exc).lower()):
+        return (f"no broker answers at {settings.kafka.bootstrap_servers} "
+                f"({env_name('kafka', 'bootstrap_servers')}): {describe_error(exc)}")
+    if isinstance(exc, KafkaError):
+        return f"Kafka refused: {describe_error(exc)}"
+    return f"failed: {describe_error(exc)}"
+
+
+def describe_error(exc: BaseException) -> str:
+    name, text = type(exc).__name__, " ".join(str(exc).split())
+    return (text if text.startswith(name) else f"{name}: {text}" if text else name)[:500]

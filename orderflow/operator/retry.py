@@ -14,11 +14,11 @@ import time
 
 from orderflow.config.settings import Settings
 from orderflow.consumer.jobs import Phase
-from orderflow.consumer.kafka import make_producer
 from orderflow.contracts import control
 from orderflow.contracts.events import Vendor, VendorStatus
-from orderflow.operator.pairs import PairRecord, read_pairs
+from orderflow.operator.pairs import PairRecord, UnreadablePair, read_pairs
 from orderflow.operator.report import NOT_THERE, Report
+from orderflow.operator.topics import producer_session
 
 RETRYABLE = frozenset({VendorStatus.REJECTED, VendorStatus.FAILED, VendorStatus.TIMED_OUT})
 
@@ -35,6 +35,10 @@ async def retry(settings: Settings, order_id: str, vendor: Vendor | None, report
         return
     to_reopen: dict[Vendor, PairRecord] = {}
     for pair_vendor, pair in sorted(pairs.items()):
+        if isinstance(pair, UnreadablePair):
+            outcome.append({"vendor": str(pair_vendor), "action": "left_alone",
+                            "why": f"its {pair.describe()}"})
+            continue
         job = pair.job
         if job.phase is not Phase.DONE:
             outcome.append({"vendor": str(pair_vendor), "action": "left_alone",
@@ -49,9 +53,7 @@ async def retry(settings: Settings, order_id: str, vendor: Vendor | None, report
         else:
             to_reopen[pair_vendor] = pair
     if to_reopen:
-        producer = make_producer(settings.kafka)
-        await producer.start()
-        try:
+        async with producer_session(settings.kafka) as producer:
             for pair_vendor, pair in to_reopen.items():
                 job = pair.job
                 assert job.finished_at is not None
@@ -64,8 +66,6 @@ async def retry(settings: Settings, order_id: str, vendor: Vendor | None, report
                     order_view=job.order_view, vendor_order_ref=job.vendor_order_ref)
                 await producer.send_and_wait(settings.topics.control,
                                              command.model_dump_json().encode(), key=command.key())
-        finally:
-            await producer.stop()
         reopened = await _wait_for_owner(settings, order_id, to_reopen, wait_s)
         for pair_vendor, pair in to_reopen.items():
             taken = pair_vendor in reopened
@@ -89,7 +89,7 @@ async def _wait_for_owner(settings: Settings, order_id: str, sent: dict[Vendor, 
     while True:
         now = await read_pairs(settings, order_id, list(sent))
         done = {vendor for vendor, pair in now.items()
-                if pair.job.round > sent[vendor].job.round}
+                if isinstance(pair, PairRecord) and pair.job.round > sent[vendor].job.round}
         if done == set(sent) or time.monotonic() >= deadline:
             return done
         await asyncio.sleep(1.0)

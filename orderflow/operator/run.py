@@ -27,4 +27,5 @@ async def run_command(settings: Settings, args: argparse.Namespace, report: Repo
     elif args.dlq_command == "show":
         await dlq.show(settings, args.offsets, report)
     else:
-        await dlq.replay(settings, args.since, args.reason, args.offsets, args.dry_run, report)
+        await dlq.replay(settings, args.since, args.reason, args.offsets, args.dry_run, report,
+                         again=args.again)

@@ -4,15 +4,16 @@ start to the end they had when asked (no consumer group, nothing committed)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import murmur2
 
 from orderflow.config.settings import KafkaSettings
-from orderflow.consumer.kafka import client_options
+from orderflow.consumer.kafka import client_options, make_producer
 
 # How long a command waits for the brokers before it says they cannot be reached.
 CONNECT_TIMEOUT_S = 15.0
@@ -43,8 +44,8 @@ async def read_topic(kafka: KafkaSettings, topic: str, *, partitions: Iterable[i
     stops once that many are kept."""
     consumer = AIOKafkaConsumer(**client_options(kafka), enable_auto_commit=False,
                                 auto_offset_reset="earliest", max_partition_fetch_bytes=4 << 20)
-    await asyncio.wait_for(consumer.start(), CONNECT_TIMEOUT_S)
     try:
+        await asyncio.wait_for(consumer.start(), CONNECT_TIMEOUT_S)
         known = consumer.partitions_for_topic(topic)
         if not known:
             await consumer.topics()
@@ -86,13 +87,25 @@ async def read_topic(kafka: KafkaSettings, topic: str, *, partitions: Iterable[i
 
 async def partition_count(kafka: KafkaSettings, topic: str) -> int | None:
     consumer = AIOKafkaConsumer(**client_options(kafka), enable_auto_commit=False)
-    await asyncio.wait_for(consumer.start(), CONNECT_TIMEOUT_S)
     try:
+        await asyncio.wait_for(consumer.start(), CONNECT_TIMEOUT_S)
         await consumer.topics()
         known = consumer.partitions_for_topic(topic)
         return len(known) if known else None
     finally:
         await consumer.stop()
+
+
+@contextlib.asynccontextmanager
+async def producer_session(kafka: KafkaSettings) -> AsyncIterator[AIOKafkaProducer]:
+    """A started producer for one command, stopped however the command ends (a client left
+    unstopped is reported "Unclosed" on the way out)."""
+    producer = make_producer(kafka)
+    try:
+        await asyncio.wait_for(producer.start(), CONNECT_TIMEOUT_S)
+        yield producer
+    finally:
+        await producer.stop()
 
 
 def text(value: bytes | None) -> str:

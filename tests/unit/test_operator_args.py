@@ -6,13 +6,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orderflow.cli import build_parser
+from orderflow.cli import BadUsage, build_parser, main
 from orderflow.operator.dlq import Position, parse_since
 from orderflow.operator.report import UsageError
 
@@ -22,6 +23,8 @@ def parse(argv: list[str]) -> argparse.Namespace | int:
     with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
         try:
             return build_parser().parse_args(argv)
+        except BadUsage:
+            return 2
         except SystemExit as exit_:
             return int(exit_.code or 0)
 
@@ -35,6 +38,23 @@ def test_each_command_and_its_bad_usage() -> None:
                 ["dlq", "show"], ["inspect"], ["frobnicate"], [], ["check", "--wat"]):
         assert parse(bad) == 2, bad
     assert parse(["--version"]) == 0
+
+
+@pytest.mark.parametrize("argv", [
+    ["retry", "A-1", "--wait", "nan"], ["retry", "A-1", "--wait", "inf"],
+    ["retry", "A-1", "--wait", "-1"], ["pause", "smake", "--note", "x" * 501],
+    ["dlq", "replay", "--wat"], ["frobnicate"]])
+def test_bad_usage_is_one_line_and_json_under_json(argv: list[str],
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """`retry --wait nan` never ended; a long note ended in a traceback."""
+    assert main([*argv, "--json"]) == 2
+    out, err = capsys.readouterr()
+    document = json.loads(out)
+    assert document["exit_code"] == 2 and document["error"]
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1
 
 
 def test_offsets_and_times() -> None:
