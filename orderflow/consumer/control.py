@@ -74,7 +74,7 @@ class ControlReader:
         # Retries not applied yet, by pair: applied when this replica opens the pair's partition.
         self._retries: dict[tuple[str, str], control.Retry] = {}
         self._opened_seen: list[int] = []
-        self.deliveries = deliveries or DeliveryLedger(clock)
+        self.deliveries = deliveries if deliveries is not None else DeliveryLedger(clock)
         # What stays on the topic until someone removes it: hint key -> when written, and
         # replay marker key -> the dead letter (partition, offset) it stands for.
         self._live_hints: dict[bytes, float] = {}

@@ -166,6 +166,11 @@ def hint_from_delivery(body: bytes, now: float) -> control.Hint | str:
         return "unreadable"
     if not isinstance(delivery, dict):
         return "unreadable"
+    try:
+        # "\ud800" is valid JSON but no UTF-8 text: a delivery holding one is not Smake's.
+        json.dumps(delivery, ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, RecursionError):
+        return "unreadable"
     event = delivery.get("event") or delivery.get("type") or delivery.get("topic")
     event = event if isinstance(event, str) and _encodable(event) else None
     resource = _resource(delivery)
@@ -220,7 +225,7 @@ class SmakeWebhooks:
         self._read_timeout_s = read_timeout_s
         self._max_concurrent = max_concurrent
         self._busy = 0
-        self.deliveries = deliveries or DeliveryLedger(clock)
+        self.deliveries = deliveries if deliveries is not None else DeliveryLedger(clock)
         # The last hint written per order (its hint's order words) and when: see COALESCE_S.
         self._last_hint: OrderedDict[tuple[str | None, str | None], float] = OrderedDict()
         # Set once the producer runs: a delivery before that is answered 503 (Smake retries).
