@@ -1,9 +1,10 @@
 """`make fuzz`: hostile records through the real intake, hostile answers through every
-adapter, hostile webhook deliveries to a running service. Prints the figures and exits 1 on
-any crash, stall or violation.
+adapter, hostile webhook deliveries to a running service, hostile tracking and control
+records through restore and the control reader. Prints the figures and exits 1 on any
+crash, stall or violation.
 
-    python -m fuzz                      # 100,000 records, 3,000 calls per vendor, 2,000 deliveries
-    python -m fuzz --records 2000 --answers 200 --webhooks 100 --seed 7
+    python -m fuzz        # 100,000 records, 3,000 calls per vendor, 2,000 deliveries, 100,000 internal
+    python -m fuzz --records 2000 --answers 200 --webhooks 100 --internal 2000 --seed 7
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 
 from fuzz.answers import run_answers_fuzz
 from fuzz.intake import run_intake_fuzz
+from fuzz.internal import run_internal_fuzz
 from fuzz.webhooks import run_webhooks_fuzz
 from orderflow.config.settings import LogSettings
 from orderflow.consumer.logging import configure_logging
@@ -28,9 +30,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="adapter calls per vendor against generated answers (default 3000; 0 skips)")
     parser.add_argument("--webhooks", type=int, default=2_000,
                         help="generated deliveries per phase to POST /webhooks/smake (default 2000; 0 skips)")
+    parser.add_argument("--internal", type=int, default=100_000,
+                        help="tracking and control records through restore and the control "
+                             "reader (default 100000; 0 skips)")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
-    if args.records < 0 or args.answers < 0 or args.webhooks < 0:
+    if min(args.records, args.answers, args.webhooks, args.internal) < 0:
         parser.error("counts must not be negative")
     # The service's own log lines (a dead letter each) would drown the figures.
     configure_logging(LogSettings(level="CRITICAL"))
@@ -47,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
         records = asyncio.run(run_intake_fuzz(args.records, args.seed))
         print(records.render(), flush=True)
         passed &= records.passed
+    if args.internal:
+        internal = asyncio.run(run_internal_fuzz(args.internal, args.seed))
+        print(internal.render(), flush=True)
+        passed &= internal.passed
     print("fuzz: PASSED" if passed else "fuzz: FAILED")
     return 0 if passed else 1
 

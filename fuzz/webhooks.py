@@ -31,7 +31,6 @@ from hypothesis import strategies as st
 
 from orderflow.config.settings import TopicSettings, load_settings, overrides_from
 from orderflow.consumer.app import Application
-from orderflow.consumer.webhooks import MAX_BODY_BYTES
 from orderflow.sandbox.broker import EmbeddedBroker, create_topics, prefixed_topics
 from orderflow.sandbox.processes import sandbox_env
 from orderflow.sandbox.samples import encode, sample_orders
@@ -193,7 +192,7 @@ async def _phases(app: Application, simulator: SmakeSimulator, bootstrap: str,
             status = await post("forged", body, headers)
             if status != 401:
                 report.violations.append(f"forged delivery answered {status}: {body[:80]!r}")
-        big = b"{" + b" " * (MAX_BODY_BYTES + 10) + b"}"
+        big = b"{" + b" " * (app.settings.smake.webhook_max_body_bytes + 10) + b"}"
         if (status := await post("forged", big, {"X-Signature": sign(big)})) != 413:
             report.violations.append(f"an oversized delivery answered {status}")
         await asyncio.sleep(2)
