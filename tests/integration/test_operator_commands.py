@@ -201,6 +201,45 @@ async def test_a_dead_letter_replayed_after_its_cause_is_fixed_becomes_an_order_
     assert code == 1 and "999999" in out
 
 
+async def test_a_replay_whose_cause_is_not_fixed_is_not_replayed_again_unless_asked(
+        broker, topics, monkeypatch):
+    """Three `dlq replay` runs once gave four letters of one bad record: each run replayed
+    the previous replay's failure."""
+    env = service_env(broker, topics)
+    app = Application(settings_from(env, monkeypatch))
+    await app.start()
+    try:
+        await produce(broker.bootstrap_servers, topics.orders_created, [],
+                      raw=[(b"BROKEN-1", b'{"event_type": "order.created", "not": "an order"}')])
+
+        async def letters(count: int) -> list[dict[str, Any]]:
+            for _ in range(60):
+                _, listed = await json_of(env, "dlq", "list")
+                if len(listed["dead_letters"]) >= count:
+                    return listed["dead_letters"]
+                await asyncio.sleep(0.5)
+            raise AssertionError(f"fewer than {count} dead letters")
+
+        await letters(1)
+        code, first = await json_of(env, "dlq", "replay")
+        assert code == 0 and [r["action"] for r in first["dead_letters"]] == ["replayed"]
+        second_letter = (await letters(2))[-1]
+        for _ in range(2):  # later runs: the replay's failure is not replayed again
+            code, again = await json_of(env, "dlq", "replay")
+            actions = sorted((r["action"], r["why"].split(":")[0]) for r in again["dead_letters"])
+            assert actions == [("skipped", "it is the replay of "
+                                f"{topics.dead_letter}/{first['dead_letters'][0]['partition']}/"
+                                f"{first['dead_letters'][0]['offset']} failing again"),
+                               ("skipped", "replayed before")], actions
+        await asyncio.sleep(2)
+        assert len(await letters(2)) == 2, "no further letter of the same record"
+        code, forced = await json_of(env, "dlq", "replay", "--again", "--offset",
+                                     f"{second_letter['partition']}:{second_letter['offset']}")
+        assert [r["action"] for r in forced["dead_letters"]] == ["replayed"]
+    finally:
+        await app.stop()
+
+
 async def test_check_passes_on_a_sound_deployment_and_names_each_problem(broker, topics, monkeypatch):
     smake = SimulatorServer(SmakeSimulator(**world.smake_options()))
     async with smake:
