@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-unit test-integration bench bench-restore bench-scale lint typecheck schemas chaos fuzz system-deps clean
+.PHONY: demo test test-unit test-integration bench bench-restore bench-scale bench-control lint typecheck schemas chaos fuzz system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ bench-restore: $(STAMP)
 # pair, and the plots bench/README.md shows (about 30 minutes).
 bench-scale: $(STAMP)
 	$(BIN)/python -m bench.scale
+
+# The control topic's start-up read with a year of residue, without the clean-up and with it.
+bench-control: $(STAMP)
+	$(BIN)/python -m bench.control_residue
 
 # Faults against real processes, then a count of what was lost or repeated (chaos/harness.py).
 chaos: $(STAMP)
