@@ -40,6 +40,7 @@ from orderflow.consumer.logging import get_logger
 from orderflow.consumer.metrics import Metrics
 from orderflow.consumer.ports import JobStore
 from orderflow.consumer.scheduler import Scheduler
+from orderflow.consumer.topic_end import read_to_end
 from orderflow.consumer.webhooks import DeliveryLedger
 from orderflow.contracts import control
 from orderflow.contracts.control import HINT_MAX_AGE_S
@@ -95,11 +96,8 @@ class ControlReader:
             tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
-            ends = await consumer.end_offsets(tps)
             # Catch up before anything calls a vendor: the pauses in force are known.
-            for tp, end in ends.items():
-                while await consumer.position(tp) < end:
-                    await self._read_once(consumer, timeout_ms=1000)
+            await read_to_end(consumer, tps, self._take, max_records=500)
         except BaseException:
             await self.stop()
             raise
@@ -143,14 +141,17 @@ class ControlReader:
 
     async def _read_once(self, consumer: AIOKafkaConsumer, timeout_ms: int) -> None:
         batch = await consumer.getmany(timeout_ms=timeout_ms, max_records=500)
-        for records in batch.values():
-            for record in records:
-                try:
-                    await self._act(record.key, record.value, record.timestamp / 1000.0)
-                except (KafkaError, asyncio.CancelledError):
-                    raise
-                except Exception as exc:  # whatever the record: the topic goes on
-                    self._skipped(record, f"{type(exc).__name__}: {exc}")
+        for tp, records in batch.items():
+            await self._take(tp, records)
+
+    async def _take(self, tp: TopicPartition, records: list[Any]) -> None:
+        for record in records:
+            try:
+                await self._act(record.key, record.value, record.timestamp / 1000.0)
+            except (KafkaError, asyncio.CancelledError):
+                raise
+            except Exception as exc:  # whatever the record: the topic goes on
+                self._skipped(record, f"{type(exc).__name__}: {exc}")
 
     def _skipped(self, record: Any, why: str) -> None:
         self._metrics.internal_records_skipped.labels(self._topic).inc()

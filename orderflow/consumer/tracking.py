@@ -21,6 +21,7 @@ from orderflow.consumer.jobs import Job, JobKey, SkippedRecord, TrackingReplay, 
 from orderflow.consumer.kafka import client_options
 from orderflow.consumer.logging import get_logger
 from orderflow.consumer.metrics import Metrics
+from orderflow.consumer.topic_end import read_to_end
 
 log = get_logger(__name__)
 
@@ -115,31 +116,17 @@ class TrackingStore:
             tps = [TopicPartition(self.topic, p) for p in partitions]
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
-            ends = await consumer.end_offsets(tps)
-            remaining = {tp for tp in tps if ends[tp] > 0}
 
-            async def take(fetched: dict[TopicPartition, list[Record]]) -> None:
-                for tp, records in fetched.items():
-                    into = replays[tp.partition]
-                    for record in records:
-                        skipped = into.apply(record.key, record.value, record.offset)
-                        if skipped is not None:
-                            self._skipped(skipped, tp.partition)
-                        if loop_share.due():
-                            await loop_share.hand_back()
+            async def take(tp: TopicPartition, records: list[Record]) -> None:
+                into = replays[tp.partition]
+                for record in records:
+                    skipped = into.apply(record.key, record.value, record.offset)
+                    if skipped is not None:
+                        self._skipped(skipped, tp.partition)
+                    if loop_share.due():
+                        await loop_share.hand_back()
 
-            while remaining:
-                await take(await consumer.getmany(*remaining, timeout_ms=500,
-                                                    max_records=_RECORDS_PER_FETCH))
-                for tp in list(remaining):
-                    if await consumer.position(tp) >= ends[tp]:
-                        remaining.discard(tp)
-                        # Also take the rest of what was fetched with the end: a broker may
-                        # report the end inside the last batch (the embedded one counts
-                        # that batch as one record), and its later records are still ours.
-                        while tail := await consumer.getmany(tp, timeout_ms=0,
-                                                             max_records=_RECORDS_PER_FETCH):
-                            await take(tail)
+            ends = await read_to_end(consumer, tps, take, max_records=_RECORDS_PER_FETCH)
         finally:
             await consumer.stop()
 

@@ -14,6 +14,7 @@ from aiokafka.partitioner import murmur2
 
 from orderflow.config.settings import KafkaSettings
 from orderflow.consumer.kafka import client_options, make_producer
+from orderflow.consumer.topic_end import read_to_end
 
 # How long a command waits for the brokers before it says they cannot be reached.
 CONNECT_TIMEOUT_S = 15.0
@@ -39,9 +40,10 @@ async def read_topic(kafka: KafkaSettings, topic: str, *, partitions: Iterable[i
                      keep: Callable[[bytes | None], bool] | None = None,
                      start_offsets: dict[int, int] | None = None,
                      limit: int | None = None) -> list[Read]:
-    """Every record of the topic (or of the given partitions) up to their current ends, in
-    offset order per partition; `keep` filters by key before anything is kept; `limit`
-    stops once that many are kept."""
+    """Every record of the topic (or of the given partitions) up to their current ends
+    (`read_to_end`: the end as the fetches report it, not only as listed), in offset order
+    per partition; `keep` filters by key before anything is kept; `limit` stops once that
+    many are kept."""
     consumer = AIOKafkaConsumer(**client_options(kafka), enable_auto_commit=False,
                                 auto_offset_reset="earliest", max_partition_fetch_bytes=4 << 20)
     try:
@@ -55,7 +57,6 @@ async def read_topic(kafka: KafkaSettings, topic: str, *, partitions: Iterable[i
             return []
         tps = [TopicPartition(topic, p) for p in wanted]
         consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
         for tp in tps:
             start = (start_offsets or {}).get(tp.partition)
             if start is None:
@@ -63,23 +64,19 @@ async def read_topic(kafka: KafkaSettings, topic: str, *, partitions: Iterable[i
             else:
                 consumer.seek(tp, start)
         found: list[Read] = []
-        remaining = {tp for tp in tps if ends[tp] > 0}
-        while remaining and (limit is None or len(found) < limit):
-            for tp in list(remaining):
-                if await consumer.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
-            if not remaining:
-                break
-            batch = await consumer.getmany(*remaining, timeout_ms=1000, max_records=5000)
-            for tp, records in batch.items():
-                for record in records:
-                    if record.offset >= ends[tp]:
-                        continue
-                    if keep is not None and not keep(record.key):
-                        continue
-                    found.append(Read(record.topic, record.partition, record.offset,
-                                      record.timestamp, record.key, record.value,
-                                      tuple((n, bytes(v or b"")) for n, v in record.headers or ())))
+
+        async def take(tp: TopicPartition, records: list[Any]) -> None:
+            for record in records:
+                if keep is not None and not keep(record.key):
+                    continue
+                if limit is not None and len(found) >= limit:
+                    return
+                found.append(Read(record.topic, record.partition, record.offset,
+                                  record.timestamp, record.key, record.value,
+                                  tuple((n, bytes(v or b"")) for n, v in record.headers or ())))
+
+        await read_to_end(consumer, tps, take, max_records=5000,
+                          enough=None if limit is None else lambda: len(found) >= limit)
         return found
     finally:
         await consumer.stop()

@@ -77,7 +77,7 @@ class FakeScheduler:
 def reader(opened: list[int] | None = None) -> tuple[ControlReader, FakeScheduler, FakeProducer]:
     scheduler = FakeScheduler(opened if opened is not None else [SWEEPER_PARTITION])
     producer = FakeProducer()
-    settings = Settings(topics={"control": "control", "dead_letter": "dlq"})  # type: ignore[arg-type]
+    settings = Settings(topics={"control": "control", "dead_letter": "dlq"})
     built = ControlReader(settings, scheduler, None, producer, Metrics(process_collectors=False),  # type: ignore[arg-type]
                           clock=lambda: NOW)
     return built, scheduler, producer
@@ -102,7 +102,7 @@ async def test_a_record_it_cannot_read_is_skipped_and_the_rest_still_acts() -> N
     consumer = FakeConsumer([[Record(b"pause/smake", raw, at(1), offset=n)
                               for n, raw in enumerate(hostile)]
                              + [Record(pause.key(), pause.model_dump_json().encode(), at(1), offset=9)]])
-    await built._read_once(consumer, 0)  # type: ignore[arg-type]
+    await built._read_once(consumer, 0)
     assert skipped(built) == len(hostile)
     assert scheduler.held == {Vendor.SMAKE: True}
 
@@ -115,7 +115,7 @@ async def test_every_hint_key_read_is_a_noted_delivery_even_a_tombstone() -> Non
         Record(control.hint_key("smake", "b" * 32), None, at(60)),
         Record(control.hint_key("smake", "c" * 32), b"anything, too old to read", at(3_600)),
     ]])
-    await built._read_once(consumer, 0)  # type: ignore[arg-type]
+    await built._read_once(consumer, 0)
     assert all(digest in built.deliveries for digest in ("a" * 32, "b" * 32, "c" * 32))
     assert skipped(built) == 0, "an old hint is not even parsed"
 
@@ -132,7 +132,7 @@ async def test_the_owner_of_partition_0_removes_stale_hints_and_markers_of_expir
         Record(expired.key(), expired.model_dump_json().encode(), at(1)),
         Record(kept.key(), kept.model_dump_json().encode(), at(1)),
     ]], begins={TopicPartition("dlq", 1): 20})
-    await built._read_once(consumer, 0)  # type: ignore[arg-type]
-    await built._sweep(consumer)  # type: ignore[arg-type]
+    await built._read_once(consumer, 0)
+    await built._sweep(consumer)
     removed = {key for topic, value, key in producer.sent if topic == "control" and value is None}
     assert removed == {unserved.key(), expired.key()}
