@@ -17,6 +17,7 @@ import pytest
 from conftest import PARTITIONS, produce, service_env, settings_from
 
 from orderflow.consumer.app import Application
+from orderflow.contracts.events import Vendor
 from orderflow.sandbox.broker import create_topics
 from orderflow.sandbox.outcomes import OutputReader
 from orderflow.sandbox.samples import sample_orders
@@ -113,6 +114,47 @@ async def test_a_rejected_smake_pair_is_retried_once_its_cause_is_fixed_and_smak
 
     code, out, _ = await orderflow(env, "inspect", "NO-SUCH-ORDER")
     assert code == 1 and "NO-SUCH-ORDER" in out
+
+
+async def test_inspect_right_after_a_rejection_shows_it_whatever_the_batching(
+        broker, topics, monkeypatch):
+    """On call, right after Smake refused an order: `inspect` once showed the pair still in
+    `submit` (the embedded broker lists a partition's end too low after a multi-record
+    batch, and the tail went unread), and `retry` answered "still active"."""
+    from orderflow.operator.pairs import read_pairs
+
+    smake = SimulatorServer(SmakeSimulator(shipping_methods={"not-yet"},
+                                           payment_methods=world.SMAKE_PAYMENT_HANDLES.values()))
+    async with smake:
+        env = smake_env(broker, topics, smake)
+        settings = settings_from(env, monkeypatch)
+        app = Application(settings)
+        reader = OutputReader(broker.bootstrap_servers, topics.status, topics.print_files_ready)
+        await app.start()
+        await reader.start()
+        try:
+            events = sample_orders(40, seed=15, prefix="TAIL", shape="smake")
+            await produce(broker.bootstrap_servers, topics.orders_created, events)
+            seen: set[str] = set()
+            stale: list[str] = []
+            deadline = time.monotonic() + 60
+            while len(seen) < len(events) and time.monotonic() < deadline:
+                await reader.poll()
+                for event in events:
+                    order_id = event["order"]["order_id"]
+                    if order_id in seen or reader.outcomes.terminal_status.get((order_id, "smake")) is None:
+                        continue
+                    seen.add(order_id)
+                    pairs = await read_pairs(settings, order_id)
+                    pair = pairs.get(Vendor.SMAKE)
+                    state = getattr(pair, "job", None)
+                    if state is None or (state.phase, state.status) != ("done", "rejected"):
+                        stale.append(f"{order_id}: {state and (state.phase, state.status)}")
+        finally:
+            await reader.stop()
+            await app.stop()
+    assert len(seen) == len(events)
+    assert stale == [], f"inspect behind the published status for {len(stale)}: {stale[:5]}"
 
 
 async def test_a_paused_vendor_gets_no_request_and_every_waiting_pair_completes_after_resume(
@@ -216,7 +258,8 @@ async def test_a_replay_whose_cause_is_not_fixed_is_not_replayed_again_unless_as
             for _ in range(60):
                 _, listed = await json_of(env, "dlq", "list")
                 if len(listed["dead_letters"]) >= count:
-                    return listed["dead_letters"]
+                    found: list[dict[str, Any]] = listed["dead_letters"]
+                return found
                 await asyncio.sleep(0.5)
             raise AssertionError(f"fewer than {count} dead letters")
 
