@@ -23,6 +23,7 @@ from typing import IO
 import aiohttp
 
 from orderflow.config.settings import TopicSettings, env_name
+from orderflow.sandbox.broker import TANSU, BrokerAbilities
 from orderflow.sandbox.simulators import defaults, world
 from orderflow.sandbox.simulators.defaults import VENDORS
 
@@ -30,15 +31,17 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def sandbox_env(bootstrap_servers: str, topics: TopicSettings, urls: Mapping[str, str], *,
-                http_port: int = 0, group_id: str | None = None) -> dict[str, str]:
-    """The ORDERFLOW_* environment a deployment would set, pointed at the sandbox: the
-    embedded broker (no idempotent producer, one replica), these topics, and the simulators
-    of `urls` (vendor -> base URL; vendors not named are disabled). Session timeouts are
-    short so a killed replica's partitions move within seconds."""
+                http_port: int = 0, group_id: str | None = None,
+                abilities: BrokerAbilities = TANSU) -> dict[str, str]:
+    """The ORDERFLOW_* environment a deployment would set, pointed at the sandbox: a test
+    broker of these `abilities` (the idempotent producer on where it has one, as in
+    production; one replica), these topics, and the simulators of `urls` (vendor -> base
+    URL; vendors not named are disabled). Session timeouts are short so a killed replica's
+    partitions move within seconds."""
     env = {
         "ORDERFLOW_KAFKA__BOOTSTRAP_SERVERS": bootstrap_servers,
         "ORDERFLOW_KAFKA__GROUP_ID": group_id or f"orderflow-{topics.orders_created}",
-        "ORDERFLOW_KAFKA__ENABLE_IDEMPOTENCE": "false",
+        "ORDERFLOW_KAFKA__ENABLE_IDEMPOTENCE": "true" if abilities.idempotence else "false",
         "ORDERFLOW_KAFKA__SESSION_TIMEOUT_MS": "6000",
         "ORDERFLOW_KAFKA__HEARTBEAT_INTERVAL_MS": "1000",
         "ORDERFLOW_KAFKA__TRACKING_REPLICATION_FACTOR": "1",

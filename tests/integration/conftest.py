@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaProducer
 
 from orderflow.adapters.outcomes import PairState
 from orderflow.config.settings import Settings, TopicSettings, load_settings
-from orderflow.sandbox.broker import EmbeddedBroker, create_topics, prefixed_topics
+from orderflow.sandbox.broker import SandboxBroker, chosen_broker, create_topics, prefixed_topics
 from orderflow.sandbox.processes import sandbox_env
 from orderflow.sandbox.samples import encode
 
@@ -23,13 +23,37 @@ _counter = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def broker() -> Iterator[EmbeddedBroker]:
-    with EmbeddedBroker() as running:
+def broker() -> Iterator[SandboxBroker]:
+    """The broker TEST_BROKER names (orderflow/sandbox/broker.py): the embedded one by
+    default, `noida` for the strict lane, or kafka://host:port of a cluster of one's own."""
+    with chosen_broker() as running:
         yield running
 
 
+# What the broker conformance probes found (test_broker_conformance.py), for the summary.
+_FINDINGS: list[tuple[str, str, str]] = []
+
+
+def record_finding(broker: SandboxBroker, what: str, found: str) -> None:
+    _FINDINGS.append((broker.abilities.name, what, found))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _FINDINGS:
+        terminalreporter.section("what the test broker does as Kafka does")
+        for name, what, found in _FINDINGS:
+            terminalreporter.write_line(f"{name}: {what}: {found}")
+
+
+def needs(broker: SandboxBroker, *abilities: str) -> None:
+    """Skip a test whose subject this broker cannot show (declared in its abilities)."""
+    missing = [a for a in abilities if not getattr(broker.abilities, a)]
+    if missing:
+        pytest.skip(f"the {broker.abilities.name} broker lacks {', '.join(missing)}")
+
+
 @pytest.fixture
-async def topics(broker: EmbeddedBroker) -> TopicSettings:
+async def topics(broker: SandboxBroker) -> TopicSettings:
     """Topic names of this test only, created as the platform would (tracking excluded:
     the service creates that one itself)."""
     # The control topic too: a pause or a hint of one test never reaches another's service.
@@ -41,11 +65,11 @@ async def topics(broker: EmbeddedBroker) -> TopicSettings:
     return names
 
 
-def service_env(broker: EmbeddedBroker, topics: TopicSettings, **vendor_urls: str) -> dict[str, str]:
+def service_env(broker: SandboxBroker, topics: TopicSettings, **vendor_urls: str) -> dict[str, str]:
     """The ORDERFLOW_* environment a deployment would set, pointed at the sandbox, with quick
     polling and a short shutdown grace so tests stay fast."""
     return {
-        **sandbox_env(broker.bootstrap_servers, topics, vendor_urls),
+        **sandbox_env(broker.bootstrap_servers, topics, vendor_urls, abilities=broker.abilities),
         "ORDERFLOW_POLL__INITIAL_INTERVAL_S": "0.2",
         "ORDERFLOW_POLL__MAX_INTERVAL_S": "1",
         "ORDERFLOW_POLL__TRACKING_INTERVAL_S": "1",

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from conftest import service_env
+from conftest import needs, service_env
 
-from orderflow.sandbox.broker import EmbeddedBroker, create_topics, free_port
+from orderflow.sandbox.broker import create_topics, free_port
 from orderflow.sandbox.processes import start_service
 
 pytestmark = pytest.mark.integration
@@ -76,9 +76,10 @@ async def test_an_unreachable_broker_is_waited_for_then_named_with_exit_2(
     assert_quiet(stderr)
 
 
-async def test_a_broker_that_comes_up_late_is_joined(topics, tmp_path: Path) -> None:
+async def test_a_broker_that_comes_up_late_is_joined(broker, topics, tmp_path: Path) -> None:
+    needs(broker, "can_freeze")  # a broker process of this machine, to start late
     port = free_port()
-    late = EmbeddedBroker(port=free_port())
+    late = type(broker)(port=free_port())
     env = service_env(late, topics)
     env.update({"ORDERFLOW_HTTP__PORT": str(port), "ORDERFLOW_KAFKA__STARTUP_TIMEOUT_S": "60",
                 "ORDERFLOW_KAFKA__GROUP_ID": "late"})
@@ -105,6 +106,8 @@ async def test_a_broker_that_comes_up_late_is_joined(topics, tmp_path: Path) -> 
 
 
 def test_a_broker_that_refuses_idempotent_producing_is_named_with_exit_2(broker, topics) -> None:
+    if broker.abilities.idempotence:
+        pytest.skip(f"the {broker.abilities.name} broker grants idempotent producing")
     env = service_env(broker, topics)
     env["ORDERFLOW_KAFKA__ENABLE_IDEMPOTENCE"] = "true"  # the embedded broker lacks it
     done = subprocess.run([sys.executable, "-m", "orderflow", "run"], env=run_env(env), cwd=ROOT,
@@ -113,6 +116,21 @@ def test_a_broker_that_refuses_idempotent_producing_is_named_with_exit_2(broker,
     line = the_last_line(done.stderr)
     assert "refuses idempotent producing" in line
     assert "ORDERFLOW_KAFKA__ENABLE_IDEMPOTENCE=false" in line
+    assert_quiet(done.stderr)
+
+
+@pytest.mark.kafka_semantics
+def test_a_replication_factor_the_cluster_cannot_give_is_named_with_exit_2(broker, topics) -> None:
+    """A broker that refuses it (the embedded one creates the topic anyway): orderflow's
+    start-up says which setting to change."""
+    needs(broker, "replication")
+    env = service_env(broker, topics)
+    env["ORDERFLOW_KAFKA__TRACKING_REPLICATION_FACTOR"] = "3"
+    done = subprocess.run([sys.executable, "-m", "orderflow", "run"], env=run_env(env), cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2, done.stderr
+    line = the_last_line(done.stderr)
+    assert "ORDERFLOW_KAFKA__TRACKING_REPLICATION_FACTOR=3" in line and topics.tracking in line, line
     assert_quiet(done.stderr)
 
 
