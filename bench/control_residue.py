@@ -43,7 +43,7 @@ from orderflow.consumer.metrics import Metrics
 from orderflow.contracts import control
 from orderflow.contracts.control import HINT_MAX_AGE_S
 from orderflow.contracts.events import Vendor
-from orderflow.sandbox.broker import EmbeddedBroker, create_topics
+from orderflow.sandbox.broker import chosen_broker, create_topics
 
 RESULTS = Path(__file__).parent / "results"
 DAY = 86_400.0
@@ -145,7 +145,7 @@ async def time_raw(bootstrap: str, topic: str) -> float:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     now = time.time()
     results: dict[str, Any] = {"scenario": {k: v for k, v in vars(args).items() if k != "repeat"}}
-    with EmbeddedBroker() as broker:
+    with chosen_broker() as broker:
         for name, cleaned in (("without_cleanup", False), ("with_cleanup", True)):
             topic = f"residue-{name}-{int(now)}"
             await create_topics(broker.bootstrap_servers, [(topic, 1, {"cleanup.policy": "compact"})])

@@ -61,7 +61,7 @@ from bench.observe import (
 from bench.report import RESULTS, add_ratios, medians, render_table
 from bench.rig import READER_FETCH_MAX_WAIT_MS, Bench
 from orderflow.config.settings import Settings, TopicSettings
-from orderflow.sandbox.broker import EmbeddedBroker, create_topics, free_port, prefixed_topics
+from orderflow.sandbox.broker import SandboxBroker, chosen_broker, create_topics, free_port, prefixed_topics
 from orderflow.sandbox.outcomes import OutputReader, expected_pairs
 from orderflow.sandbox.processes import (
     Child,
@@ -85,10 +85,11 @@ def simulators_command(args: argparse.Namespace) -> list[str]:
             *(() if args.hard else ("--kind",))]
 
 
-def service_env(args: argparse.Namespace, bootstrap: str, topics: TopicSettings,
+def service_env(args: argparse.Namespace, broker: SandboxBroker, topics: TopicSettings,
                 urls: Mapping[str, str], http_port: int) -> dict[str, str]:
     """The sandbox's ORDERFLOW_* environment plus the benchmark's polling and concurrency."""
-    env = sandbox_env(bootstrap, topics, {v: urls[v] for v in VENDORS}, http_port=http_port)
+    env = sandbox_env(broker.bootstrap_servers, topics, {v: urls[v] for v in VENDORS},
+                      http_port=http_port, abilities=broker.abilities)
     env.update({
         "ORDERFLOW_POLL__INITIAL_INTERVAL_S": str(args.poll_initial),
         "ORDERFLOW_POLL__MAX_INTERVAL_S": str(args.poll_max),
@@ -250,7 +251,7 @@ async def latency_probe(bench: Bench, index: int) -> dict[str, Any]:
     return {f"probe_{k}": figures[k] for k in wanted}
 
 
-async def run(args: argparse.Namespace, broker: EmbeddedBroker, sim_log: IO[bytes],
+async def run(args: argparse.Namespace, broker: SandboxBroker, sim_log: IO[bytes],
               service_log: IO[bytes]) -> dict[str, Any]:
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     load_before = os.getloadavg()
@@ -271,7 +272,7 @@ async def run(args: argparse.Namespace, broker: EmbeddedBroker, sim_log: IO[byte
         simulators, urls = start_simulators(simulators_command(args), sim_log, VENDORS)
         children.append(simulators)
         http_port = free_port()
-        env = service_env(args, bootstrap, topics, urls, http_port)
+        env = service_env(args, broker, topics, urls, http_port)
         service = start_service(env, service_log,
                                 wrapper=shlex.split(args.service_prefix) if args.service_prefix else ())
         children.append(service)
@@ -379,7 +380,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    with (EmbeddedBroker(log_path=RESULTS / "broker.log") as broker,
+    with (chosen_broker(log_path=RESULTS / "broker.log") as broker,
           open(RESULTS / "simulators.log", "wb") as sim_log,
           open(RESULTS / "service.log", "wb") as service_log):
         report = asyncio.run(run(args, broker, sim_log, service_log))

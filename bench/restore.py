@@ -62,7 +62,7 @@ from orderflow.adapters.zakeke.adapter import ZakekeAdapter
 from orderflow.config.settings import TopicSettings, TrackingSettings
 from orderflow.consumer.jobs import Job, Phase, tracking_key
 from orderflow.contracts.events import Order, Vendor, VendorStatus
-from orderflow.sandbox.broker import EmbeddedBroker, create_topics, free_port
+from orderflow.sandbox.broker import SandboxBroker, chosen_broker, create_topics, free_port
 from orderflow.sandbox.processes import cpu_seconds, memory_mib, sandbox_env, start_service
 from orderflow.sandbox.samples import sample_order_event
 
@@ -322,11 +322,12 @@ async def raw_consume(bootstrap: str, topic: str, partitions: int) -> dict[str, 
 NOWHERE = {"smake": "http://127.0.0.1:9/v2/apps/1", "zakeke": "http://127.0.0.1:9"}
 
 
-def service_env(bootstrap: str, topics: TopicSettings, group: str, port: int,
+def service_env(broker: SandboxBroker, topics: TopicSettings, group: str, port: int,
                 log_level: str, waiting: bool = False) -> dict[str, str]:
     """The sandbox's ORDERFLOW_* environment with every vendor disabled (for `--mix waiting`,
     Smake and Zakeke enabled, nothing due): the service restores and then idles."""
-    env = sandbox_env(bootstrap, topics, NOWHERE if waiting else {}, http_port=port, group_id=group)
+    env = sandbox_env(broker.bootstrap_servers, topics, NOWHERE if waiting else {}, http_port=port,
+                      group_id=group, abilities=broker.abilities)
     env.update({"ORDERFLOW_SHUTDOWN_GRACE_S": "5", "ORDERFLOW_LOG__LEVEL": log_level})
     return env
 
@@ -392,10 +393,10 @@ def restored_partitions(log_path: Path, since: int) -> list[dict[str, Any]]:
     return found
 
 
-async def service_round(args: argparse.Namespace, bootstrap: str, topics: TopicSettings, index: int,
-                        log: IO[bytes], log_path: Path) -> dict[str, Any]:
+async def service_round(args: argparse.Namespace, broker: SandboxBroker, topics: TopicSettings,
+                        index: int, log: IO[bytes], log_path: Path) -> dict[str, Any]:
     port = free_port()
-    env = service_env(bootstrap, topics, f"bench-restore-{os.getpid()}-{index}", port, args.log_level,
+    env = service_env(broker, topics, f"bench-restore-{os.getpid()}-{index}", port, args.log_level,
                       waiting=args.mix == "waiting")
     log.flush()
     log_start = log.tell()
@@ -515,7 +516,7 @@ def render_table(rows: Sequence[Mapping[str, float | None]], median: Mapping[str
     return "\n".join(lines)
 
 
-async def run(args: argparse.Namespace, broker: EmbeddedBroker, log: IO[bytes]) -> dict[str, Any]:
+async def run(args: argparse.Namespace, broker: SandboxBroker, log: IO[bytes]) -> dict[str, Any]:
     load_before = os.getloadavg()
     bootstrap = broker.bootstrap_servers
     topics = TopicSettings(orders_created="bench.orders.created", status="bench.orders.status",
@@ -541,7 +542,7 @@ async def run(args: argparse.Namespace, broker: EmbeddedBroker, log: IO[bytes]) 
     rows: list[dict[str, float | None]] = []
     for index in range(1, args.repeat + 1):
         raw = await raw_consume(bootstrap, topics.tracking, args.partitions)
-        figures = await service_round(args, bootstrap, topics, index, log, log_path)
+        figures = await service_round(args, broker, topics, index, log, log_path)
         rounds.append({"service": figures, "raw_consume": raw})
         rows.append(flat(figures, raw))
         row = rows[-1]
@@ -589,7 +590,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    with EmbeddedBroker(log_path=RESULTS / "restore-broker.log") as broker, \
+    with chosen_broker(log_path=RESULTS / "restore-broker.log") as broker, \
             open(RESULTS / "restore-service.log", "wb") as log:
         result = asyncio.run(run(args, broker, log))
     print()

@@ -49,7 +49,7 @@ from orderflow.adapters.smake import smake_create_body
 from orderflow.config.settings import SmakeSettings
 from orderflow.consumer.jobs import Job, Phase, tracking_key
 from orderflow.contracts.events import Order, Vendor, VendorStatus
-from orderflow.sandbox.broker import EmbeddedBroker, create_topics, free_port, prefixed_topics
+from orderflow.sandbox.broker import SandboxBroker, chosen_broker, create_topics, free_port, prefixed_topics
 from orderflow.sandbox.processes import memory_mib, sandbox_env, start_service
 from orderflow.sandbox.samples import sample_order_event
 from orderflow.sandbox.simulators import world
@@ -204,7 +204,7 @@ async def read_changes(bootstrap: str, topic: str, changes: dict[str, float], se
         await consumer.stop()
 
 
-async def one_run(args: argparse.Namespace, broker: EmbeddedBroker, mode: str, waiting: int,
+async def one_run(args: argparse.Namespace, broker: SandboxBroker, mode: str, waiting: int,
                   index: int) -> Run:
     interval = args.stretched if mode == "webhooks" else args.interval
     run = Run(mode, waiting, interval, args.window, baseline_interval_s=args.interval)
@@ -223,7 +223,8 @@ async def one_run(args: argparse.Namespace, broker: EmbeddedBroker, mode: str, w
         del jobs
         port = free_port()
         env = sandbox_env(broker.bootstrap_servers, topics, {"smake": smake.base_url},
-                          http_port=port, group_id=f"scale-{index}") | {
+                          http_port=port, group_id=f"scale-{index}",
+                          abilities=broker.abilities) | {
             "ORDERFLOW_LOG__LEVEL": "WARNING",
             "ORDERFLOW_POLL__INITIAL_INTERVAL_S": "5",
             "ORDERFLOW_POLL__MAX_INTERVAL_S": str(interval),
@@ -344,7 +345,7 @@ def render(runs: list[Run]) -> str:
 
 async def run_all(args: argparse.Namespace) -> list[Run]:
     runs: list[Run] = []
-    with EmbeddedBroker(log_path=RESULTS / "scale-broker.log") as broker:
+    with chosen_broker(log_path=RESULTS / "scale-broker.log") as broker:
         index = 0
         for waiting in args.sizes:
             for mode in args.modes:

@@ -30,11 +30,13 @@ def parse_args(argv: Sequence[str] | None = None) -> ChaosPlan:
                         help="the size `make test` runs: every fault kind, about a minute")
     defaults = ChaosPlan()
     for f in dataclasses.fields(ChaosPlan):
-        if f.name in ("work_dir", "outage_vendor"):
+        if f.name in ("work_dir", "outage_vendor", "broker"):
             continue
         kind = type(getattr(defaults, f.name))
         parser.add_argument(f"--{f.name.replace('_', '-')}", type=non_negative(kind), default=None)
     parser.add_argument("--outage-vendor", choices=VENDORS, default=None)
+    parser.add_argument("--broker", default=None,
+                        help="tansu, noida or kafka://host:port (default: TEST_BROKER, else tansu)")
     parser.add_argument("--work-dir", type=Path, default=Path("chaos/results/run"),
                         help="logs of every process and report.json (default: %(default)s)")
     args = parser.parse_args(argv)

@@ -2,7 +2,8 @@
 
     python -m chaos [--orders 10000] [...]          (or: make chaos; --short for the CI size)
 
-It starts the embedded broker, the three vendor simulators (one process) and up to
+It starts the test broker (`--broker`, else TEST_BROKER: the embedded one by default,
+orderflow/sandbox/broker.py), the three vendor simulators (one process) and up to
 `--replicas` processes of `orderflow run` in one consumer group on a `--partitions` input
 topic. A producer that is not orderflow's code (confluent-kafka, i.e. librdkafka) publishes
 orders at `--rate` a second, with poison records and re-deliveries mixed in, while the
@@ -48,7 +49,7 @@ from chaos.plan import ChaosPlan, ChaosReport
 from chaos.replicas import Replicas
 from chaos.verdict import Observed, failures, figures
 from orderflow.config.settings import Settings, TopicSettings
-from orderflow.sandbox.broker import EmbeddedBroker, create_topics
+from orderflow.sandbox.broker import SandboxBroker, chosen_broker, create_topics
 from orderflow.sandbox.outcomes import OutputReader, expected_pairs, read_topic
 from orderflow.sandbox.processes import Child, sandbox_env, start_simulators, wait_ready
 from orderflow.sandbox.simulators.defaults import VENDORS
@@ -121,7 +122,11 @@ class ChaosRun:
                 replicas.start(slot)
             self.fault_ended()
 
-    async def stall_broker(self, broker: EmbeddedBroker) -> None:
+    async def stall_broker(self, broker: SandboxBroker) -> None:
+        if not broker.abilities.can_freeze:
+            self.note(f"broker stalls skipped: the {broker.abilities.name} broker is not a "
+                      f"process of this machine")
+            return
         for i in range(self.plan.stalls):
             await self.at(0.25 + 0.5 * i / max(1, self.plan.stalls - 1) if self.plan.stalls > 1 else 0.3)
             broker.pause()
@@ -224,7 +229,9 @@ class ChaosRun:
         report = ChaosReport(plan={k: str(v) if isinstance(v, Path) else v for k, v in asdict(plan).items()})
         stream = build_stream(plan)
         started_wall = time.monotonic()
-        broker = EmbeddedBroker(log_path=plan.work_dir / "broker.log").start()
+        broker = chosen_broker(log_path=plan.work_dir / "broker.log",
+                               choice=plan.broker or None).start()
+        report.figures["broker"] = broker.abilities.name
         sim_log = (plan.work_dir / "simulators.log").open("ab")
         simulators: Child | None = None
         replicas: Replicas | None = None
@@ -244,7 +251,7 @@ class ChaosRun:
                 "--print-files-delay-s", "2", "--print-files-jitter-s", "2",
                 "--smake-seconds-per-state", "1", "--smake-failure-rate", "0.05",
             ], sim_log)
-            env = sandbox_env(broker.bootstrap_servers, topics, urls)
+            env = sandbox_env(broker.bootstrap_servers, topics, urls, abilities=broker.abilities)
             env.update({
                 "ORDERFLOW_TOPICS__CONTROL": "chaos.orderflow.control",
                 "ORDERFLOW_SMAKE__WEBHOOK_TOKEN": WEBHOOK_TOKEN,
@@ -260,7 +267,8 @@ class ChaosRun:
                 # 48 is the 16 a replica had on its own, times the 3 replicas.
                 **{f"ORDERFLOW_{v.upper()}__MAX_CONCURRENCY": "48" for v in VENDORS},
             })
-            replicas = Replicas(env, plan.replicas, plan.work_dir, plan.shutdown_grace_s)
+            replicas = Replicas(env, plan.replicas, plan.work_dir, plan.shutdown_grace_s,
+                                static_membership=bool(plan.static_membership))
             async with aiohttp.ClientSession() as session:
                 for vendor in ("zakeke", "smake"):
                     async with session.post(f"{urls[vendor]}/_sim/faults", json={
@@ -295,7 +303,7 @@ class ChaosRun:
         (plan.work_dir / "report.json").write_text(report.to_json())
         return report
 
-    async def _drive(self, report: ChaosReport, stream: Stream, broker: EmbeddedBroker,
+    async def _drive(self, report: ChaosReport, stream: Stream, broker: SandboxBroker,
                      replicas: Replicas, session: aiohttp.ClientSession, urls: dict[str, str],
                      topics: TopicSettings, reader: OutputReader) -> None:
         plan = self.plan

@@ -40,6 +40,11 @@ class ChaosPlan:
     webhook_forged_rate: float = 0.05
     webhook_repeat_rate: float = 0.10
     seed: int = 7
+    # The broker (orderflow/sandbox/broker.py): "" for TEST_BROKER's (the embedded one by
+    # default), `tansu`, `noida`, or kafka://host:port.
+    broker: str = ""
+    # Each replica a static member of the group (ORDERFLOW_KAFKA__GROUP_INSTANCE_ID per slot).
+    static_membership: int = 0
     work_dir: Path = Path("chaos/results/run")
 
     @classmethod

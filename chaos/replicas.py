@@ -19,8 +19,12 @@ from orderflow.sandbox.processes import Child, memory_mib, start_service
 class Replicas:
     """`orderflow run` processes in numbered slots (each slot keeps its HTTP port)."""
 
-    def __init__(self, env: dict[str, str], slots: int, work_dir: Path, grace_s: float) -> None:
+    def __init__(self, env: dict[str, str], slots: int, work_dir: Path, grace_s: float, *,
+                 static_membership: bool = False) -> None:
         self._env = env
+        # Each slot a static member of its own (as a pod's name is kept across a container
+        # restart in the pod): a replica started again in its slot takes its partitions back.
+        self._static = static_membership
         self.env = dict(env)  # what the operator commands of the run are given too
         self._work_dir = work_dir
         self._grace_s = grace_s
@@ -41,6 +45,8 @@ class Replicas:
         if log is None:
             log = self._logs[slot] = (self._work_dir / f"replica-{slot}.log").open("ab")
         env = {**self._env, "ORDERFLOW_HTTP__PORT": str(self.ports[slot])}
+        if self._static:
+            env["ORDERFLOW_KAFKA__GROUP_INSTANCE_ID"] = f"replica-{slot}"
         child = start_service(env, log, name=f"replica-{slot}")
         self.children[slot] = child
         self.every_child.append(child)

@@ -40,7 +40,7 @@ from orderflow.config.settings import (
 )
 from orderflow.consumer.app import Application
 from orderflow.contracts import dead_letters
-from orderflow.sandbox.broker import EmbeddedBroker, create_topics, prefixed_topics
+from orderflow.sandbox.broker import SandboxBroker, chosen_broker, create_topics, prefixed_topics
 from orderflow.sandbox.outcomes import read_topic
 
 PARTITIONS = 4
@@ -143,14 +143,14 @@ async def committed_offsets(bootstrap: str, group: str, tps: list[TopicPartition
 
 
 async def run_intake_fuzz(count: int, seed: int = 1, *, stall_after_s: float = 60.0,
-                          say: Say = print, broker: EmbeddedBroker | None = None) -> IntakeFuzzReport:
+                          say: Say = print, broker: SandboxBroker | None = None) -> IntakeFuzzReport:
     report = IntakeFuzzReport()
     started = time.monotonic()
     say(f"generating {count} records (seed {seed}) ...")
     records = list(generate(count, seed, LIMITS))
     report.inputs = len(records)
     own_broker = broker is None
-    running = broker if broker is not None else EmbeddedBroker().start()
+    running = broker if broker is not None else chosen_broker().start()
     try:
         await _run(running.bootstrap_servers, records, seed, stall_after_s, say, report)
     finally:

@@ -36,7 +36,7 @@ from orderflow.consumer.app import Application
 from orderflow.consumer.jobs import Job, Phase, tracking_key
 from orderflow.contracts import control
 from orderflow.contracts.events import Order, Vendor, VendorStatus
-from orderflow.sandbox.broker import EmbeddedBroker, create_topics, prefixed_topics
+from orderflow.sandbox.broker import SandboxBroker, chosen_broker, create_topics, prefixed_topics
 from orderflow.sandbox.samples import sample_orders
 
 PARTITIONS = 4
@@ -258,7 +258,7 @@ class InternalFuzzReport:
 
 
 async def run_internal_fuzz(count: int, seed: int = 1, *, stall_after_s: float = 120.0,
-                            say: Say = print, broker: EmbeddedBroker | None = None
+                            say: Say = print, broker: SandboxBroker | None = None
                             ) -> InternalFuzzReport:
     """`count` records: four fifths on the tracking topic, one fifth on the control topic."""
     report = InternalFuzzReport()
@@ -269,7 +269,7 @@ async def run_internal_fuzz(count: int, seed: int = 1, *, stall_after_s: float =
     controls = control_records(count - len(tracking), rng)
     report.tracking, report.control = len(tracking), len(controls)
     own_broker = broker is None
-    running = broker if broker is not None else EmbeddedBroker().start()
+    running = broker if broker is not None else chosen_broker().start()
     try:
         await _run(running.bootstrap_servers, tracking, partitions, controls, seed,
                    stall_after_s, say, report)

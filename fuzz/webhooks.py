@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 
 from orderflow.config.settings import TopicSettings, load_settings, overrides_from
 from orderflow.consumer.app import Application
-from orderflow.sandbox.broker import EmbeddedBroker, create_topics, prefixed_topics
+from orderflow.sandbox.broker import SandboxBroker, chosen_broker, create_topics, prefixed_topics
 from orderflow.sandbox.processes import sandbox_env
 from orderflow.sandbox.samples import encode, sample_orders
 from orderflow.sandbox.simulators import world
@@ -112,9 +112,9 @@ def mutate(body: bytes, rng: random.Random) -> bytes:
 
 
 async def run_webhooks_fuzz(deliveries: int, seed: int = 1,
-                            broker: EmbeddedBroker | None = None) -> WebhooksFuzzReport:
+                            broker: SandboxBroker | None = None) -> WebhooksFuzzReport:
     if broker is None:
-        with EmbeddedBroker() as own:
+        with chosen_broker() as own:
             return await run_webhooks_fuzz(deliveries, seed, own)
     report = WebhooksFuzzReport()
     started = time.monotonic()
@@ -128,7 +128,8 @@ async def run_webhooks_fuzz(deliveries: int, seed: int = 1,
     # would rightly make its owner look.
     simulator = SmakeSimulator(seconds_per_state=3_600, first_id=7_340_001, **world.smake_options())
     async with SimulatorServer(simulator) as smake:
-        env = sandbox_env(broker.bootstrap_servers, topics, {"smake": smake.base_url}) | {
+        env = sandbox_env(broker.bootstrap_servers, topics, {"smake": smake.base_url},
+                          abilities=broker.abilities) | {
             "ORDERFLOW_SMAKE__WEBHOOK_TOKEN": TOKEN, "ORDERFLOW_LOG__LEVEL": "CRITICAL",
             "ORDERFLOW_POLL__INITIAL_INTERVAL_S": "3600", "ORDERFLOW_POLL__MAX_INTERVAL_S": "3600"}
         app = Application(load_settings(env, **overrides_from(env)))
