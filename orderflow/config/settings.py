@@ -58,6 +58,10 @@ class KafkaSettings(BaseModel):
     # The embedded broker holds a group join for about half the session timeout, so tests
     # keep it short; real clusters keep the usual default.
     session_timeout_ms: int = Field(default=10_000, ge=1_000)
+    # Static membership (KIP-345): a replica that comes back under the same id (a container
+    # restarted in its pod, which keeps the pod's name) takes its partitions back without a
+    # rebalance of the group. In Kubernetes, the pod's name (deploy/kubernetes). Unset: none.
+    group_instance_id: str | None = Field(default=None, min_length=1, max_length=249)
     heartbeat_interval_ms: int = Field(default=3_000, ge=100)
     # Idempotent producing needs InitProducerId, which the embedded broker lacks.
     enable_idempotence: bool = True

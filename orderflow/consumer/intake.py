@@ -104,6 +104,7 @@ class Intake:
         self._consumer = AIOKafkaConsumer(
             **client_options(kafka),
             group_id=kafka.group_id,
+            group_instance_id=kafka.group_instance_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             session_timeout_ms=kafka.session_timeout_ms,
