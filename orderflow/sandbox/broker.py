@@ -7,7 +7,8 @@ Both binaries run on a free loopback port, so `make demo` and `make test` need n
 no JVM. What each lacks, measured (docs/brokers.md): Tansu has no idempotent producer, no
 compaction, lists a partition's end too low after a multi-record batch, refuses no
 replication factor or config, and a group join takes about half the session timeout;
-noida-db compacts more eagerly than Kafka and is a young emulator, not Kafka.
+noida-db compacts more eagerly than Kafka, never drops a group member that died (the group
+stalls until it comes back under its static id), and is a young emulator, not Kafka.
 """
 
 from __future__ import annotations
@@ -46,24 +47,29 @@ class BrokerAbilities:
     replication: bool         # a replication factor above the brokers' count is refused
     configs: bool             # DescribeConfigs answers every key, defaults included
     exact_end: bool           # ListOffsets answers the high watermark after batches
+    # A member that died is dropped at its session's end and its partitions handed on
+    # (noida-db never drops it: the group stalls, so multi-replica kills need this).
+    evicts_dead_members: bool = True
     can_freeze: bool = True   # a process here that the fault tests may SIGSTOP
 
     @classmethod
     def parse(cls, name: str, listed: str) -> BrokerAbilities:
         given = {word.strip() for word in listed.split(",") if word.strip()}
-        known = {"idempotence", "compaction", "replication", "configs", "exact_end"}
+        known = {"idempotence", "compaction", "replication", "configs", "exact_end",
+                 "evicts_dead_members"}
         if given - known:
             raise ValueError(f"{TEST_BROKER_ABILITIES}: unknown {sorted(given - known)}, "
                              f"known {sorted(known)}")
         return cls(name, idempotence="idempotence" in given, compaction="compaction" in given,
                    replication="replication" in given, configs="configs" in given,
-                   exact_end="exact_end" in given, can_freeze=False)
+                   exact_end="exact_end" in given,
+                   evicts_dead_members="evicts_dead_members" in given, can_freeze=False)
 
 
 TANSU = BrokerAbilities("tansu", idempotence=False, compaction=False, replication=False,
                         configs=False, exact_end=False)
 NOIDA = BrokerAbilities("noida", idempotence=True, compaction=True, replication=True,
-                        configs=True, exact_end=True)
+                        configs=True, exact_end=True, evicts_dead_members=False)
 KAFKA = BrokerAbilities("kafka", idempotence=True, compaction=True, replication=True,
                         configs=True, exact_end=True, can_freeze=False)
 

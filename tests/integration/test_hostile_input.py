@@ -65,6 +65,19 @@ async def probe_health(port: int, stop: asyncio.Event, seen: Counter[int]) -> No
             await asyncio.sleep(0.25)
 
 
+async def allow_large_records(bootstrap: str, topic: str) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic,
+                                                  configs={"max.message.bytes": str(4 << 20)})])
+    finally:
+        await admin.close()
+
+
 def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes | None]]
             ) -> list[tuple[int, int]]:
     from confluent_kafka import Producer
@@ -103,6 +116,9 @@ async def test_good_orders_complete_and_each_hostile_record_is_dead_lettered_onc
         env["ORDERFLOW_HTTP__PORT"] = str(port)
         for name in ("ORDERFLOW_KAFKA__MAX_RECORD_BYTES", "ORDERFLOW_KAFKA__MAX_MESSAGE_BYTES"):
             env.pop(name, None)
+        # The platform lets the input topic take records up to 4 MiB (Kafka's default is 1 MiB),
+        # so that a 1.2 MB record reaches orderflow's own limit.
+        await allow_large_records(broker.bootstrap_servers, topics.orders_created)
         log_path = tmp_path / "service.log"
         with log_path.open("wb") as log:
             service = start_service(env, log)

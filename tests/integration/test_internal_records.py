@@ -78,6 +78,9 @@ async def test_hostile_internal_records_neither_stop_a_replica_nor_the_commands(
     await write(bootstrap, topics.tracking, list(hostile))
     controls = [record for record in control_records(300, random.Random(4))
                 if record.kind != "good_control" or not record.key or not record.key.startswith(b"pause/")]
+    if broker.abilities.compaction:
+        # A compacting broker refuses a record without a key on a compacted topic, as Kafka does.
+        controls = [record for record in controls if record.key is not None]
     await write(bootstrap, topics.control, [(0, r.key, r.value) for r in controls]
                 + [(0, b"pause/smake", b'{"kind":"pause","at":1e999,"vendor":"smake","paused":true}')])
 
