@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-unit test-integration bench bench-restore bench-scale bench-control lint typecheck schemas chaos fuzz system-deps clean
+.PHONY: demo test test-strict test-unit test-integration bench bench-restore bench-scale bench-control lint typecheck schemas chaos fuzz system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,15 @@ demo: $(STAMP)
 
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q -ra
+
+# The strict broker lane (docs/brokers.md): the Kafka-semantics tests and a short chaos run
+# on a second Kafka-protocol implementation that has what the embedded broker lacks
+# (idempotent producer, compaction, refusals, configs). Its one dependency is pinned by hash.
+test-strict: $(STAMP)
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/strict-broker.txt
+	TEST_BROKER=noida $(BIN)/python -m pytest -q -ra -m kafka_semantics tests/integration
+	TEST_BROKER=noida $(BIN)/python -m chaos --short --replicas 1 --static-membership 1 \
+		--orders 1500 --rate 12.5 --kills 6 --work-dir chaos/results/strict
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
