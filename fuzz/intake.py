@@ -80,12 +80,18 @@ class IntakeFuzzReport:
         for kind in sorted(self.by_kind):
             counts = self.by_kind[kind]
             lines.append(f"    {kind:<28} {counts['accepted']:>6} / {counts['dead_lettered']:<6}")
-        for title, items in (("CRASH", self.crashes), ("STALL", self.stalls),
-                             ("VIOLATION", self.violations)):
-            lines.extend(f"  {title}: {item}" for item in items[:20])
-            if len(items) > 20:
-                lines.append(f"  ... and {len(items) - 20} more")
+        lines.extend(problem_lines(self.crashes, self.stalls, self.violations))
         return "\n".join(lines)
+
+
+def problem_lines(crashes: list[str], stalls: list[str], violations: list[str]) -> list[str]:
+    """A fuzz report's crashes, stalls and violations, the first 20 of each."""
+    lines: list[str] = []
+    for title, items in (("CRASH", crashes), ("STALL", stalls), ("VIOLATION", violations)):
+        lines.extend(f"  {title}: {item}" for item in items[:20])
+        if len(items) > 20:
+            lines.append(f"  ... and {len(items) - 20} more")
+    return lines
 
 
 def fuzz_settings(bootstrap: str, topics: TopicSettings) -> Settings:
@@ -105,8 +111,10 @@ def fuzz_settings(bootstrap: str, topics: TopicSettings) -> Settings:
     )
 
 
-def produce(bootstrap: str, topic: str, records: list[FuzzRecord]) -> dict[tuple[int, int], int]:
-    """Write the records as an outside producer would; (partition, offset) -> record index."""
+def produce(bootstrap: str, topic: str, records: list[FuzzRecord], *,
+            partition: int | None = None) -> dict[tuple[int, int], int]:
+    """Write the records as an outside producer would (to `partition`, if given, else by
+    key); (partition, offset) -> record index."""
     from confluent_kafka import Producer
 
     placed: dict[tuple[int, int], int] = {}
@@ -122,7 +130,11 @@ def produce(bootstrap: str, topic: str, records: list[FuzzRecord]) -> dict[tuple
                 placed[(message.partition(), message.offset())] = index
         while True:
             try:
-                producer.produce(topic, record.value, key=record.key, on_delivery=delivered)
+                if partition is None:
+                    producer.produce(topic, record.value, key=record.key, on_delivery=delivered)
+                else:
+                    producer.produce(topic, record.value, key=record.key, partition=partition,
+                                     on_delivery=delivered)
                 break
             except BufferError:
                 producer.poll(0.2)

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fuzz.intake import fuzz_settings
+from fuzz.intake import fuzz_settings, problem_lines
 from fuzz.intake import produce as produce_records
 from fuzz.records import FuzzRecord, mutate
 from orderflow.consumer.app import Application
@@ -249,11 +249,7 @@ class InternalFuzzReport:
         for kind in sorted(self.by_kind):
             counts = self.by_kind[kind]
             lines.append(f"    {kind:<28} {counts['kept']:>6} / {counts['skipped']:<6}")
-        for title, items in (("CRASH", self.crashes), ("STALL", self.stalls),
-                             ("VIOLATION", self.violations)):
-            lines.extend(f"  {title}: {item}" for item in items[:20])
-            if len(items) > 20:
-                lines.append(f"  ... and {len(items) - 20} more")
+        lines.extend(problem_lines(self.crashes, self.stalls, self.violations))
         return "\n".join(lines)
 
 
@@ -294,7 +290,8 @@ async def _run(bootstrap: str, tracking: list[FuzzRecord], partitions: dict[byte
     for record in tracking:
         by_partition.setdefault(partitions[record.key or b""], []).append(record)
     for partition, records in by_partition.items():
-        await asyncio.to_thread(_produce_to, bootstrap, topics.tracking, partition, records)
+        await asyncio.to_thread(produce_records, bootstrap, topics.tracking, records,
+                                partition=partition)
     await asyncio.to_thread(produce_records, bootstrap, topics.control, controls)
     settings = fuzz_settings(bootstrap, topics)
     # Real adapters, so restored jobs are queued in their lanes and indexed by the vendor's
@@ -335,31 +332,6 @@ async def _run(bootstrap: str, tracking: list[FuzzRecord], partitions: dict[byte
         _account(app, tracking, partitions, topics.tracking, topics.control, report)
     finally:
         await app.stop()
-
-
-def _produce_to(bootstrap: str, topic: str, partition: int, records: list[FuzzRecord]) -> None:
-    from confluent_kafka import Producer
-
-    failures: list[str] = []
-
-    def delivered(error: Any, _message: Any) -> None:
-        if error is not None:
-            failures.append(str(error))
-
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 20,
-                         "enable.idempotence": False, "message.max.bytes": 4 * 1024 * 1024,
-                         "queue.buffering.max.messages": 200_000})
-    for record in records:
-        while True:
-            try:
-                producer.produce(topic, record.value, key=record.key, partition=partition,
-                                 on_delivery=delivered)
-                break
-            except BufferError:
-                producer.poll(0.2)
-        producer.poll(0)
-    if producer.flush(120) or failures:
-        raise RuntimeError(f"the fuzz producer could not write every record: {failures[:3]}")
 
 
 def _account(app: Application, tracking: list[FuzzRecord], partitions: dict[bytes, int],
