@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-strict test-unit test-integration bench bench-restore bench-scale bench-control lint typecheck schemas chaos fuzz system-deps clean
+.PHONY: demo test test-strict test-unit test-integration bench bench-restore bench-scale bench-control bench-kill lint typecheck schemas chaos fuzz system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,11 @@ bench-scale: $(STAMP)
 # The control topic's start-up read with a year of residue, without the clean-up and with it.
 bench-control: $(STAMP)
 	$(BIN)/python -m bench.control_residue
+
+# What one SIGKILL and one scale-down cost the group, per broker and membership (docs/brokers.md).
+bench-kill: $(STAMP)
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/strict-broker.txt
+	$(BIN)/python -m bench.kill_cost
 
 # Faults against real processes, then a count of what was lost or repeated (chaos/harness.py).
 chaos: $(STAMP)
