@@ -129,10 +129,15 @@ class ControlReader:
                 if opened != self._opened_seen and self._retries:
                     # Partitions opened since: retries kept for them may apply now.
                     for retry in list(self._retries.values()):
-                        await self._retry(retry)
+                        await self._retry_kept(retry)
                 self._opened_seen = opened
                 if SWEEPER_PARTITION in opened:
-                    await self._sweep(self._consumer)
+                    try:
+                        await self._sweep(self._consumer)
+                    except KafkaError:
+                        raise
+                    except Exception as exc:  # residue is worth no crash: the next sweep retries
+                        log.warning("sweeping the control topic failed", error=str(exc)[:300])
                 pause.reset()
             except KafkaError as exc:
                 self._metrics.kafka_errors.labels("control").inc()
@@ -178,10 +183,13 @@ class ControlReader:
             self._scheduler.hold(record.vendor, record.paused)
         elif isinstance(record, control.Retry):
             self._retries[(record.order_id, str(record.vendor))] = record
-            await self._retry(record)
+            await self._retry_kept(record)
         elif isinstance(record, control.Hint):
             await self._hint(record, key, written_at)
-        elif isinstance(record, control.Replayed) and key is not None:
+        elif (isinstance(record, control.Replayed) and key is not None
+              and record.topic == self._settings.topics.dead_letter):
+            # Only markers of our dead-letter topic: a marker naming another topic (nothing
+            # writes one) is not ours to judge.
             self._markers[key] = (record.topic, record.partition, record.offset)
 
     def _note_hint(self, key: bytes, written_at: float | None) -> None:
@@ -237,6 +245,18 @@ class ControlReader:
                 await self._remove(key, "a replay marker")
             if gone:
                 log.info("replay markers of expired dead letters removed", count=len(gone))
+
+    async def _retry_kept(self, retry: control.Retry) -> None:
+        """A kept retry tried again; one that fails for anything but Kafka is dropped."""
+        try:
+            await self._retry(retry)
+        except (KafkaError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            self._retries.pop((retry.order_id, str(retry.vendor)), None)
+            self._metrics.internal_records_skipped.labels(self._topic).inc()
+            log.warning("a kept retry could not be applied, dropped", order_id=retry.order_id,
+                        vendor=str(retry.vendor), error=str(exc)[:300])
 
     async def _retry(self, retry: control.Retry) -> None:
         now = self._clock()

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Producer
-from conftest import service_env
+from conftest import needs, service_env
 
 from orderflow.sandbox.outcomes import OutputReader
 from orderflow.sandbox.samples import sample_orders
@@ -41,6 +41,7 @@ def produce_with_librdkafka(bootstrap: str, topic: str, events: list[dict[str, A
 
 
 async def test_sigkill_while_waiting_for_print_files_loses_and_duplicates_nothing(broker, topics, tmp_path):
+    needs(broker, "evicts_dead_members")  # the replica comes back as a new member
     async with SimulatorServer(ZakekeSimulator(print_files_delay_s=6.0)) as zakeke:
         env = service_env(broker, topics, zakeke=zakeke.base_url)
         events = sample_orders(40, seed=11, prefix="KILL", shape="zakeke")
@@ -67,6 +68,7 @@ async def test_sigkill_while_waiting_for_print_files_loses_and_duplicates_nothin
         finally:
             if service.poll() is None:
                 service.kill()
+                service.wait()
             await reader.stop()
 
     outcomes = reader.outcomes

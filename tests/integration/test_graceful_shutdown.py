@@ -31,7 +31,7 @@ import aiohttp
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from confluent_kafka import KafkaError, Message, Producer
-from conftest import PARTITIONS, service_env, settings_from
+from conftest import PARTITIONS, needs, service_env, settings_from
 
 from orderflow.sandbox.outcomes import OutputReader, expected_pairs
 from orderflow.sandbox.samples import encode, sample_orders
@@ -206,6 +206,7 @@ async def uncommitted(bootstrap: str, topic: str, group_id: str) -> dict[int, in
 @pytest.mark.parametrize("successor", [False, True], ids=["scale-down", "rolling-update"])
 async def test_sigterm_under_load_hands_over_without_loss_or_duplicates(
         broker, topics, tmp_path, monkeypatch, successor):
+    needs(broker, "evicts_dead_members")  # a group that rebalances as members come and go
     began = time.monotonic()
     # Latency keeps calls in flight (Reevoo's are the slowest, and the one vendor that
     # cannot be asked before a create); print files keep Zakeke pairs polling for seconds.

@@ -125,12 +125,14 @@ async def test_the_owner_of_partition_0_removes_stale_hints_and_markers_of_expir
     unserved = control.Hint(at=NOW - 400, vendor=Vendor.SMAKE, vendor_order_ref="9", delivery="d" * 32)
     recent = control.Hint(at=NOW - 10, vendor=Vendor.SMAKE, vendor_order_ref="8", delivery="e" * 32)
     expired = control.Replayed(at=NOW, topic="dlq", partition=1, offset=5, to_topic="in")
+    foreign = control.Replayed(at=NOW, topic="x" * 1000, partition=2**31 - 1, offset=0, to_topic="in")
     kept = control.Replayed(at=NOW, topic="dlq", partition=1, offset=50, to_topic="in")
     consumer = FakeConsumer([[
         Record(unserved.key(), unserved.model_dump_json().encode(), at(400)),
         Record(recent.key(), recent.model_dump_json().encode(), at(10)),
         Record(expired.key(), expired.model_dump_json().encode(), at(1)),
         Record(kept.key(), kept.model_dump_json().encode(), at(1)),
+        Record(foreign.key(), foreign.model_dump_json().encode(), at(1)),
     ]], begins={TopicPartition("dlq", 1): 20})
     await built._read_once(consumer, 0)
     await built._sweep(consumer)
