@@ -259,7 +259,7 @@ async def test_a_replay_whose_cause_is_not_fixed_is_not_replayed_again_unless_as
                 _, listed = await json_of(env, "dlq", "list")
                 if len(listed["dead_letters"]) >= count:
                     found: list[dict[str, Any]] = listed["dead_letters"]
-                return found
+                    return found
                 await asyncio.sleep(0.5)
             raise AssertionError(f"fewer than {count} dead letters")
 
