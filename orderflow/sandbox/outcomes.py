@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from orderflow.config.settings import Settings
 from orderflow.consumer.routing import route
+from orderflow.consumer.topic_end import read_to_end
 from orderflow.contracts.events import OrderCreated
 
 TERMINAL = frozenset({"completed", "failed", "rejected", "cancelled", "timed_out"})
@@ -112,7 +113,7 @@ async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[Topic
 
 async def read_topic(bootstrap_servers: str, topic: str) -> list[Any]:
     """Every record of the topic, from its beginning to its end as it is now (records of up
-    to 8 MiB each)."""
+    to 8 MiB each), read as the service reads to an end (consumer/topic_end.py)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
                                 max_partition_fetch_bytes=8 * 1024 * 1024)
     await consumer.start()
@@ -120,16 +121,12 @@ async def read_topic(bootstrap_servers: str, topic: str) -> list[Any]:
         tps = await topic_partitions(consumer, topic)
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
         records: list[Any] = []
-        remaining = {tp for tp in tps if ends[tp] > 0}
-        while remaining:
-            for part in (await consumer.getmany(*remaining, timeout_ms=1_000,
-                                                 max_records=5_000)).values():
-                records.extend(part)
-            for tp in list(remaining):
-                if await consumer.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
+
+        async def take(tp: TopicPartition, part: list[Any]) -> None:
+            records.extend(part)
+
+        await read_to_end(consumer, tps, take, max_records=5_000)
         return records
     finally:
         await consumer.stop()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -22,7 +21,7 @@ from test_operator_commands import orderflow
 from orderflow.consumer.app import Application
 from orderflow.contracts.events import Vendor
 from orderflow.sandbox.broker import create_topics
-from orderflow.sandbox.outcomes import OutputReader
+from orderflow.sandbox.outcomes import OutputReader, read_topic
 from orderflow.sandbox.samples import sample_orders
 from orderflow.sandbox.simulators import world
 from orderflow.sandbox.simulators.base import SimulatorServer
@@ -32,22 +31,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.kafka_semantics, pytest.mark.
 
 EAGER = {"cleanup.policy": "compact", "segment.ms": "100", "min.compaction.lag.ms": "0",
          "min.cleanable.dirty.ratio": "0.01", "delete.retention.ms": "100"}
-
-
-async def records_of(bootstrap: str, topic: str, partitions: int) -> list[Any]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        found: list[Any] = []
-        for _ in range(6):
-            for records in (await consumer.getmany(timeout_ms=300)).values():
-                found.extend(records)
-        return found
-    finally:
-        await consumer.stop()
 
 
 async def offsets_written(bootstrap: str, topic: str, partitions: int) -> int:
@@ -93,11 +76,11 @@ async def test_a_replica_restores_what_compaction_left(broker, topics, monkeypat
 
         # Compacted: fewer records than offsets written, with gaps between them.
         written = await offsets_written(bootstrap, topics.tracking, PARTITIONS)
-        kept = await records_of(bootstrap, topics.tracking, PARTITIONS)
+        kept = await read_topic(bootstrap, topics.tracking)
         deadline = time.monotonic() + (60 if broker.abilities.compaction else 0)
         while len(kept) >= written and time.monotonic() < deadline:
             await asyncio.sleep(1)
-            kept = await records_of(bootstrap, topics.tracking, PARTITIONS)
+            kept = await read_topic(bootstrap, topics.tracking)
         if broker.abilities.compaction:
             assert len(kept) < written, "the broker compacted nothing"
         print(f"\ntracking topic: {written} records written, {len(kept)} left by compaction "
