@@ -30,6 +30,12 @@ def run_env(env: dict[str, str]) -> dict[str, str]:
     return {**base, **env}
 
 
+def run_service(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`orderflow run` with these settings, to its exit (a start-up refusal ends it)."""
+    return subprocess.run([sys.executable, "-m", "orderflow", "run"], env=run_env(env), cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
 def the_last_line(stderr: str) -> str:
     lines = [line for line in stderr.strip().splitlines() if line.startswith("orderflow:")]
     assert len(lines) == 1, stderr
@@ -110,8 +116,7 @@ def test_a_broker_that_refuses_idempotent_producing_is_named_with_exit_2(broker,
         pytest.skip(f"the {broker.abilities.name} broker grants idempotent producing")
     env = service_env(broker, topics)
     env["ORDERFLOW_KAFKA__ENABLE_IDEMPOTENCE"] = "true"  # the embedded broker lacks it
-    done = subprocess.run([sys.executable, "-m", "orderflow", "run"], env=run_env(env), cwd=ROOT,
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = run_service(env)
     assert done.returncode == 2, done.stderr
     line = the_last_line(done.stderr)
     assert "refuses idempotent producing" in line
@@ -126,8 +131,7 @@ def test_a_replication_factor_the_cluster_cannot_give_is_named_with_exit_2(broke
     needs(broker, "replication")
     env = service_env(broker, topics)
     env["ORDERFLOW_KAFKA__TRACKING_REPLICATION_FACTOR"] = "3"
-    done = subprocess.run([sys.executable, "-m", "orderflow", "run"], env=run_env(env), cwd=ROOT,
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = run_service(env)
     assert done.returncode == 2, done.stderr
     line = the_last_line(done.stderr)
     assert "ORDERFLOW_KAFKA__TRACKING_REPLICATION_FACTOR=3" in line and topics.tracking in line, line
@@ -137,8 +141,7 @@ def test_a_replication_factor_the_cluster_cannot_give_is_named_with_exit_2(broke
 def test_a_missing_input_topic_is_named_with_exit_2(broker, topics) -> None:
     env = service_env(broker, topics)
     env["ORDERFLOW_TOPICS__ORDERS_CREATED"] = "no.such.topic"
-    done = subprocess.run([sys.executable, "-m", "orderflow", "run"], env=run_env(env), cwd=ROOT,
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = run_service(env)
     assert done.returncode == 2, done.stderr
     line = the_last_line(done.stderr)
     assert "'no.such.topic' does not exist" in line and "ORDERFLOW_TOPICS__ORDERS_CREATED" in line
@@ -151,8 +154,7 @@ def test_a_port_already_taken_is_named_with_exit_2(broker, topics) -> None:
         taken.listen()
         env = service_env(broker, topics)
         env["ORDERFLOW_HTTP__PORT"] = str(taken.getsockname()[1])
-        done = subprocess.run([sys.executable, "-m", "orderflow", "run"], env=run_env(env),
-                              cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+        done = run_service(env)
     assert done.returncode == 2, done.stderr
     line = the_last_line(done.stderr)
     assert "cannot listen on 127.0.0.1:" in line and "ORDERFLOW_HTTP__PORT" in line
