@@ -38,8 +38,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from orderflow.config.settings import KafkaSettings, LogSettings, Settings, TopicSettings
 from orderflow.consumer.control import ControlReader
+from orderflow.consumer.jobs import JobTable
 from orderflow.consumer.logging import configure_logging
 from orderflow.consumer.metrics import Metrics
+from orderflow.consumer.ports import HintResult
 from orderflow.contracts import control
 from orderflow.contracts.control import HINT_MAX_AGE_S
 from orderflow.contracts.events import Vendor
@@ -96,28 +98,34 @@ def produce(bootstrap: str, topic: str, records: list[Record]) -> None:
         raise RuntimeError("could not write the control topic")
 
 
-class _NoScheduler:
-    """The reader at start-up asks the scheduler to hold vendors and to look at pairs; here
-    it owns no partition."""
+class _NoEngine:
+    """The reader at start-up commands the engine (pauses, hints) and asks the partition
+    owner what it owns; here it owns no partition."""
 
-    class _Partitions:
-        @staticmethod
-        def open_partitions() -> list[int]:
-            return []
+    table = JobTable()
 
-    partitions = _Partitions()
+    @staticmethod
+    def open_partitions() -> list[int]:
+        return []
 
-    def hold(self, vendor: Vendor, held: bool) -> bool:
+    def follows(self, vendor: Vendor) -> bool:
         return True
 
-    def look_now(self, vendor: Vendor, order_id: str | None, ref: str | None) -> str:
-        return "not_here"
+    def pause(self, vendor: Vendor) -> bool:
+        return True
+
+    def resume(self, vendor: Vendor) -> bool:
+        return True
+
+    def look_now(self, vendor: Vendor, order_id: str | None, ref: str | None) -> HintResult:
+        return HintResult.NOT_HERE
 
 
 async def time_reader(bootstrap: str, topic: str) -> float:
     settings = Settings(kafka=KafkaSettings(bootstrap_servers=bootstrap, enable_idempotence=False),
                         topics=TopicSettings(control=topic))
-    reader = ControlReader(settings, _NoScheduler(), None, None,  # type: ignore[arg-type]
+    engine = _NoEngine()
+    reader = ControlReader(settings, engine, engine, None, None,  # type: ignore[arg-type]
                            Metrics(process_collectors=False))
     began = time.monotonic()
     await reader.start()

@@ -5,7 +5,7 @@ topic, what that costs in memory, and whether the service stays responsive meanw
 
 One run starts the embedded broker, creates the input topic and the compacted tracking topic
 (`--partitions`, 6 by default) and fills the tracking topic once with `--records` records made
-by the service's own `Job.to_record`, batched per partition. The mix, for R records:
+by the service's own `encode_job`, batched per partition. The mix, for R records:
 
 - 90% of R are live pairs, each its latest record: 90% of them finished (`phase: done`,
   `order: null`, finished within the retention period, so the service has nothing to sweep)
@@ -49,7 +49,7 @@ import statistics
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -61,6 +61,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from orderflow.adapters.zakeke.adapter import ZakekeAdapter
 from orderflow.config.settings import TopicSettings, TrackingSettings
 from orderflow.consumer.jobs import Job, Phase, tracking_key
+from orderflow.consumer.tracking_record import encode_job
 from orderflow.contracts.events import Order, Vendor, VendorStatus
 from orderflow.sandbox.broker import SandboxBroker, chosen_broker, create_topics, free_port
 from orderflow.sandbox.processes import cpu_seconds, memory_mib, sandbox_env, start_service
@@ -196,16 +197,14 @@ class TrackingHistory:
                   source_event_id=f"{rng.getrandbits(128):032x}", order=order, phase=phase,
                   created_at=created, due_at=self.now + rng.uniform(1, 300))
         if phase is Phase.POLL:
-            job.status = rng.choice((VendorStatus.SUBMITTED, VendorStatus.IN_PROGRESS))
-            job.vendor_order_ref = str(rng.randrange(10**9))
-            job.vendor_state = "preparing"
-            job.polls_without_change = rng.randrange(4)
+            job = replace(job, status=rng.choice((VendorStatus.SUBMITTED, VendorStatus.IN_PROGRESS)),
+                          vendor_order_ref=str(rng.randrange(10**9)), vendor_state="preparing",
+                          polls_without_change=rng.randrange(4))
         elif phase is Phase.DONE:
-            job.status = rng.choices(_TERMINAL, _TERMINAL_WEIGHTS)[0]
-            job.vendor_order_ref = str(rng.randrange(10**9))
-            job.vendor_state = str(job.status)
-            job.finished_at = min(self.now - 1, created + rng.uniform(1, 3_600))
-            job.due_at = job.finished_at
+            status = rng.choices(_TERMINAL, _TERMINAL_WEIGHTS)[0]
+            finished = min(self.now - 1, created + rng.uniform(1, 3_600))
+            job = replace(job, status=status, vendor_order_ref=str(rng.randrange(10**9)),
+                          vendor_state=str(status), finished_at=finished, due_at=finished)
         return job
 
     def records(self) -> Iterator[tuple[int, bytes, bytes | None]]:
@@ -214,7 +213,7 @@ class TrackingHistory:
         if self.mix.waiting_only:
             for j in range(self.mix.records):
                 waiting = self._waiting_job(j)
-                yield waiting.partition, tracking_key(waiting.key), waiting.to_record()
+                yield waiting.partition, tracking_key(waiting.key), encode_job(waiting)
             return
         for j, kind in enumerate(self.kinds):
             while later and later[0][0] <= j:
@@ -223,22 +222,22 @@ class TrackingHistory:
             job: Job
             if kind == _FORGOTTEN:
                 job = self._job(j, Phase.DONE, with_order=False)
-                yield job.partition, tracking_key(job.key), job.to_record()
+                yield job.partition, tracking_key(job.key), encode_job(job)
                 later.append((j + SUPERSEDE_DISTANCE, job.partition, tracking_key(job.key), None))
                 continue
             final_phase = Phase.DONE if kind == _FINISHED else self.rng.choice((Phase.SUBMIT, Phase.POLL))
             if j in self.superseded:
                 earlier = self._job(j, Phase.SUBMIT if final_phase is not Phase.DONE else Phase.POLL,
                                     with_order=True)
-                yield earlier.partition, tracking_key(earlier.key), earlier.to_record()
+                yield earlier.partition, tracking_key(earlier.key), encode_job(earlier)
                 if final_phase is Phase.SUBMIT:
                     final_phase = Phase.POLL  # a later version of a submit job has moved on
                 job = self._job(j, final_phase, with_order=final_phase is not Phase.DONE)
                 later.append((j + SUPERSEDE_DISTANCE, job.partition, tracking_key(job.key),
-                              job.to_record()))
+                              encode_job(job)))
                 continue
             job = self._job(j, final_phase, with_order=final_phase is not Phase.DONE)
-            yield job.partition, tracking_key(job.key), job.to_record()
+            yield job.partition, tracking_key(job.key), encode_job(job)
         for _, partition, key, value in later:
             yield partition, key, value
 

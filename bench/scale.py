@@ -48,6 +48,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from orderflow.adapters.smake import smake_create_body
 from orderflow.config.settings import SmakeSettings
 from orderflow.consumer.jobs import Job, Phase, tracking_key
+from orderflow.consumer.tracking_record import encode_job
 from orderflow.contracts.events import Order, Vendor, VendorStatus
 from orderflow.sandbox.broker import SandboxBroker, chosen_broker, create_topics, free_port, prefixed_topics
 from orderflow.sandbox.processes import memory_mib, sandbox_env, start_service
@@ -160,7 +161,7 @@ async def fill(bootstrap: str, topic: str, jobs: list[Job]) -> None:
     try:
         pending = []
         for job in jobs:
-            pending.append(await producer.send(topic, job.to_record(), key=tracking_key(job.key),
+            pending.append(await producer.send(topic, encode_job(job), key=tracking_key(job.key),
                                                partition=job.partition))
             if len(pending) >= 5_000:
                 await asyncio.gather(*pending)

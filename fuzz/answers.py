@@ -44,6 +44,7 @@ from orderflow.consumer import transitions
 from orderflow.consumer.intake import TRACKING_RECORD_HEADROOM
 from orderflow.consumer.jobs import Job
 from orderflow.consumer.jobs import Phase as JobPhase
+from orderflow.consumer.tracking_record import encode_job
 from orderflow.contracts.events import Order, OrderCreated, Vendor, VendorStatus
 from orderflow.sandbox.samples import sample_order_event
 
@@ -313,8 +314,8 @@ def check_next_step(vendor: Vendor, order: Order, state: PairState, submit: bool
     for event in step.events:
         encoded = event.model_dump_json().encode("utf-8")
         assert len(encoded) <= MAX_EVENT_BYTES, f"{event.event_type} of {len(encoded)} bytes"
-    before = len(job.to_record())
-    after = len(step.job.to_record())
+    before = len(encode_job(job))
+    after = len(encode_job(step.job))
     assert after - before <= TRACKING_RECORD_HEADROOM, f"tracking record grew by {after - before}"
 
 

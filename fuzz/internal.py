@@ -34,6 +34,7 @@ from fuzz.intake import produce as produce_records
 from fuzz.records import FuzzRecord, mutate
 from orderflow.consumer.app import Application
 from orderflow.consumer.jobs import Job, Phase, tracking_key
+from orderflow.consumer.tracking_record import encode_job
 from orderflow.contracts import control
 from orderflow.contracts.events import Order, Vendor, VendorStatus
 from orderflow.sandbox.broker import SandboxBroker, chosen_broker, create_topics, prefixed_topics
@@ -133,23 +134,23 @@ def tracking_records(count: int, rng: random.Random) -> tuple[list[FuzzRecord], 
         partitions[key] = n % PARTITIONS
         roll = rng.random()
         if roll < 0.6:
-            records.append(FuzzRecord("valid", "accept", key, job.to_record()))
+            records.append(FuzzRecord("valid", "accept", key, encode_job(job)))
         elif roll < 0.85:
             kind = rng.choice(kinds)
             # The heaviest kinds are rare: a few of each make the point.
             if kind in HEAVY and rng.random() < 0.97:
                 kind = "attempts_1e999"
-            data = json.loads(job.to_record())
+            data = json.loads(encode_job(job))
             records.append(FuzzRecord(kind, "dead_letter", key, TRACKING_HOSTILE[kind](rng, data)))
         elif roll < 0.99:
-            records.append(FuzzRecord("mutated", "either", key, mutate(rng, job.to_record())))
+            records.append(FuzzRecord("mutated", "either", key, mutate(rng, encode_job(job))))
         else:
             # A key naming another pair than the record, or no pair at all.
             other = rng.choice([b"smake/INT-other", b"\xff\xfe", b"zakeke/", b"/" * 300])
             if other in partitions:
                 other += str(n).encode()
             partitions[other] = n % PARTITIONS
-            records.append(FuzzRecord("key_of_another_pair", "dead_letter", other, job.to_record()))
+            records.append(FuzzRecord("key_of_another_pair", "dead_letter", other, encode_job(job)))
     return records, partitions
 
 
@@ -363,7 +364,7 @@ def _account(app: Application, tracking: list[FuzzRecord], partitions: dict[byte
     if report.kept + report.skipped_tracking != len(tracking):
         report.violations.append(f"tracking counts do not add up: {report.kept} kept + "
                                  f"{report.skipped_tracking} skipped != {len(tracking)} records")
-    if any(app.scheduler.is_held(vendor) for vendor in Vendor):
+    if any(app.scheduler.is_paused(vendor) for vendor in Vendor):
         report.violations.append("a vendor is held though its last pause record resumed it")
     if report.skipped_control == 0:
         report.violations.append("no control record was counted as skipped")

@@ -64,6 +64,12 @@ class Observation:
             publishable(str(number)) for number in self.tracking_numbers[:MAX_TRACKING_NUMBERS]))
 
 
+class CreateNotAllowed(Exception):
+    """What `intend_to_create` raises when the engine will not have the pair created (a
+    re-opened pair that kept only what its polls read): the pair ends rejected, with this
+    message. Adapters let it through, as any error of the engine's."""
+
+
 @dataclass(frozen=True, slots=True)
 class PairState:
     """What the engine remembers of a pair between calls (from the tracking topic).
@@ -94,6 +100,11 @@ class VendorAdapter(Protocol):
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
+
+    async def verify_credentials(self) -> str:
+        """One cheap authenticated call (`orderflow check`): what the vendor said, or a
+        VendorError naming what is wrong."""
+        ...
 
     async def submit(self, order: Order, state: PairState) -> Observation: ...
 

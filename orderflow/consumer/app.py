@@ -1,5 +1,6 @@
-"""The service: wires intake, scheduler, tracking store, publisher, adapters and the
-operations endpoints, and runs them until told to stop."""
+"""The service: wires the partition owner, the journal, intake, scheduler, control reader,
+tracking store, publisher, adapters and the operations endpoints, and runs them until told
+to stop."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import signal
 import time
 from collections.abc import Callable, Mapping
 
-from orderflow.adapters.http import RequestObserver
+from orderflow.adapters.enabled import build_adapters
 from orderflow.adapters.outcomes import VendorAdapter
 from orderflow.config.settings import Settings, env_name
 from orderflow.consumer.control import ControlReader
@@ -18,6 +19,7 @@ from orderflow.consumer.critical import CriticalTasks
 from orderflow.consumer.http import OpsServer
 from orderflow.consumer.intake import Intake
 from orderflow.consumer.jobs import JobTable
+from orderflow.consumer.journal import JobJournal
 from orderflow.consumer.kafka import (
     StartupError,
     check_idempotence,
@@ -27,6 +29,7 @@ from orderflow.consumer.kafka import (
 )
 from orderflow.consumer.logging import get_logger
 from orderflow.consumer.metrics import Metrics
+from orderflow.consumer.partitions import PartitionOwner
 from orderflow.consumer.publisher import Publisher
 from orderflow.consumer.scheduler import Scheduler
 from orderflow.consumer.taskdump import dump_tasks
@@ -37,23 +40,10 @@ from orderflow.contracts.events import Vendor
 log = get_logger(__name__)
 
 
-def build_adapters(settings: Settings, observer: RequestObserver) -> dict[Vendor, VendorAdapter]:
-    """One adapter per enabled vendor."""
-    from orderflow.adapters.reevoo import ReevooAdapter
-    from orderflow.adapters.smake import SmakeAdapter
-    from orderflow.adapters.zakeke import ZakekeAdapter
-
-    adapters: dict[Vendor, VendorAdapter] = {}
-    if settings.zakeke.enabled:
-        adapters[Vendor.ZAKEKE] = ZakekeAdapter(settings.zakeke, observer)
-    if settings.smake.enabled:
-        adapters[Vendor.SMAKE] = SmakeAdapter(settings.smake, observer)
-    if settings.reevoo.enabled:
-        adapters[Vendor.REEVOO] = ReevooAdapter(settings.reevoo, observer)
-    return adapters
-
-
 class Application:
+    """The service: every part built once, wired, started in dependency order and stopped
+    in reverse."""
+
     def __init__(
         self,
         settings: Settings,
@@ -68,22 +58,27 @@ class Application:
         self._adapters = dict(adapters) if adapters is not None else build_adapters(settings, self.metrics)
         self._clock = clock
         self.critical = CriticalTasks()
-        self.table = JobTable()
         self._producer = make_producer(settings.kafka)
-        self._tracking = TrackingStore(settings.kafka, settings.topics.tracking, self._producer,
-                                       self.metrics)
+        tracking = TrackingStore(settings.kafka, settings.topics.tracking, self._producer,
+                                 self.metrics)
+        # One owner of the partitions' lives and of what is kept per partition; one write
+        # path for a job's state. Every part below is handed them.
+        self.partitions = PartitionOwner(JobTable(), tracking, self.metrics,
+                                         critical=self.critical)
+        self.table = self.partitions.table
+        journal = JobJournal(tracking, self.partitions)
         self._publisher = Publisher(self._producer, settings.topics, self.metrics)
-        self.scheduler = Scheduler(settings, self._adapters, self.table, self._publisher,
-                                   self._tracking, self.metrics, clock=clock, rng=rng,
+        self.scheduler = Scheduler(settings, self._adapters, self.partitions, journal,
+                                   self._publisher, self.metrics, clock=clock, rng=rng,
                                    critical=self.critical)
-        self.intake = Intake(settings, self.table, self.scheduler, self._tracking, self._producer,
-                             self.metrics, clock=clock, critical=self.critical)
+        self.intake = Intake(settings, self.partitions, journal, self._producer, self.metrics,
+                             clock=clock, critical=self.critical)
         # The deliveries noted on the control topic, by any replica: the reader fills it, the
         # webhook door asks it.
         deliveries = DeliveryLedger(clock)
-        self.control = ControlReader(settings, self.scheduler, self._tracking, self._producer,
-                                     self.metrics, clock=clock, critical=self.critical,
-                                     deliveries=deliveries)
+        self.control = ControlReader(settings, self.scheduler, self.partitions, journal,
+                                     self._producer, self.metrics, clock=clock,
+                                     critical=self.critical, deliveries=deliveries)
         for topic in (settings.topics.tracking, settings.topics.control):
             self.metrics.internal_records_skipped.labels(topic)
         self._webhooks: SmakeWebhooks | None = None
@@ -122,10 +117,10 @@ class Application:
     def readiness(self) -> tuple[bool, str]:
         if not self._started or not self.intake.joined:
             return False, "not in the consumer group yet"
-        missing = self.intake.restoring()
+        missing = self.partitions.restoring()
         if missing:
             return False, f"restoring partitions {missing}"
-        return True, f"ready, owning partitions {self.intake.owned()}"
+        return True, f"ready, owning partitions {sorted(self.partitions.owned())}"
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -55,7 +55,7 @@ class VendorBackoff:
     - `trip_after` failures in a row (5xx, timeouts, refused connections) pause it for
       `base_s`, doubling with each further failure up to `cap_s`; while tripped, one call at
       a time probes the vendor. The first answer that is not a failure closes it again.
-    Pure logic: the scheduler passes the time in."""
+    Pure logic: the vendor's lane passes the time in."""
 
     def __init__(self, trip_after: int = 5, base_s: float = 0.5, cap_s: float = 10.0) -> None:
         self.trip_after = trip_after

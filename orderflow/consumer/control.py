@@ -34,12 +34,13 @@ from aiokafka.errors import KafkaError
 from orderflow.config.settings import Settings
 from orderflow.consumer.backoff import RetryPause
 from orderflow.consumer.critical import CriticalTasks
-from orderflow.consumer.jobs import Job, Phase
-from orderflow.consumer.kafka import client_options
+from orderflow.consumer.jobs import Job, JobKey, Phase
+from orderflow.consumer.journal import JobJournal
+from orderflow.consumer.kafka import client_options, retry_kafka
 from orderflow.consumer.logging import get_logger
 from orderflow.consumer.metrics import Metrics
-from orderflow.consumer.ports import JobStore
-from orderflow.consumer.scheduler import Scheduler
+from orderflow.consumer.partitions import PartitionOwner
+from orderflow.consumer.ports import EngineCommands, HintResult
 from orderflow.consumer.topic_end import read_to_end
 from orderflow.consumer.webhooks import DeliveryLedger
 from orderflow.contracts import control
@@ -57,15 +58,18 @@ _HINT_PREFIX = b"hint/"
 
 
 class ControlReader:
-    def __init__(self, settings: Settings, scheduler: Scheduler, tracking: JobStore,
-                 producer: AIOKafkaProducer, metrics: Metrics, *,
+    """The control topic's reader: pauses, retries and webhook hints, and its residue."""
+
+    def __init__(self, settings: Settings, commands: EngineCommands, owner: PartitionOwner,
+                 journal: JobJournal, producer: AIOKafkaProducer, metrics: Metrics, *,
                  clock: Callable[[], float] = time.time,
                  critical: CriticalTasks | None = None,
                  deliveries: DeliveryLedger | None = None) -> None:
         self._settings = settings
         self._topic = settings.topics.control
-        self._scheduler = scheduler
-        self._tracking = tracking
+        self._commands = commands
+        self._owner = owner
+        self._journal = journal
         self._producer = producer
         self._metrics = metrics
         self._clock = clock
@@ -125,7 +129,7 @@ class ControlReader:
         while True:
             try:
                 await self._read_once(self._consumer, timeout_ms=1000)
-                opened = self._scheduler.partitions.open_partitions()
+                opened = self._owner.open_partitions()
                 if opened != self._opened_seen and self._retries:
                     # Partitions opened since: retries kept for them may apply now.
                     for retry in list(self._retries.values()):
@@ -180,7 +184,10 @@ class ControlReader:
         record = control.parse(value)  # ValueError: skipped by the caller, whatever the bytes
         self._metrics.control_records.labels(record.kind).inc()
         if isinstance(record, control.Pause):
-            self._scheduler.hold(record.vendor, record.paused)
+            if record.paused:
+                self._commands.pause(record.vendor)
+            else:
+                self._commands.resume(record.vendor)
         elif isinstance(record, control.Retry):
             self._retries[(record.order_id, str(record.vendor))] = record
             await self._retry_kept(record)
@@ -204,13 +211,13 @@ class ControlReader:
             if key is not None:
                 self._note_hint(key, written_at)
             return
-        result = self._scheduler.look_now(hint.vendor, hint.order_id, hint.vendor_order_ref)
+        result = self._commands.look_now(hint.vendor, hint.order_id, hint.vendor_order_ref)
         self._metrics.hints.labels(str(hint.vendor), result).inc()
         log.info("webhook hint", vendor=str(hint.vendor), order_id=hint.order_id,
                  vendor_order_ref=hint.vendor_order_ref, smake_event=hint.event, result=result)
         if key is None:
             return
-        if result == "not_here":
+        if result is HintResult.NOT_HERE:
             self._note_hint(key, written_at)  # the owner may serve it; else the sweep removes it
             return
         # Served by its owner: the topic need not keep it.
@@ -275,23 +282,27 @@ class ControlReader:
                 intent_at=retry.finished_at, round=retry.round + 1,
             )
 
-        found = self._scheduler.reopen(retry.order_id, retry.vendor, retry.finished_at, make_job)
+        found = self._finished_here(retry)
         if found is None:
             return
-        _, job = found
-        pause = RetryPause(cap_s=5.0)
-        while True:
-            try:
-                await self._tracking.write(job)
-                break
-            except KafkaError as exc:
-                self._metrics.kafka_errors.labels("control").inc()
-                log.warning("could not record a retried pair, retrying", error=str(exc))
-                await asyncio.sleep(pause.take())
+        job = make_job(found)
+        await retry_kafka(lambda: self._journal.record(job), what="recording a retried pair",
+                          label="control", metrics=self._metrics, pause=RetryPause(cap_s=5.0))
         self._retries.pop((retry.order_id, str(retry.vendor)), None)
-        self._scheduler.reopen_scheduled(job)
         log.warning("pair re-opened by an operator", order_id=job.order_id, vendor=str(job.vendor),
                     round=job.round)
+
+    def _finished_here(self, retry: control.Retry) -> int | None:
+        """The partition holding the pair, if this replica follows its vendor and holds the
+        pair finished at exactly the time the command saw (else it is not ours, or it
+        changed since: someone re-opened it already)."""
+        if not self._commands.follows(retry.vendor):
+            return None
+        key: JobKey = (retry.order_id, retry.vendor)
+        for partition in self._owner.open_partitions():
+            if self._owner.table.finished_at(partition, key) == retry.finished_at:
+                return partition
+        return None
 
 
 def control_order_json(retry: control.Retry) -> bytes | None:

@@ -50,6 +50,9 @@ class PendingLetter:
 
 
 class DeadLetters:
+    """Writes one dead letter per refused input record: its original bytes, with headers
+    saying why (contracts/dead_letters.py)."""
+
     def __init__(self, producer: AIOKafkaProducer, topic: str, max_message_bytes: int) -> None:
         self._producer = producer
         self._topic = topic

@@ -1,7 +1,7 @@
 """Input records to orders, or to the reason they go to the dead-letter topic. Pure logic.
 
 `decode_order_created` never raises, whatever the bytes: one bad record must not stop its
-partition (intake still guards against a bug here, see `Intake._outcome_of`).
+partition (intake still guards against a bug here, see `Intake._verdict`).
 
 The JSON is read strictly, as RFC 8259 writes it, before the event is validated: a record
 that another reader could take differently from us is refused rather than guessed at.

@@ -12,11 +12,10 @@ from collections.abc import Callable
 from aiokafka.errors import KafkaError
 
 from orderflow.config.settings import Settings
-from orderflow.consumer.jobs import JobTable
+from orderflow.consumer.journal import JobJournal
 from orderflow.consumer.logging import get_logger
 from orderflow.consumer.metrics import Metrics
-from orderflow.consumer.partitions import Partitions
-from orderflow.consumer.ports import JobStore
+from orderflow.consumer.partitions import PartitionOwner
 from orderflow.contracts.events import Vendor
 
 log = get_logger(__name__)
@@ -26,14 +25,15 @@ WAITING_EVERY_S = 15.0
 
 
 class Housekeeping:
-    def __init__(self, settings: Settings, table: JobTable, partitions: Partitions,
-                 tracking: JobStore, metrics: Metrics,
-                 held_back: Callable[[float], dict[Vendor, dict[str, bool]]], *,
-                 clock: Callable[[], float] = time.time) -> None:
+    """The scheduler's turn of the clock: gauges, and forgetting old finished pairs."""
+
+    def __init__(self, settings: Settings, owner: PartitionOwner, journal: JobJournal,
+                 metrics: Metrics, held_back: Callable[[float], dict[Vendor, dict[str, bool]]],
+                 *, clock: Callable[[], float] = time.time) -> None:
         self._settings = settings
-        self._table = table
-        self._partitions = partitions
-        self._tracking = tracking
+        self._owner = owner
+        self._table = owner.table
+        self._journal = journal
         self._metrics = metrics
         self._held_back = held_back
         self._clock = clock
@@ -61,15 +61,13 @@ class Housekeeping:
             await asyncio.sleep(1.0)
 
     async def _sweep_finished(self, older_than: float) -> None:
-        for partition in self._partitions.open_partitions():
+        for partition in self._owner.open_partitions():
             expired = self._table.expired_finished(partition, older_than)
             if not expired:
                 continue
             try:
-                await self._tracking.remove(partition, expired)
+                await self._journal.forget(partition, expired)
             except KafkaError as exc:
                 log.warning("could not remove finished pairs, will try again", error=str(exc))
                 continue
-            for key in expired:
-                self._table.forget(partition, key)
             log.info("forgot finished pairs", partition=partition, count=len(expired))

@@ -5,16 +5,15 @@ committed only after its tracking records (and dead letters) are acknowledged, s
 at any point re-delivers records whose jobs are then found in the restored table and not
 created twice. Every record ends as jobs or as exactly one dead letter (decision 10).
 
-Rebalances (decision 5): on revoke, stop starting jobs, finish the batch in hand, let
-running calls end within the grace period, commit; on assign, restore a partition's tracking
-state before its jobs run or its input is consumed. A partition kept across a rebalance is
-not restored again unless someone else wrote to its tracking partition meanwhile.
+Rebalances (decision 5) are heard here and decided by the partition owner
+(partitions.py): on revoke, the batch in hand finishes and is committed, then the owner
+closes the partitions; on assign, the owner restores what it must, with this intake's
+input paused meanwhile (the intake is its `InputGate`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from typing import Any, TypeAlias
@@ -27,15 +26,16 @@ from aiokafka.errors import (
 from orderflow.config.settings import Settings, env_name
 from orderflow.consumer.backoff import RetryPause
 from orderflow.consumer.critical import CriticalTasks
-from orderflow.consumer.dead_letters import TOO_LARGE, DeadLetters
+from orderflow.consumer.dead_letters import DeadLetters
 from orderflow.consumer.decode import Undecodable, decode_order_created
-from orderflow.consumer.jobs import Job, JobKey, JobTable
+from orderflow.consumer.jobs import Job, JobKey
+from orderflow.consumer.journal import JobJournal
 from orderflow.consumer.kafka import client_options
 from orderflow.consumer.logging import get_logger
 from orderflow.consumer.metrics import Metrics
+from orderflow.consumer.partitions import PartitionOwner
 from orderflow.consumer.routing import route, unknown_providers
-from orderflow.consumer.scheduler import Scheduler
-from orderflow.consumer.tracking import TrackingStore
+from orderflow.consumer.tracking_record import encode_job
 
 log = get_logger(__name__)
 
@@ -48,6 +48,8 @@ Record: TypeAlias = Any  # ConsumerRecord[bytes, bytes]
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """The consumer's rebalance callbacks, handed to the intake."""
+
     def __init__(self, intake: Intake) -> None:
         self._intake = intake
 
@@ -59,12 +61,13 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class Intake:
+    """The input topic's consumer: records to jobs or dead letters, then commits."""
+
     def __init__(
         self,
         settings: Settings,
-        table: JobTable,
-        scheduler: Scheduler,
-        tracking: TrackingStore,
+        owner: PartitionOwner,
+        journal: JobJournal,
         producer: AIOKafkaProducer,
         metrics: Metrics,
         *,
@@ -74,9 +77,8 @@ class Intake:
         self._settings = settings
         self._critical = critical or CriticalTasks()
         self._topic = settings.topics.orders_created
-        self._table = table
-        self._scheduler = scheduler
-        self._tracking = tracking
+        self._owner = owner
+        self._journal = journal
         self._producer = producer
         self._dead_letters = DeadLetters(producer, settings.topics.dead_letter,
                                          settings.kafka.max_message_bytes)
@@ -88,11 +90,6 @@ class Intake:
         self._batch_lock = asyncio.Lock()
         self._stopping = False
         self.joined = False
-        self._partitions = scheduler.partitions
-        self._committed: dict[int, int] = {}
-        # Offsets dead-lettered since the partition's last commit: a batch tried again after
-        # a Kafka error does not write their dead letters a second time.
-        self._dead_lettered: dict[int, set[int]] = {}
         self.last_turn = clock()
 
     # ------------------------------------------------------------------ lifecycle
@@ -126,19 +123,19 @@ class Intake:
         if self._consumer is None:
             return
         self._stopping = True
-        tasks = [t for t in (self._loop_task, self._lag_task, *self._partitions.restore_tasks())
+        tasks = [t for t in (self._loop_task, self._lag_task, *self._owner.restore_tasks())
                  if t is not None]
         async with self._batch_lock:
             for task in tasks:
                 task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         # Leaving the group does not run the revoke callback: drain here, before letting go.
-        started, in_flight = time.monotonic(), self._scheduler.in_flight_count()
-        owned = self._partitions.owned()
-        await self._scheduler.close_partitions(owned, self._settings.shutdown_grace_s)
+        started, in_flight = time.monotonic(), self._owner.calls_running()
+        owned = self._owner.owned()
+        await self._owner.close(owned, self._settings.shutdown_grace_s)
         log.info("partitions handed back", partitions=sorted(owned), in_flight=in_flight,
                  drained_in_s=round(time.monotonic() - started, 3),
-                 committed={p: self._committed[p] for p in sorted(self._committed)})
+                 committed=self._owner.committed_offsets())
         consumer, self._consumer = self._consumer, None
         try:
             await consumer.stop()
@@ -150,13 +147,17 @@ class Intake:
 
     @property
     def ready(self) -> bool:
-        return self.joined and not self._partitions.restoring()
+        return self.joined and not self._owner.restoring()
 
-    def restoring(self) -> list[int]:
-        return self._partitions.restoring()
+    # ------------------------------------------------------------------ the owner's InputGate
 
-    def owned(self) -> list[int]:
-        return sorted(self._partitions.owned())
+    def pause_input(self, partitions: list[int]) -> None:
+        if self._consumer is not None:
+            self._consumer.pause(*(TopicPartition(self._topic, p) for p in partitions))
+
+    def resume_input(self, partitions: list[int]) -> None:
+        if self._consumer is not None:
+            self._consumer.resume(*(TopicPartition(self._topic, p) for p in partitions))
 
     # ------------------------------------------------------------------ rebalance
 
@@ -166,7 +167,7 @@ class Intake:
         started = time.monotonic()
         # The batch in hand finishes and is committed before anything is handed over.
         async with self._batch_lock:
-            await self._scheduler.close_partitions(partitions, self._settings.shutdown_grace_s)
+            await self._owner.close(partitions, self._settings.shutdown_grace_s)
         log.info("partitions revoked", partitions=sorted(partitions),
                  drained_in_s=round(time.monotonic() - started, 3))
 
@@ -179,68 +180,9 @@ class Intake:
             return
         assert self._consumer is not None
         self.joined = True
-        previous = self._partitions.owned()
-        for gone in previous - partitions:
-            self._forget(gone)
-        kept = previous & partitions
-        if kept:
-            # Someone else may have owned a kept partition between our generations (after a
-            # session timeout, say): then our table of it is stale and is rebuilt.
-            try:
-                ends = await self._tracking.end_offsets(kept)
-            except KafkaError:
-                ends = {p: -1 for p in kept}
-            for partition in kept:
-                if ends.get(partition) != self._tracking.known_end.get(partition, 0):
-                    self._forget(partition)
-        to_restore = sorted(p for p in partitions if not self._partitions.is_restored(p)
-                            and p not in self._partitions.restoring())
-        for partition in sorted(partitions - set(to_restore)):
-            if self._partitions.is_restored(partition):
-                await self._scheduler.open_partition(partition)
-        if to_restore:
-            # Paused before any fetch: no record of these partitions is read before their
-            # jobs are known. Restoring runs in the background, so a long history never
-            # stalls the group's heartbeat or the health endpoint.
-            self._consumer.pause(*(TopicPartition(self._topic, p) for p in to_restore))
-            task = self._critical.spawn(self._restore(to_restore), name="restore")
-            for partition in to_restore:
-                self._partitions.assign(partition, task)
-        self._metrics.partitions_owned.set(len(partitions))
         total = len(self._consumer.partitions_for_topic(self._topic) or ())
-        self._scheduler.set_share(len(partitions), total)
-        self._metrics.partitions_restored.set(len(self._partitions.restored()))
-        log.info("partitions assigned", partitions=sorted(partitions), restoring=to_restore)
-
-    def _forget(self, partition: int) -> None:
-        self._partitions.forget(partition)
-        self._scheduler.forget_jobs(self._table.drop_partition(partition))
-        self._committed.pop(partition, None)
-        self._dead_lettered.pop(partition, None)
-        with contextlib.suppress(KeyError):
-            self._metrics.consumer_lag.remove(str(partition))
-
-    async def _restore(self, partitions: list[int]) -> None:
-        pause = RetryPause()
-        while True:
-            try:
-                restored = await self._tracking.restore(partitions)
-                break
-            except KafkaError as exc:
-                self._metrics.kafka_errors.labels("restore").inc()
-                log.warning("restoring tracking state failed, retrying", error=str(exc))
-                await asyncio.sleep(pause.take())
-        for read in restored:
-            if read.partition not in self._partitions.restoring():
-                continue  # revoked while it was read: nothing to keep
-            self._table.add_partition(read.partition, read.finished, read.active)
-            await self._scheduler.open_partition(read.partition)
-            log.info("tracking restored", partition=read.partition, records=read.records_read,
-                     active=len(read.active), finished=len(read.finished))
-        if self._consumer is not None:
-            self._consumer.resume(*(TopicPartition(self._topic, p) for p in partitions
-                                    if self._partitions.is_restored(p)))
-        self._metrics.partitions_restored.set(len(self._partitions.restored()))
+        restoring = await self._owner.assigned(partitions, total, self)
+        log.info("partitions assigned", partitions=sorted(partitions), restoring=restoring)
 
     # ------------------------------------------------------------------ consuming
 
@@ -271,7 +213,7 @@ class Intake:
         for tp, records in batch.items():
             if not records:
                 continue
-            if not self._partitions.is_restored(tp.partition):
+            if not self._owner.is_restored(tp.partition):
                 # Not ours to process (yet): read it again later.
                 self._consumer.seek(tp, records[0].offset)
                 continue
@@ -284,16 +226,14 @@ class Intake:
         if offsets:
             await self._consumer.commit(offsets)
             for tp, offset in offsets.items():
-                self._committed[tp.partition] = offset
-                # Committed: these records are never read again by this process.
-                self._dead_lettered.pop(tp.partition, None)
+                self._owner.note_committed(tp.partition, offset)
 
     async def _process_partition(self, partition: int, records: list[Record]) -> None:
         """Every record ends as jobs or as exactly one dead letter; raises KafkaError only
         for a write that may succeed when the batch is tried again (records dead-lettered
         on an earlier try of the same batch are not written again)."""
         now = self._clock()
-        done_before = self._dead_lettered.setdefault(partition, set())
+        done_before = self._owner.dead_lettered(partition)
         seen: set[JobKey] = set()
         verdicts: list[tuple[Record, list[Job] | Undecodable]] = []
         for record in records:
@@ -304,22 +244,9 @@ class Intake:
             if not isinstance(verdict, Undecodable):
                 self._metrics.events_consumed.labels("valid" if verdict else "duplicate").inc()
 
-        writes = [(record, job, await self._tracking.send(job))
-                  for record, verdict in verdicts if not isinstance(verdict, Undecodable)
-                  for job in verdict]
-        refused: dict[int, Record] = {}
-        for record, job, future in writes:
-            try:
-                self._tracking.note_written(job.partition, await future)
-            except TOO_LARGE as exc:
-                # The brokers take less than ORDERFLOW_KAFKA__MAX_MESSAGE_BYTES says.
-                log.error("tracking record refused for its size", order_id=job.order_id,
-                          error=str(exc))
-                refused[record.offset] = record
-        for record in refused.values():
-            jobs = next(v for r, v in verdicts if r is record)
-            assert not isinstance(jobs, Undecodable)
-            await self._tracking.remove(partition, [job.key for job in jobs])
+        refused = await self._journal.record_new(partition, {
+            record.offset: verdict for record, verdict in verdicts
+            if not isinstance(verdict, Undecodable) and verdict})
         verdicts = [(record, Undecodable(
                         "too_large", "RecordTooLarge",
                         "the order's tracking record is larger than the brokers accept"))
@@ -335,13 +262,6 @@ class Intake:
             self._metrics.dead_letters.labels(why.reason).inc()
             self._metrics.events_consumed.labels("invalid").inc()
             done_before.add(record.offset)
-        for _, verdict in verdicts:
-            if isinstance(verdict, Undecodable):
-                continue
-            for job in verdict:
-                self._table.put(job)
-                if self._partitions.is_open(partition):
-                    self._scheduler.schedule(job)
 
     def _verdict(self, partition: int, record: Record, now: float,
                  seen: set[JobKey]) -> list[Job] | Undecodable:
@@ -364,14 +284,14 @@ class Intake:
             jobs: list[Job] = []
             for vendor in vendors:
                 key: JobKey = (order.order_id, vendor)
-                if key in seen or self._table.knows(partition, key):
+                if key in seen or self._owner.table.knows(partition, key):
                     continue
                 jobs.append(Job(
                     order_id=order.order_id, vendor=vendor, partition=partition,
                     source_event_id=decoded.event_id, order=order,
                     created_at=now, due_at=now,
                 ))
-            largest = max((len(job.to_record()) for job in jobs), default=0)
+            largest = max((len(encode_job(job)) for job in jobs), default=0)
             room = self._settings.kafka.max_message_bytes - TRACKING_RECORD_HEADROOM
             if largest > room:
                 return Undecodable(
@@ -393,17 +313,17 @@ class Intake:
         while True:
             await asyncio.sleep(5.0)
             consumer = self._consumer
-            partitions = sorted(self._partitions.owned())
+            partitions = sorted(self._owner.owned())
             if consumer is None or not partitions:
                 continue
             try:
                 tps = [TopicPartition(self._topic, p) for p in partitions]
                 ends = await consumer.end_offsets(tps)
                 for tp in tps:
-                    committed = self._committed.get(tp.partition)
+                    committed = self._owner.committed(tp.partition)
                     if committed is None:
                         committed = await consumer.committed(tp) or 0
-                        self._committed[tp.partition] = committed
+                        self._owner.note_committed(tp.partition, committed, by_us=False)
                     self._metrics.consumer_lag.labels(str(tp.partition)).set(
                         max(0, ends[tp] - committed))
             except KafkaError as exc:

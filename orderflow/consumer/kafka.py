@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -21,6 +21,11 @@ from aiokafka.protocol.transaction import InitProducerIdRequest
 
 from orderflow.config.settings import KafkaSettings, TopicSettings, env_name
 from orderflow.consumer.backoff import RetryPause
+from orderflow.consumer.logging import get_logger
+from orderflow.consumer.metrics import Metrics
+
+log = get_logger(__name__)
+T = TypeVar("T")
 
 
 class StartupError(Exception):
@@ -34,6 +39,29 @@ class TopicError(StartupError):
 # Error codes of CreateTopics that mean the topic is there after all (another replica
 # created it first).
 _TOPIC_ALREADY_EXISTS = 36
+
+
+async def retry_kafka(attempt: Callable[[], Awaitable[T]], *, what: str, label: str,
+                      metrics: Metrics, pause: RetryPause | None = None,
+                      still_wanted: Callable[[], bool] | None = None) -> T | None:
+    """`attempt()` until it succeeds. A KafkaError (a broker stall, a lost coordinator) is
+    weather, not fatal: counted (`orderflow_kafka_errors_total{operation=label}`), logged,
+    and tried again after a pause. Returns None, without trying again, once `still_wanted()`
+    says the result is no longer wanted (its partition handed over). The one retry loop of
+    the service's Kafka writes and reads."""
+    pause = pause or RetryPause()
+    while True:
+        try:
+            return await attempt()
+        except KafkaError as exc:
+            metrics.kafka_errors.labels(label).inc()
+            if still_wanted is not None and not still_wanted():
+                log.warning(f"{what} failed before hand-over", error=str(exc))
+                return None
+            delay = pause.take()
+            log.warning(f"{what} failed, retrying", error=str(exc),
+                        error_class=type(exc).__name__, retry_in_s=delay)
+            await asyncio.sleep(delay)
 
 
 def client_options(kafka: KafkaSettings) -> dict[str, Any]:

@@ -38,6 +38,8 @@ _PRINT_FILES_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600
 
 
 class Metrics:
+    """Every metric of the service, in one registry (the names are the contract's)."""
+
     def __init__(self, registry: CollectorRegistry | None = None, *,
                  process_collectors: bool = True) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)

@@ -14,6 +14,8 @@ from orderflow.contracts.events import OrderPrintFilesReady
 
 
 class Publisher:
+    """Publishes output events to their topics, keyed by order id, and counts them."""
+
     def __init__(self, producer: AIOKafkaProducer, topics: TopicSettings, metrics: Metrics) -> None:
         self._producer = producer
         self._topics = topics

@@ -17,11 +17,12 @@ from typing import Any, TypeAlias
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from orderflow.config.settings import KafkaSettings
-from orderflow.consumer.jobs import Job, JobKey, SkippedRecord, TrackingReplay, tracking_key
+from orderflow.consumer.jobs import Job, JobKey, tracking_key
 from orderflow.consumer.kafka import client_options
 from orderflow.consumer.logging import get_logger
 from orderflow.consumer.metrics import Metrics
 from orderflow.consumer.topic_end import read_to_end
+from orderflow.consumer.tracking_record import SkippedRecord, TrackingReplay, encode_job
 
 log = get_logger(__name__)
 
@@ -48,43 +49,37 @@ class RestoredPartition:
 
 
 class TrackingStore:
+    """The tracking topic's reads and writes. Only the journal (journal.py) writes through
+    it; the partition owner reads end offsets and restores through it."""
+
     def __init__(self, kafka: KafkaSettings, topic: str, producer: AIOKafkaProducer,
                  metrics: Metrics) -> None:
         self._kafka = kafka
         self.topic = topic
         self._producer = producer
         self._metrics = metrics
-        # The highest tracking offset this process has seen per partition (read or written):
-        # on a re-assignment, a higher end offset means someone else wrote meanwhile.
-        self.known_end: dict[int, int] = {}
 
-    async def write(self, job: Job) -> None:
-        """Store the job's state; returns once the broker has acknowledged it."""
-        future = await self._producer.send(
-            self.topic, job.to_record(), key=tracking_key(job.key), partition=job.partition)
-        metadata = await future
-        self._note_offset(job.partition, metadata.offset)
+    async def write(self, job: Job) -> int:
+        """Store the job's state; returns its offset once the broker has acknowledged it."""
+        metadata = await (await self.send(job))
+        return int(metadata.offset)
 
     async def send(self, job: Job) -> asyncio.Future[Any]:
-        """Hand the job's state to the producer; await the future it returns for the
-        broker's acknowledgement, then pass that to `note_written`."""
+        """Hand the job's state to the producer; the future it returns gives the record's
+        metadata once the broker has acknowledged it."""
         future: asyncio.Future[Any] = await self._producer.send(
-            self.topic, job.to_record(), key=tracking_key(job.key), partition=job.partition)
+            self.topic, encode_job(job), key=tracking_key(job.key), partition=job.partition)
         return future
 
-    def note_written(self, partition: int, metadata: Any) -> None:
-        self._note_offset(partition, metadata.offset)
-
-    async def remove(self, partition: int, keys: Iterable[JobKey]) -> None:
-        """Tombstones: compaction then drops the records for good."""
+    async def remove(self, partition: int, keys: Iterable[JobKey]) -> int | None:
+        """Tombstones: compaction then drops the records for good. Returns the last one's
+        offset (None: no keys)."""
         futures = [await self._producer.send(self.topic, None, key=tracking_key(key),
                                              partition=partition) for key in keys]
+        last = None
         for future in futures:
-            self._note_offset(partition, (await future).offset)
-
-    def _note_offset(self, partition: int, offset: int) -> None:
-        if offset + 1 > self.known_end.get(partition, 0):
-            self.known_end[partition] = offset + 1
+            last = int((await future).offset)
+        return last
 
     async def end_offsets(self, partitions: Iterable[int]) -> dict[int, int]:
         consumer = AIOKafkaConsumer(**client_options(self._kafka), enable_auto_commit=False)
@@ -147,7 +142,6 @@ class TrackingStore:
                     gc.freeze()
                     await loop_share.hand_back()
             end = ends[TopicPartition(self.topic, partition)]
-            self.known_end[partition] = end
             self._metrics.tracking_records_restored.inc(replay.records)
             restored.append(RestoredPartition(partition, active, replay.finished, replay.records, end))
         gc.freeze()

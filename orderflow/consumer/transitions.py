@@ -1,5 +1,5 @@
 """How a job moves: from what a vendor said (or failed to say) to the events to announce and
-the job's next state. Pure logic, no I/O; the scheduler performs the result.
+the job's next state. Pure logic, no I/O; the runner performs the result.
 
 Rules (contract "order.vendor_status"):
 - `submitted` comes first whenever the vendor accepted the order, even when the first thing
@@ -20,11 +20,12 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from orderflow.adapters.errors import VendorError
-from orderflow.adapters.outcomes import Observation
+from orderflow.adapters.outcomes import CreateNotAllowed, Observation
 from orderflow.config.settings import PollSettings
 from orderflow.consumer.backoff import poll_interval, retry_delay
 from orderflow.consumer.jobs import Job, Phase
 from orderflow.contracts.events import (
+    Order,
     OrderPrintFilesReady,
     OrderShipmentTracking,
     OrderVendorStatus,
@@ -64,6 +65,34 @@ class Decision:
     retry_after_s: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A due job needs its vendor called, with its order built for this run only (None for
+    a followed pair that keeps nothing of it)."""
+
+    order: Order | None
+
+
+# Why a job ends without a call when its order cannot be read.
+UNREADABLE_ORDER = "the job's order could not be read"
+
+
+def before_call(job: Job, now: float, poll: PollSettings) -> Step | Call:
+    """What a due job needs: to end now (its deadline passed; its order does not validate,
+    as a record from an older release whose order the current model refuses), or a call.
+
+    The order as a model lives for one run only: the job holds it as JSON (once the vendor
+    accepted it, only what polls read, or nothing)."""
+    if past_deadline(job, now, poll):
+        return tracking_given_up(job, now) if job.phase is Phase.TRACKING else timed_out(job, now)
+    if job.order_view and job.order_json is None and job.phase is not Phase.SUBMIT:
+        return Call(None)
+    try:
+        return Call(job.read_order())
+    except ValueError:
+        return timed_out(job, now, reason=UNREADABLE_ORDER)
+
+
 def after_call(job: Job, outcome: Observation | Exception, now: float, poll: PollSettings,
                rng: random.Random, *, intent_before: float | None) -> Decision:
     """What follows a call to the vendor, from what it answered or the error it ended with.
@@ -78,6 +107,7 @@ def after_call(job: Job, outcome: Observation | Exception, now: float, poll: Pol
       create known never to have acted gives back the intent in hand, so the next submit
       need not wait for proof (the recorded intent stays: after a restart the vendor is
       asked first, which is merely careful).
+    - The engine refused the create (`CreateNotAllowed`): the pair ends rejected.
     - Anything else (the intent could not be recorded, a bug): tried again; not the
       vendor's doing. `intent_before` is the job's intent before this run."""
     if isinstance(outcome, Observation):
@@ -95,6 +125,8 @@ def after_call(job: Job, outcome: Observation | Exception, now: float, poll: Pol
         signal = (VendorSignal.THROTTLED if outcome.throttles
                   else VendorSignal.FAILING if outcome.vendor_failing else VendorSignal.ANSWERED)
         return Decision(step, signal, outcome.retry_after)
+    if isinstance(outcome, CreateNotAllowed):
+        return Decision(rejected(job, str(outcome), now), VendorSignal.NONE)
     return Decision(retry_later(job, now, poll, rng), VendorSignal.NONE)
 
 

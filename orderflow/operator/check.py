@@ -11,9 +11,9 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from orderflow.adapters.enabled import build_adapters
 from orderflow.adapters.errors import VendorError
 from orderflow.config.settings import Settings, env_name
-from orderflow.consumer.app import build_adapters
 from orderflow.consumer.kafka import client_options
 from orderflow.consumer.metrics import Metrics
 from orderflow.operator.report import NOT_THERE, Report, describe_error

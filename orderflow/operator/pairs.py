@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from orderflow.config.settings import Settings
-from orderflow.consumer.jobs import Job, Phase, read_tracking_record, tracking_key
+from orderflow.consumer.jobs import Job, Phase, tracking_key
+from orderflow.consumer.tracking_record import read_tracking_record
 from orderflow.consumer.transitions import deadline
 from orderflow.contracts.events import Vendor
 from orderflow.operator.topics import Read, partition_count, producer_partition, read_topic

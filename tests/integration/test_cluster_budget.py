@@ -30,7 +30,7 @@ async def budget(app: Application) -> dict[str, float]:
 
 
 async def owned(app: Application) -> int:
-    return len(app.intake.owned())
+    return len(app.partitions.owned())
 
 
 async def test_two_replicas_share_the_budget_and_one_takes_it_whole_again(broker, topics, monkeypatch):

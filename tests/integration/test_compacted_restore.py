@@ -89,7 +89,7 @@ async def test_a_replica_restores_what_compaction_left(broker, topics, monkeypat
         app = Application(settings_from(env, monkeypatch))
         await app.start()
         try:
-            assert not app.scheduler.is_held(Vendor.SMAKE)
+            assert not app.scheduler.is_paused(Vendor.SMAKE)
             await produce(bootstrap, topics.orders_created, finished)  # again: nothing new
             assert await reader.wait_for({(e["order"]["order_id"], "smake") for e in waiting}, 90)
             await asyncio.sleep(2)

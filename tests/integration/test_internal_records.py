@@ -21,6 +21,7 @@ from test_operator_commands import json_of, orderflow
 
 from fuzz.internal import TRACKING_HOSTILE, control_records
 from orderflow.consumer.jobs import Job, Phase, tracking_key
+from orderflow.consumer.tracking_record import encode_job
 from orderflow.contracts.events import Vendor, VendorStatus
 from orderflow.sandbox.broker import create_topics, free_port
 from orderflow.sandbox.outcomes import OutputReader, expected_pairs
@@ -44,7 +45,7 @@ def hostile_tracking() -> list[tuple[int, bytes, bytes]]:
                   source_event_id="e", phase=Phase.POLL, status=VendorStatus.SUBMITTED,
                   vendor_order_ref=str(n), created_at=1.0, due_at=1.0)
         records.append((n % PARTITIONS, tracking_key(job.key),
-                        build(rng, json.loads(job.to_record()))))
+                        build(rng, json.loads(encode_job(job)))))
     return records
 
 

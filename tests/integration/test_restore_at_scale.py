@@ -3,7 +3,7 @@ the while (and is answered while /readyz still says it is restoring), /readyz tu
 record is read, and the jobs restored unfinished are run.
 
 The service runs as its own process against the embedded broker; the tracking topic is created
-as the service would create it and filled with records made by `Job.to_record`. Nothing here
+as the service would create it and filled with records made by `encode_job`. Nothing here
 asserts a timing (`make bench-restore` measures them)."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
@@ -25,6 +26,7 @@ from conftest import PARTITIONS, service_env
 
 from orderflow.config.settings import TopicSettings
 from orderflow.consumer.jobs import Job, Phase, tracking_key
+from orderflow.consumer.tracking_record import encode_job
 from orderflow.contracts.events import Order, Vendor, VendorStatus
 from orderflow.sandbox.broker import EmbeddedBroker, create_topics, free_port
 from orderflow.sandbox.outcomes import OutputReader
@@ -51,11 +53,12 @@ def tracking_history(active_orders: list[Order], now: float) -> Iterator[tuple[i
                   partition=index % PARTITIONS, source_event_id=f"{index:032x}", order=order,
                   phase=phase, created_at=now - 3_600, due_at=now + 600)
         if phase is Phase.DONE:
-            job.status, job.vendor_order_ref, job.finished_at = VendorStatus.COMPLETED, str(index), now - 60
+            job = replace(job, status=VendorStatus.COMPLETED, vendor_order_ref=str(index),
+                          finished_at=now - 60)
         return job
 
     def written(job: Job, tombstone: bool = False) -> tuple[int, bytes, bytes | None]:
-        return job.partition, tracking_key(job.key), None if tombstone else job.to_record()
+        return job.partition, tracking_key(job.key), None if tombstone else encode_job(job)
 
     index = 0
     for _ in range(FINISHED):
@@ -71,9 +74,9 @@ def tracking_history(active_orders: list[Order], now: float) -> Iterator[tuple[i
         yield written(pair(index, Phase.DONE), tombstone=True)
         index += 1
     for n, order in enumerate(active_orders):
-        yield n % PARTITIONS, tracking_key((order.order_id, Vendor.REEVOO)), Job(
+        yield n % PARTITIONS, tracking_key((order.order_id, Vendor.REEVOO)), encode_job(Job(
             order_id=order.order_id, vendor=Vendor.REEVOO, partition=n % PARTITIONS,
-            source_event_id=f"active-{n}", order=order, created_at=now, due_at=now).to_record()
+            source_event_id=f"active-{n}", order=order, created_at=now, due_at=now))
 
 
 async def fill_tracking(broker: EmbeddedBroker, topics: TopicSettings, active_orders: list[Order]) -> int:

@@ -12,7 +12,9 @@ from aiokafka import TopicPartition
 
 from orderflow.config.settings import Settings
 from orderflow.consumer.control import SWEEPER_PARTITION, ControlReader
+from orderflow.consumer.jobs import JobTable
 from orderflow.consumer.metrics import Metrics
+from orderflow.consumer.ports import EngineCommands, HintResult
 from orderflow.contracts import control
 from orderflow.contracts.events import Vendor
 
@@ -53,34 +55,48 @@ class FakeProducer:
         return future
 
 
-class FakePartitions:
+class FakeOwner:
     def __init__(self, opened: list[int]) -> None:
         self.opened = opened
+        self.table = JobTable()
 
     def open_partitions(self) -> list[int]:
         return self.opened
 
 
-class FakeScheduler:
-    def __init__(self, opened: list[int]) -> None:
-        self.partitions = FakePartitions(opened)
-        self.held: dict[Vendor, bool] = {}
+class FakeCommands:
+    """The engine as the control reader commands it (`EngineCommands`)."""
 
-    def hold(self, vendor: Vendor, held: bool) -> bool:
-        self.held[vendor] = held
+    def __init__(self) -> None:
+        self.paused: dict[Vendor, bool] = {}
+
+    def follows(self, vendor: Vendor) -> bool:
         return True
 
-    def look_now(self, vendor: Vendor, order_id: str | None, ref: str | None) -> str:
-        return "not_here"
+    def pause(self, vendor: Vendor) -> bool:
+        self.paused[vendor] = True
+        return True
+
+    def resume(self, vendor: Vendor) -> bool:
+        self.paused[vendor] = False
+        return True
+
+    def look_now(self, vendor: Vendor, order_id: str | None, ref: str | None) -> HintResult:
+        return HintResult.NOT_HERE
 
 
-def reader(opened: list[int] | None = None) -> tuple[ControlReader, FakeScheduler, FakeProducer]:
-    scheduler = FakeScheduler(opened if opened is not None else [SWEEPER_PARTITION])
+def reader(opened: list[int] | None = None) -> tuple[ControlReader, FakeCommands, FakeProducer]:
+    commands = FakeCommands()
+    owner = FakeOwner(opened if opened is not None else [SWEEPER_PARTITION])
     producer = FakeProducer()
     settings = Settings(topics={"control": "control", "dead_letter": "dlq"})
-    built = ControlReader(settings, scheduler, None, producer, Metrics(process_collectors=False),  # type: ignore[arg-type]
-                          clock=lambda: NOW)
-    return built, scheduler, producer
+    built = ControlReader(settings, commands, owner, None, producer,  # type: ignore[arg-type]
+                          Metrics(process_collectors=False), clock=lambda: NOW)
+    return built, commands, producer
+
+
+def _commands_fit_their_port(commands: FakeCommands) -> EngineCommands:
+    return commands
 
 
 def at(seconds_ago: float) -> int:
@@ -93,7 +109,7 @@ def skipped(built: ControlReader) -> float:
 
 
 async def test_a_record_it_cannot_read_is_skipped_and_the_rest_still_acts() -> None:
-    built, scheduler, _ = reader()
+    built, commands, _ = reader()
     pause = control.Pause(at=NOW, vendor=Vendor.SMAKE, paused=True)
     hostile = [b"[" * 100_000, b'{"kind":"pause","at":1e999,"vendor":"smake","paused":true}',
                b'{"kind":"hint","at":1,"vendor":"smake","vendor_order_ref":{"id":1}}',
@@ -104,7 +120,7 @@ async def test_a_record_it_cannot_read_is_skipped_and_the_rest_still_acts() -> N
                              + [Record(pause.key(), pause.model_dump_json().encode(), at(1), offset=9)]])
     await built._read_once(consumer, 0)
     assert skipped(built) == len(hostile)
-    assert scheduler.held == {Vendor.SMAKE: True}
+    assert commands.paused == {Vendor.SMAKE: True}
 
 
 async def test_every_hint_key_read_is_a_noted_delivery_even_a_tombstone() -> None:

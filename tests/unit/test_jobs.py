@@ -5,27 +5,30 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
+from testkit import FIXTURES
 
 from orderflow.consumer.jobs import (
-    RECORD_VERSION,
     DueQueue,
     Job,
     JobKey,
     JobTable,
     Phase,
+    parse_tracking_key,
+    tracking_key,
+)
+from orderflow.consumer.tracking_record import (
+    RECORD_VERSION,
     SkippedRecord,
     TrackingReplay,
+    decode_job,
+    encode_job,
     finished_at_of,
-    parse_tracking_key,
     read_tracking_record,
-    tracking_key,
 )
 from orderflow.contracts.events import Order, OrderCreated, Vendor, VendorStatus
 
-FIXTURES = Path(__file__).parents[1] / "fixtures"
 ORDER = OrderCreated.model_validate_json((FIXTURES / "order-created.json").read_text()).order
 
 
@@ -49,8 +52,8 @@ def finished(order_id: str = "SHOP-1", vendor: Vendor = Vendor.REEVOO, partition
 def test_active_job_round_trips_through_its_record_with_the_order() -> None:
     active = job(phase=Phase.POLL, status=VendorStatus.IN_PROGRESS, vendor_order_ref="137",
                  vendor_state="preparing", attempts=2, polls_without_change=3)
-    restored = Job.from_record(active.to_record(), partition=3)
-    assert json.loads(restored.to_record()) == json.loads(active.to_record())
+    restored = decode_job(encode_job(active), partition=3)
+    assert json.loads(encode_job(restored)) == json.loads(encode_job(active))
     assert restored.read_order() == ORDER
     assert restored.read_order().lines[0].unit_price == ORDER.lines[0].unit_price
 
@@ -87,7 +90,7 @@ def test_the_record_is_the_same_as_before_orders_were_held_as_json() -> None:
         "intent_at": None,
         "order": ORDER.model_dump(mode="json", exclude_none=True),
     }
-    record = active.to_record()
+    record = encode_job(active)
     assert json.loads(record) == legacy
     assert list(json.loads(record)) == list(legacy)
     assert record == json.dumps(legacy, separators=(",", ":")).encode(), "byte for byte (ASCII order)"
@@ -107,32 +110,32 @@ def test_a_record_written_before_orders_were_held_as_json_restores() -> None:
     assert order == ORDER.model_copy(update={"customer": ORDER.customer.model_copy(
         update={"first_name": "Zoë"})})
     # Written back unchanged, but for the intent it is now taken to carry.
-    assert json.loads(restored.to_record()) == {**json.loads(raw), "intent_at": restored.created_at}
-    assert finished_at_of(b"smake/SHOP-100234", restored.to_record()) is None
+    assert json.loads(encode_job(restored)) == {**json.loads(raw), "intent_at": restored.created_at}
+    assert finished_at_of(b"smake/SHOP-100234", encode_job(restored)) is None
 
     done = (b'{"v":1,"order_id":"SHOP-100234","vendor":"reevoo","source_event_id":"0b6f3c1e-8d7a-'
             b'4c1e-9a53-2f1f0d7c9e01","phase":"done","status":"completed","vendor_order_ref":"R-9",'
             b'"vendor_state":"completed","created_at":1700000000.25,"due_at":1700000100.0,'
             b'"attempts":0,"polls_without_change":0,"finished_at":1700000100.0,"order":null}')
     assert finished_at_of(b"reevoo/SHOP-100234", done) == 1_700_000_100.0
-    restored_done = Job.from_record(done, partition=3)
+    restored_done = decode_job(done, partition=3)
     assert restored_done.order_json is None
-    assert restored_done.to_record() == done.replace(b',"order":null}',
+    assert encode_job(restored_done) == done.replace(b',"order":null}',
                                                      b',"intent_at":1700000000.25,"order":null}')
 
 
 def test_new_job_round_trips() -> None:
     fresh = job()
     assert fresh.phase is Phase.SUBMIT and fresh.status is None
-    assert Job.from_record(fresh.to_record(), partition=3) == fresh
+    assert decode_job(encode_job(fresh), partition=3) == fresh
 
 
 def test_finished_job_record_carries_no_order() -> None:
     done = finished(at=1_700_000_100.0)
-    record = json.loads(done.to_record())
+    record = json.loads(encode_job(done))
     assert record["order"] is None
     assert record["v"] == RECORD_VERSION
-    restored = Job.from_record(done.to_record(), partition=3)
+    restored = decode_job(encode_job(done), partition=3)
     assert restored == done and restored.order_json is None and restored.finished_at == 1_700_000_100.0
 
 
@@ -140,27 +143,29 @@ def test_money_survives_the_record_exactly() -> None:
     """An amount that str(Decimal) would write as 1E-7 must still read back."""
     order = ORDER.model_copy(update={"total": Decimal("0.0000001")})
     active = job(order=order)
-    restored = Job.from_record(active.to_record(), partition=3)
+    restored = decode_job(encode_job(active), partition=3)
     assert restored.read_order().total == Decimal("0.0000001")
-    assert json.loads(active.to_record())["order"]["total"] == "0.0000001"
+    assert json.loads(encode_job(active))["order"]["total"] == "0.0000001"
 
 
 def test_the_partition_comes_from_where_the_record_was_read() -> None:
-    assert Job.from_record(job(partition=3).to_record(), partition=7).partition == 7
+    assert decode_job(encode_job(job(partition=3)), partition=7).partition == 7
 
 
 def test_an_unknown_record_version_is_refused() -> None:
-    record = json.loads(job().to_record())
+    record = json.loads(encode_job(job()))
     record["v"] = RECORD_VERSION + 1
     with pytest.raises(ValueError, match="unknown tracking record version"):
-        Job.from_record(json.dumps(record).encode(), partition=0)
+        decode_job(json.dumps(record).encode(), partition=0)
 
 
-def test_the_version_counter_is_not_part_of_the_record() -> None:
-    bumped = job(version=41)
-    assert "version" not in json.loads(bumped.to_record())
-    assert Job.from_record(bumped.to_record(), partition=3).version == 0
-    assert bumped == job()  # compare=False: the in-memory counter is not the job's state
+def test_a_job_is_immutable_and_its_key_is_built_once() -> None:
+    active = job()
+    with pytest.raises(AttributeError):
+        active.due_at = 5.0  # type: ignore[misc]
+    later = replace(active, due_at=99.0)
+    assert later.key == active.key == ("SHOP-100234", Vendor.SMAKE)
+    assert "key" not in json.loads(encode_job(active))
 
 
 # ----------------------------------------------------------------------------- the key
@@ -291,7 +296,7 @@ def test_adding_a_restored_index_to_a_partition_held_merges_it() -> None:
 
 
 def record(j: Job) -> tuple[bytes, bytes]:
-    return tracking_key(j.key), j.to_record()
+    return tracking_key(j.key), encode_job(j)
 
 
 def replayed(*records: tuple[bytes, bytes | None], partition: int = 3) -> TrackingReplay:
@@ -305,8 +310,7 @@ def test_finished_at_of_reads_a_finished_record_and_none_for_an_unfinished_one()
     assert finished_at_of(*record(finished("SHOP-1", at=1_700_000_100.5))) == 1_700_000_100.5
     assert finished_at_of(*record(job(phase=Phase.POLL, status=VendorStatus.IN_PROGRESS))) is None
     assert finished_at_of(*record(job())) is None
-    no_time = finished(at=0.0)
-    no_time.finished_at = None
+    no_time = replace(finished(at=0.0), finished_at=None)
     assert finished_at_of(*record(no_time)) == 0.0
 
 
@@ -358,7 +362,7 @@ def test_finished_at_of_refuses_what_it_cannot_read_with_a_value_error(value: by
 
 def test_an_unfinished_record_with_a_hostile_field_is_skipped_with_its_offset() -> None:
     """An object as the vendor's id once reached an index on restore and raised TypeError."""
-    hostile = json.loads(job("A", phase=Phase.POLL, status=VendorStatus.SUBMITTED).to_record())
+    hostile = json.loads(encode_job(job("A", phase=Phase.POLL, status=VendorStatus.SUBMITTED)))
     hostile["vendor_order_ref"] = {"nested": [1, 2]}
     replay = TrackingReplay(3)
     skipped = replay.apply(b"smake/A", json.dumps(hostile).encode(), offset=41)
@@ -426,7 +430,7 @@ def test_replay_an_unreadable_record_is_reported_and_forgets_its_pair() -> None:
 
 
 def test_replay_an_unfinished_record_with_a_bad_head_is_reported_when_read() -> None:
-    bad = json.loads(job("A").to_record())
+    bad = json.loads(encode_job(job("A")))
     del bad["created_at"]
     replay = TrackingReplay(3)
     skipped = replay.apply(b"smake/A", json.dumps(bad).encode(), offset=12)
@@ -438,9 +442,9 @@ def test_replay_an_unfinished_record_with_a_bad_head_is_reported_when_read() -> 
 def test_replay_keeps_an_order_as_json_without_validating_it() -> None:
     """The order is validated when the job runs (the scheduler ends a job whose order does
     not validate), not on restore; an order that is not even a JSON object is refused here."""
-    odd = json.loads(job("A").to_record())
+    odd = json.loads(encode_job(job("A")))
     odd["order"] = {"order_id": "A"}
-    not_an_object = json.loads(job("C").to_record())
+    not_an_object = json.loads(encode_job(job("C")))
     not_an_object["order"] = [1, 2]
     replay = replayed((b"smake/A", json.dumps(odd).encode()), record(job("B")))
     skipped = replay.apply(b"smake/C", json.dumps(not_an_object).encode(), offset=3)
@@ -467,7 +471,7 @@ def test_replayed_partition_fills_the_table_as_put_would() -> None:
         if value is None:
             expected.forget(3, parse_tracking_key(raw_key))
         else:
-            expected.put(Job.from_record(value, 3))
+            expected.put(decode_job(value, 3))
     assert restored.counts() == expected.counts() == (0, 2)
     for key in [("A", Vendor.SMAKE), ("B", Vendor.REEVOO), ("C", Vendor.SMAKE)]:
         assert restored.knows(3, key) == expected.knows(3, key)
@@ -476,11 +480,11 @@ def test_replayed_partition_fills_the_table_as_put_would() -> None:
 # ----------------------------------------------------------------------------- the due queue
 
 
-def queued(order_id: str, due_at: float, partition: int = 0, version: int = 1) -> Job:
-    return job(order_id, partition=partition, due_at=due_at, version=version)
+def queued(order_id: str, due_at: float, partition: int = 0) -> Job:
+    return job(order_id, partition=partition, due_at=due_at)
 
 
-def drain(queue: DueQueue, now: float) -> list[tuple[int, JobKey, int]]:
+def drain(queue: DueQueue, now: float) -> list[Job]:
     popped = []
     while (entry := queue.pop_due(now)) is not None:
         popped.append(entry)
@@ -494,44 +498,52 @@ def test_due_queue_pops_in_due_order_and_only_when_due() -> None:
     assert len(queue) == 4
     assert queue.next_due() == 10.0
     assert queue.pop_due(9.99) is None
-    assert [key[0] for _, key, _ in drain(queue, 30.0)] == ["a", "b", "c"]
+    assert [j.order_id for j in drain(queue, 30.0)] == ["a", "b", "c"]
     assert queue.next_due() == 40.0 and len(queue) == 1
-    assert queue.pop_due(40.0) == (0, ("d", Vendor.SMAKE), 1)
+    last = queue.pop_due(40.0)
+    assert last is not None and last.key == ("d", Vendor.SMAKE)
     assert queue.next_due() is None and queue.pop_due(1e12) is None
 
 
-def test_equal_due_times_pop_in_push_order() -> None:
+def test_equal_due_times_go_by_partition_and_key_and_one_pair_twice_is_no_error() -> None:
     queue = DueQueue()
-    for order_id in ("first", "second", "third"):
+    for order_id in ("third", "first", "second"):
         queue.push(queued(order_id, 5.0))
-    assert [key[0] for _, key, _ in drain(queue, 5.0)] == ["first", "second", "third"]
+    twice = queued("first", 5.0)
+    queue.push(twice)
+    queue.push(replace(twice, attempts=1))  # same pair, same moment, another state
+    assert [j.order_id for j in drain(queue, 5.0)] == ["first"] * 3 + ["second", "third"]
 
 
-def test_entries_carry_partition_and_version_so_stale_ones_are_skipped() -> None:
-    """Rescheduling bumps the job's version and pushes again; the old entry stays in the heap
-    and is recognised as stale by its version, as the scheduler does (no search, no removal)."""
+def test_entries_carry_the_job_so_stale_ones_are_skipped() -> None:
+    """Rescheduling puts a new Job in the table and pushes it; the old entry stays in the heap
+    and is recognised as stale because its job is no longer the table's (no search, no
+    removal), as the lanes do."""
     table = JobTable()
     table.add_partition(4)
     queue = DueQueue()
-    current = queued("A", 10.0, partition=4, version=1)
-    table.put(current)
-    queue.push(current)
-    current.version, current.due_at = 2, 50.0  # rescheduled later
-    queue.push(current)
-    gone = queued("B", 20.0, partition=4, version=1)
-    queue.push(gone)  # never in the table (finished or forgotten)
+    first = queued("A", 10.0, partition=4)
+    table.put(first)
+    queue.push(first)
+    later = replace(first, due_at=50.0)  # rescheduled later
+    table.put(later)
+    queue.push(later)
+    queue.push(queued("B", 20.0, partition=4))  # never in the table (finished or forgotten)
 
     def live(now: float) -> list[str]:
-        run = []
-        for partition, key, version in drain(queue, now):
-            found = table.get(partition, key)
-            if found is not None and found.version == version:
-                run.append(key[0])
-        return run
+        return [j.order_id for j in drain(queue, now) if table.get(j.partition, j.key) is j]
 
-    assert live(30.0) == []        # A@10 is stale (version 1), B has no job
-    assert live(60.0) == ["A"]     # the current entry, version 2
+    assert live(30.0) == []        # A@10 is stale, B has no job
+    assert live(60.0) == ["A"]     # the current entry
     assert len(queue) == 0
+
+
+def test_a_partition_dropped_from_the_queue_leaves_the_others() -> None:
+    queue = DueQueue()
+    for partition in (0, 1, 2):
+        queue.push(queued(f"o{partition}", 1.0 + partition, partition=partition))
+    queue.drop_partition(1)
+    assert [j.partition for j in drain(queue, 10.0)] == [0, 2]
 
 
 def test_a_record_from_before_intents_were_recorded_asks_the_vendor_first() -> None:
@@ -546,6 +558,6 @@ def test_a_record_from_before_intents_were_recorded_asks_the_vendor_first() -> N
 def test_a_new_job_has_no_intent_and_keeps_one_once_recorded() -> None:
     fresh = job()
     assert fresh.intent_at is None
-    assert read_tracking_record(tracking_key(fresh.key), fresh.to_record(), 0).intent_at is None
-    fresh.intent_at = 1_700_000_123.5
-    assert read_tracking_record(tracking_key(fresh.key), fresh.to_record(), 0).intent_at == 1_700_000_123.5
+    assert read_tracking_record(tracking_key(fresh.key), encode_job(fresh), 0).intent_at is None
+    fresh = replace(fresh, intent_at=1_700_000_123.5)
+    assert read_tracking_record(tracking_key(fresh.key), encode_job(fresh), 0).intent_at == 1_700_000_123.5

@@ -1,44 +1,32 @@
-"""The scheduler with small fakes in place of Kafka and a vendor: no I/O."""
+"""The engine with small fakes in place of Kafka and a vendor: no I/O."""
 
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 from aiokafka.errors import KafkaTimeoutError
+from testkit import (
+    EXAMPLE_ORDER_CREATED,
+    Engine,
+    FakePublisher,
+    FakeStore,
+    started_engine,
+    zakeke_only,
+)
 
 from orderflow.adapters.errors import VendorThrottled, VendorUnavailable
 from orderflow.adapters.outcomes import LinePrintFiles, Observation, PairState, PrintFileRef, VendorAdapter
-from orderflow.config.settings import Settings
 from orderflow.consumer.jobs import Job, JobKey, JobTable, Phase
 from orderflow.consumer.metrics import Metrics
-from orderflow.consumer.scheduler import Scheduler
+from orderflow.consumer.ports import HintResult
 from orderflow.contracts.events import Order, OrderCreated, Vendor, VendorStatus
 
-EXAMPLE = Path(__file__).parent.parent / "fixtures" / "order-created.json"
+EXAMPLE = EXAMPLE_ORDER_CREATED
 
 
-class FakePublisher:
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-
-    async def publish(self, events) -> None:
-        self.events.extend(events)
-
-
-class FakeTracking:
-    def __init__(self) -> None:
-        self.records: list[Job] = []
-
-    async def write(self, job: Job) -> None:
-        self.records.append(job)
-
-    async def remove(self, partition, keys) -> None:
-        return None
+FakeTracking = FakeStore
 
 
 class ReadyOnThirdPoll:
@@ -50,6 +38,9 @@ class ReadyOnThirdPoll:
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
+
+    async def verify_credentials(self) -> str:
+        return "ok"
 
     def polling_view(self, order: Order) -> Order | None:
         return order
@@ -77,20 +68,13 @@ class LeapingClock:
 
 async def started_scheduler(
     adapter: VendorAdapter, *, zakeke: dict[str, object] | None = None, poll: dict[str, object] | None = None,
-    publisher: FakePublisher | None = None, tracking: FakeTracking | None = None,
+    publisher: FakePublisher | None = None, tracking: FakeStore | None = None,
     metrics: Metrics | None = None, clock: Callable[[], float] = time.time,
-) -> tuple[Scheduler, JobTable]:
-    """A running scheduler with Zakeke only (`adapter`), owning partition 0 of a fresh table."""
-    settings = Settings(zakeke={"client_id": "a", "client_secret": "b", **(zakeke or {})},
-                        smake={"enabled": False}, reevoo={"enabled": False}, poll=poll or {})
-    table = JobTable()
-    table.add_partition(0)
-    scheduler = Scheduler(settings, {Vendor.ZAKEKE: adapter}, table, publisher or FakePublisher(),
-                          tracking or FakeTracking(), metrics or Metrics(process_collectors=False),
-                          clock=clock, rng=random.Random(1))
-    await scheduler.start()
-    await scheduler.open_partition(0)
-    return scheduler, table
+) -> tuple[Engine, JobTable]:
+    """A running engine with Zakeke only (`adapter`), owning partition 0 of a fresh table."""
+    engine = await started_engine({Vendor.ZAKEKE: adapter}, zakeke_only(zakeke, poll),
+                                  publisher=publisher, store=tracking, metrics=metrics, clock=clock)
+    return engine, engine.table
 
 
 async def until_finished(table: JobTable, key: JobKey, tries: int) -> None:
@@ -104,15 +88,15 @@ async def test_a_job_due_again_before_its_last_run_ends_is_deferred_not_dropped(
     order = OrderCreated.model_validate_json(EXAMPLE.read_bytes()).order
     clock = LeapingClock()
     publisher, adapter = FakePublisher(), ReadyOnThirdPoll()
-    scheduler, table = await started_scheduler(adapter, poll={"deadline_s": 10**9},
+    engine, table = await started_scheduler(adapter, poll={"deadline_s": 10**9},
                                                publisher=publisher, clock=clock)
     job = Job(order_id=order.order_id, vendor=Vendor.ZAKEKE, partition=0, source_event_id="e",
               order=order, created_at=clock(), due_at=clock())
-    scheduler.schedule(job)
+    engine.add(job)
     try:
         await until_finished(table, job.key, tries=200)
     finally:
-        await scheduler.stop(grace_s=1)
+        await engine.stop(grace_s=1)
     statuses = [event.status for event in publisher.events]
     assert statuses == [VendorStatus.SUBMITTED, VendorStatus.COMPLETED]
     assert adapter.polls == 3
@@ -126,11 +110,11 @@ class FailingOnceTracking(FakeTracking):
         super().__init__()
         self.failures = 0
 
-    async def write(self, job: Job) -> None:
+    async def write(self, job: Job) -> int:
         if not self.failures:
             self.failures += 1
             raise KafkaTimeoutError()
-        await super().write(job)
+        return await super().write(job)
 
 
 class CountingSubmits(ReadyOnThirdPoll):
@@ -149,16 +133,16 @@ class CountingSubmits(ReadyOnThirdPoll):
 async def test_a_failed_tracking_write_is_retried_without_asking_the_vendor_again():
     order = OrderCreated.model_validate_json(EXAMPLE.read_bytes()).order
     publisher, tracking, adapter = FakePublisher(), FailingOnceTracking(), CountingSubmits()
-    scheduler, table = await started_scheduler(
+    engine, table = await started_scheduler(
         adapter, poll={"initial_interval_s": 0.01, "max_interval_s": 0.01},
         publisher=publisher, tracking=tracking)
     job = Job(order_id=order.order_id, vendor=Vendor.ZAKEKE, partition=0, source_event_id="e",
               order=order, created_at=time.time(), due_at=0.0)
-    scheduler.schedule(job)
+    engine.add(job)
     try:
         await until_finished(table, job.key, tries=500)
     finally:
-        await scheduler.stop(grace_s=1)
+        await engine.stop(grace_s=1)
     assert adapter.submits == 1, "the vendor was asked to create the order again"
     assert tracking.failures == 1
     assert [e.status for e in publisher.events] == [VendorStatus.SUBMITTED, VendorStatus.COMPLETED]
@@ -178,6 +162,9 @@ class DownThenUp:
 
     async def stop(self) -> None: ...
 
+    async def verify_credentials(self) -> str:
+        return "ok"
+
     def polling_view(self, order: Order) -> Order | None:
         return order
 
@@ -196,12 +183,12 @@ class DownThenUp:
 
 async def run_jobs_against(adapter: DownThenUp, jobs: int) -> JobTable:
     order = OrderCreated.model_validate_json(EXAMPLE.read_bytes()).order
-    scheduler, table = await started_scheduler(
+    engine, table = await started_scheduler(
         adapter, zakeke={"max_concurrency": 8},
         poll={"initial_interval_s": 0.01, "max_interval_s": 0.05})
     now = time.time()
     for n in range(jobs):
-        scheduler.schedule(Job(order_id=f"O-{n}", vendor=Vendor.ZAKEKE, partition=0,
+        engine.add(Job(order_id=f"O-{n}", vendor=Vendor.ZAKEKE, partition=0,
                                source_event_id="e", order=order, created_at=now, due_at=0.0))
     try:
         for _ in range(1000):
@@ -209,7 +196,7 @@ async def run_jobs_against(adapter: DownThenUp, jobs: int) -> JobTable:
                 break
             await asyncio.sleep(0.01)
     finally:
-        await scheduler.stop(grace_s=1)
+        await engine.stop(grace_s=1)
     return table
 
 
@@ -254,14 +241,14 @@ class RecordingOrders(ReadyOnThirdPoll):
 
 async def run_one(job: Job, adapter: ReadyOnThirdPoll) -> tuple[JobTable, FakePublisher, Metrics]:
     publisher, metrics = FakePublisher(), Metrics(process_collectors=False)
-    scheduler, table = await started_scheduler(
+    engine, table = await started_scheduler(
         adapter, poll={"initial_interval_s": 0.01, "max_interval_s": 0.01, "deadline_s": 10**9},
         publisher=publisher, metrics=metrics)
-    scheduler.schedule(job)
+    engine.add(job)
     try:
         await until_finished(table, job.key, tries=500)
     finally:
-        await scheduler.stop(grace_s=1)
+        await engine.stop(grace_s=1)
     return table, publisher, metrics
 
 
@@ -294,32 +281,32 @@ async def test_a_job_whose_order_cannot_be_read_ends_without_calling_the_vendor(
 async def test_a_job_waiting_for_the_rate_limit_does_not_start_after_its_partition_is_handed_back():
     order = OrderCreated.model_validate_json(EXAMPLE.read_bytes()).order
     adapter = CountingSubmits()
-    scheduler, _ = await started_scheduler(adapter, zakeke={"rate_limit_per_s": 2})
+    engine, _ = await started_scheduler(adapter, zakeke={"rate_limit_per_s": 2})
     now = time.time()
     for n in range(5):
-        scheduler.schedule(Job(order_id=f"O-{n}", vendor=Vendor.ZAKEKE, partition=0,
+        engine.add(Job(order_id=f"O-{n}", vendor=Vendor.ZAKEKE, partition=0,
                                source_event_id="e", order=order, created_at=now, due_at=0.0))
     try:
         await asyncio.sleep(0.7)  # two calls pass the limit of 2/s (its burst); a third waits
         started = adapter.submits
-        await scheduler.close_partitions([0], timeout_s=1)
+        await engine.owner.close([0], timeout_s=1)
         await asyncio.sleep(1.0)
     finally:
-        await scheduler.stop(grace_s=1)
+        await engine.stop(grace_s=1)
     assert adapter.submits == started, "a call started after its partition was handed back"
 
 
-async def run_example_job(scheduler: Scheduler, table: JobTable, tries: int) -> Job:
+async def run_example_job(engine: Engine, table: JobTable, tries: int) -> Job:
     """Schedule a Zakeke job of the example order, wait until it finished (or `tries` ticks
-    passed), then stop the scheduler."""
+    passed), then stop the engine."""
     order = OrderCreated.model_validate_json(EXAMPLE.read_bytes()).order
     job = Job(order_id=order.order_id, vendor=Vendor.ZAKEKE, partition=0, source_event_id="e",
               order=order, created_at=time.time(), due_at=time.time())
-    scheduler.schedule(job)
+    engine.add(job)
     try:
         await until_finished(table, job.key, tries=tries)
     finally:
-        await scheduler.stop(grace_s=1)
+        await engine.stop(grace_s=1)
     return job
 
 
@@ -350,20 +337,20 @@ class SaysFailedWithHostileTexts(ReadyOnThirdPoll):
 async def test_a_job_run_ended_by_an_unexpected_error_runs_again_later():
     publisher, adapter = FailingOncePublisher(), ReadyOnThirdPoll()
     metrics = Metrics(process_collectors=False)
-    scheduler, table = await started_scheduler(
+    engine, table = await started_scheduler(
         adapter, poll={"initial_interval_s": 0.01, "max_interval_s": 0.05, "deadline_s": 10**9},
         publisher=publisher, metrics=metrics)
-    await run_example_job(scheduler, table, tries=500)
+    await run_example_job(engine, table, tries=500)
     assert publisher.failures == 1
     assert [e.status for e in publisher.events][-1] is VendorStatus.COMPLETED
     assert metrics.job_errors.labels("zakeke")._value.get() == 1
-    assert scheduler.is_alive() is False  # stopped by us, not by the error
+    assert engine.scheduler.is_alive() is False  # stopped by us, not by the error
 
 
 async def test_a_vendors_hostile_texts_still_publish_bounded_and_valid():
     publisher = FakePublisher()
-    scheduler, table = await started_scheduler(SaysFailedWithHostileTexts(), publisher=publisher)
-    await run_example_job(scheduler, table, tries=200)
+    engine, table = await started_scheduler(SaysFailedWithHostileTexts(), publisher=publisher)
+    await run_example_job(engine, table, tries=200)
     failed = publisher.events[-1]
     assert failed.status is VendorStatus.FAILED
     encoded = failed.model_dump_json().encode("utf-8")
@@ -396,10 +383,10 @@ class LosesItsFirstCreateAnswer(ReadyOnThirdPoll):
 
 async def test_the_intent_is_recorded_before_the_create_and_the_retry_carries_it():
     tracking, adapter = FakeTracking(), LosesItsFirstCreateAnswer()
-    scheduler, table = await started_scheduler(
+    engine, table = await started_scheduler(
         adapter, poll={"initial_interval_s": 0.01, "max_interval_s": 0.02, "deadline_s": 10**9},
         tracking=tracking)
-    await run_example_job(scheduler, table, tries=300)
+    await run_example_job(engine, table, tries=300)
     first, second = adapter.seen
     assert first.intent_at is None  # a new pair: nothing to ask before creating
     assert second.intent_at is not None  # after a lost answer: ask first
@@ -409,9 +396,9 @@ async def test_the_intent_is_recorded_before_the_create_and_the_retry_carries_it
 
 async def test_a_create_that_never_acted_leaves_no_intent_in_hand():
     adapter = LosesItsFirstCreateAnswer(nothing_created=True)
-    scheduler, table = await started_scheduler(
+    engine, table = await started_scheduler(
         adapter, poll={"initial_interval_s": 0.01, "max_interval_s": 0.02, "deadline_s": 10**9})
-    await run_example_job(scheduler, table, tries=300)
+    await run_example_job(engine, table, tries=300)
     assert [state.intent_at for state in adapter.seen] == [None, None]
 
 
@@ -438,19 +425,19 @@ async def test_a_webhook_during_a_running_poll_polls_again_when_it_ends():
     wait a whole (slow) poll interval for it."""
     order = OrderCreated.model_validate_json(EXAMPLE.read_bytes()).order
     publisher, adapter = FakePublisher(), GatedPolls()
-    scheduler, table = await started_scheduler(
+    engine, table = await started_scheduler(
         adapter, poll={"initial_interval_s": 600, "max_interval_s": 600},
         publisher=publisher)
     job = Job(order_id=order.order_id, vendor=Vendor.ZAKEKE, partition=0, source_event_id="e",
               order=order, phase=Phase.POLL, status=VendorStatus.SUBMITTED,
               vendor_order_ref="1", created_at=time.time(), due_at=time.time())
-    scheduler.schedule(job)
+    engine.add(job)
     try:
         await asyncio.wait_for(adapter.entered.wait(), 5)
-        assert scheduler.look_now(Vendor.ZAKEKE, None, "1") == "polled_now"
+        assert engine.scheduler.look_now(Vendor.ZAKEKE, None, "1") is HintResult.POLLED_NOW
         adapter.go.set()
         await until_finished(table, job.key, tries=300)
     finally:
-        await scheduler.stop(grace_s=1)
+        await engine.stop(grace_s=1)
     assert adapter.polls == 2, "polled again at once, not 600 s later"
     assert [event.status for event in publisher.events] == [VendorStatus.COMPLETED]

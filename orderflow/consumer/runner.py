@@ -1,0 +1,246 @@
+"""One run of a due job (or of a batch of polls read together): what it needs before a call
+(`transitions.before_call`), the call, what follows from the answer
+(`transitions.after_call`), then the events published and the job's next state recorded,
+in that order (docs/architecture.md, decision 4): a crash in between repeats an event (same
+id, dropped downstream), never loses one.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+
+import structlog
+from aiokafka.errors import KafkaError
+
+from orderflow.adapters.errors import VendorError
+from orderflow.adapters.outcomes import (
+    BatchPolling,
+    CreateNotAllowed,
+    Observation,
+    PairState,
+)
+from orderflow.config.settings import PollSettings
+from orderflow.consumer import transitions
+from orderflow.consumer.backoff import RetryPause
+from orderflow.consumer.jobs import Job, Phase
+from orderflow.consumer.journal import JobJournal
+from orderflow.consumer.kafka import retry_kafka
+from orderflow.consumer.lanes import VendorLane
+from orderflow.consumer.logging import get_logger
+from orderflow.consumer.metrics import Metrics
+from orderflow.consumer.partitions import PartitionOwner
+from orderflow.consumer.ports import EventSink
+from orderflow.contracts.events import Order, OrderShipmentTracking, OrderVendorStatus
+
+log = get_logger(__name__)
+
+Clock = Callable[[], float]
+
+
+class JobRunner:
+    """Runs jobs: one call each (or one batch read), then publish, then record."""
+
+    def __init__(self, poll: PollSettings, journal: JobJournal, owner: PartitionOwner,
+                 publisher: EventSink, metrics: Metrics, *, clock: Clock = time.time,
+                 rng: random.Random | None = None) -> None:
+        self._poll = poll
+        self._journal = journal
+        self._owner = owner
+        self._publisher = publisher
+        self._metrics = metrics
+        self._clock = clock
+        self._rng = rng or random.Random()
+
+    async def run(self, lane: VendorLane, job: Job) -> None:
+        """Run the job once. A bug (here, in an adapter, in an event model) neither kills the
+        lane nor leaves the job unscheduled: it runs again later, from its last recorded
+        state, until the deadline ends it."""
+        structlog.contextvars.bind_contextvars(order_id=job.order_id, vendor=str(job.vendor))
+        try:
+            await self._run_once(lane, job)
+        except Exception:
+            self._unexpected(job)
+
+    async def run_batch(self, lane: VendorLane, jobs: list[Job]) -> None:
+        """Polls read in one request; each pair still moves on its own answer. A pair the
+        answer does not hold is read on its own (which tells a 404 from a lag)."""
+        assert isinstance(lane.adapter, BatchPolling)
+        gauge = self._metrics.jobs_in_flight.labels(str(lane.vendor), "poll")
+        gauge.inc()
+        found: dict[str, Observation] = {}
+        failure: Exception | None = None
+        try:
+            found = await lane.adapter.poll_many([j.vendor_order_ref or "" for j in jobs])
+        except Exception as exc:
+            failure = exc
+        finally:
+            gauge.dec()
+        heard = False
+        for job in jobs:
+            outcome: Observation | Exception | None = (
+                failure if failure is not None else found.get(job.vendor_order_ref or ""))
+            if outcome is None:
+                await self.run(lane, job)
+                continue
+            structlog.contextvars.bind_contextvars(order_id=job.order_id, vendor=str(job.vendor))
+            try:
+                decision = transitions.after_call(job, outcome, self._clock(), self._poll,
+                                                  self._rng, intent_before=job.intent_at)
+                if not heard:
+                    lane.hear(decision)  # one request: one word to the backoff
+                    heard = True
+                if failure is None or job is jobs[0]:
+                    _log_outcome(job, outcome)
+                await self._publish_and_record(lane, job, decision.step, None)
+            except Exception:
+                self._unexpected(job)
+
+    async def _run_once(self, lane: VendorLane, job: Job) -> None:
+        need = transitions.before_call(job, self._clock(), self._poll)
+        if isinstance(need, transitions.Step):
+            ending = need.events[0] if need.events else None
+            if isinstance(ending, OrderVendorStatus) and ending.reason == transitions.UNREADABLE_ORDER:
+                log.error("active job whose order cannot be read, ending it",
+                          phase=str(job.phase))
+            await self._publish_and_record(lane, job, need, None)
+            return
+        running = _Running(job)
+        outcome = await self._call(lane, running, need.order)
+        decision = transitions.after_call(running.job, outcome, self._clock(), self._poll,
+                                          self._rng, intent_before=job.intent_at)
+        lane.hear(decision)
+        _log_outcome(running.job, outcome)
+        await self._publish_and_record(lane, running.job, decision.step, need.order)
+
+    async def _call(self, lane: VendorLane, running: _Running,
+                    order: Order | None) -> Observation | Exception:
+        """One call to the vendor: its answer, or the error it ended with (returned, not
+        raised: what follows is decided in one place, `transitions.after_call`)."""
+        job = running.job
+        kind = "submit" if job.phase is Phase.SUBMIT else "poll"
+        gauge = self._metrics.jobs_in_flight.labels(str(job.vendor), kind)
+        gauge.inc()
+        try:
+            if job.phase is Phase.SUBMIT:
+                assert order is not None
+                return await lane.adapter.submit(order, PairState(
+                    job.vendor_order_ref, job.vendor_state, job.intent_at,
+                    record_intent=lambda: self._record_intent(running)))
+            return await lane.adapter.poll(order, PairState(job.vendor_order_ref, job.vendor_state))
+        except Exception as exc:
+            return exc
+        finally:
+            gauge.dec()
+
+    async def _record_intent(self, running: _Running) -> None:
+        """Record the job with the intent to create, and wait for the brokers, before an
+        adapter's create call. The running job carries the intent from then on, so every
+        later state of the pair (a retry after a lost answer included) keeps it."""
+        if running.job.order_view:
+            raise CreateNotAllowed(
+                "the vendor no longer holds the order it accepted, and orderflow kept only "
+                "what following it needs: publish the order again to have it created anew")
+        running.job = replace(running.job, intent_at=self._clock())
+        await self._journal.record_running(running.job)
+
+    async def _publish_and_record(self, lane: VendorLane, before: Job, step: transitions.Step,
+                                  order: Order | None) -> None:
+        """Events first, then the record that marks them done. What the vendor said is kept
+        and recorded again on a Kafka error, never asked again: a vendor that cannot be
+        asked (Reevoo) must not get a second submission after its 202."""
+        after = self._compacted(lane, step.job, order)
+        if after.key in lane.poll_again:
+            lane.poll_again.discard(after.key)
+            if after.phase is not Phase.DONE:
+                after = replace(after, due_at=min(after.due_at, self._clock()))
+        unpublished = list(step.events)
+
+        async def publish_then_record() -> None:
+            if unpublished:
+                await self._publisher.publish(unpublished)
+                self._count(unpublished, order)
+                unpublished.clear()
+            if _needs_record(before, after):
+                await self._journal.record(after)
+            else:
+                self._journal.keep(after)
+
+        await retry_kafka(
+            publish_then_record, what="recording a job's progress", label="apply",
+            metrics=self._metrics, pause=RetryPause(cap_s=5.0),
+            # Handed over meanwhile: the next owner repeats this step from the last record,
+            # asking the vendor before creating anything again.
+            still_wanted=lambda: self._owner.is_open(after.partition))
+
+    def _unexpected(self, job: Job) -> None:
+        self._metrics.job_errors.labels(str(job.vendor)).inc()
+        log.exception("unexpected error running a job, it will run again later")
+        if self._owner.is_open(job.partition):
+            current = self._owner.table.get(job.partition, job.key) or job
+            self._journal.keep(transitions.retry_later(current, self._clock(), self._poll,
+                                                       self._rng).job)
+
+    def _compacted(self, lane: VendorLane, after: Job, order: Order | None) -> Job:
+        """A pair the vendor has accepted keeps only what its polls read (written so to its
+        record too): about 1 KB less per waiting Smake pair."""
+        if after.order_view or order is None or after.phase not in (Phase.POLL, Phase.TRACKING):
+            return after
+        view = lane.adapter.polling_view(order)
+        if view is None and after.vendor_order_ref is None:
+            return after  # nothing to follow it by but the order itself
+        return replace(after, order_view=True, order_json=(
+            None if view is None else view.model_dump_json(exclude_none=True).encode()))
+
+    def _count(self, events: Iterable[transitions.OutputEvent], order: Order | None) -> None:
+        print_files_seen = False
+        for event in events:
+            if isinstance(event, OrderVendorStatus):
+                self._metrics.vendor_orders.labels(str(event.vendor), str(event.status)).inc()
+                structlog.contextvars.bind_contextvars(event_id=event.event_id)
+                log.info("status announced", status=str(event.status),
+                         vendor_order_ref=event.vendor_order_ref, reason=event.reason)
+            elif isinstance(event, OrderShipmentTracking):
+                log.info("tracking numbers announced after completion",
+                         tracking_numbers=event.tracking_numbers)
+            elif not print_files_seen and order is not None:
+                print_files_seen = True
+                self._metrics.order_to_print_files.observe(
+                    max(0.0, self._clock() - order.placed_at.timestamp()))
+
+
+class _Running:
+    """The job of a run in progress: its intent to create, once recorded, replaces it."""
+
+    __slots__ = ("job",)
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+
+
+def _log_outcome(job: Job, outcome: Observation | Exception) -> None:
+    if isinstance(outcome, Observation):
+        return
+    if isinstance(outcome, VendorError):
+        if not outcome.retriable and job.phase is not Phase.SUBMIT:
+            log.warning("vendor refused a poll", error=str(outcome), status=outcome.status)
+        elif outcome.retriable:
+            log.info("vendor call failed, will retry", error=str(outcome), status=outcome.status,
+                     attempt=job.attempts + 1, retry_after=outcome.retry_after)
+    elif isinstance(outcome, KafkaError):
+        log.warning("could not record the intent to create, will retry", error=str(outcome))
+    elif isinstance(outcome, CreateNotAllowed):
+        log.warning("create not allowed, the pair ends rejected", error=str(outcome))
+    else:
+        # An adapter bug must not lose the job: logged loudly, and it runs again later.
+        log.error("unexpected error in vendor adapter, will retry",
+                  exc_info=(type(outcome), outcome, outcome.__traceback__))
+
+
+def _needs_record(before: Job, after: Job) -> bool:
+    """A poll that learnt nothing new is not written: after a restart the job simply polls
+    again at once. What must survive a crash is every announced change and the vendor ref."""
+    return (before.phase, before.status, before.vendor_order_ref, before.vendor_state) != (
+        after.phase, after.status, after.vendor_order_ref, after.vendor_state)
