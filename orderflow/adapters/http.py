@@ -15,6 +15,7 @@ import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC
+from decimal import Decimal
 from typing import Any, NamedTuple, Protocol
 
 import aiohttp
@@ -68,6 +69,24 @@ class HttpAnswer:
             return json.loads(self.body, **options)
         except RecursionError:
             raise ValueError("JSON nested deeper than the reader's recursion limit") from None
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status < 300
+
+    def read_json(self, vendor: Vendor, operation: str, *, exact_decimals: bool = False) -> Any:
+        """A success body as JSON (`exact_decimals`: JSON decimals as exact `Decimal`s). A
+        body that cannot be read, or none, is an outage of the vendor
+        (`VendorUnavailable`), never a reason to reject the order, and never an error of
+        another kind (a RecursionError would be an adapter bug)."""
+        try:
+            if not self.body:
+                raise ValueError("empty body")
+            return self.json(parse_float=Decimal) if exact_decimals else self.json()
+        except ValueError as exc:
+            raise VendorUnavailable(
+                vendor, operation, f"unreadable answer (HTTP {self.status}): {exc}"[:300],
+                self.status) from exc
 
     def message(self) -> str:
         """The vendor's explanation, from a JSON `message`/`error`/`errors` or the raw text."""

@@ -1,10 +1,10 @@
 """Reevoo (reviews): submit the customer order so Reevoo can ask for a review; 202 ends it.
 
-Reevoo's page (``reevoo-customer-orders-api.txt``) and the notes in the vendor-docs README are
-the reference. Reevoo has no endpoint to look a submission up and nothing says it drops a
-repeated ``order_ref``, so effectively-once rests on one rule: after a 202 the order is
-done (``COMPLETED``, never sent again); only a network error or a 5xx (transient errors) lets
-the engine send it again. A 202 whose body we cannot read is still a 202.
+Reevoo's Customer Orders API page and the facts from its other pages are the reference. Reevoo
+has no endpoint to look a submission up and nothing says it drops a repeated ``order_ref``, so
+effectively-once rests on one rule: after a 202 the order is done (``COMPLETED``, never sent
+again); only a network error or a 5xx (transient errors) lets the engine send it again. A 202
+whose body we cannot read is still a 202.
 
 Decisions where the page leaves room (each one has a unit test):
 
@@ -262,7 +262,7 @@ class ReevooAdapter:
             # Accepted, whatever the body: Reevoo cannot be asked, and must never get the
             # order again after a 2xx.
             answer = HttpAnswer(exc.status, {}, b"")
-        if 200 <= answer.status < 300:
+        if answer.is_success:
             return observation_from_accepted(answer)
         raise reevoo_error(operation, answer)
 

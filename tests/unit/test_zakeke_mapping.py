@@ -7,11 +7,11 @@ from __future__ import annotations
 import copy
 import json
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import SecretStr
+from testkit import FIXTURES, an_order
 
 from orderflow.adapters.errors import VendorAuthFailed, VendorRejected, VendorThrottled, VendorUnavailable
 from orderflow.adapters.http import HttpAnswer, MockTransport, SentRequest, VendorHttp
@@ -19,7 +19,6 @@ from orderflow.adapters.outcomes import LinePrintFiles, Observation, PairState, 
 from orderflow.adapters.zakeke import ZakekeAdapter
 from orderflow.adapters.zakeke.answers import (
     DEFAULT_TOKEN_LIFETIME_S,
-    decode_json,
     design_unit_price_from,
     match_design_items,
     order_ref_from,
@@ -43,9 +42,7 @@ from orderflow.adapters.zakeke.request import (
     zakeke_order_date,
 )
 from orderflow.config.settings import ZakekeSettings
-from orderflow.contracts.events import Order, OrderCreated, Vendor, VendorStatus
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+from orderflow.contracts.events import Order, Vendor, VendorStatus
 
 # The "Register an order" request example of Zakeke's Orders API page, verbatim.
 REGISTER_BODY_EXAMPLE: dict[str, Any] = {
@@ -97,10 +94,6 @@ ORDER_EXAMPLE: dict[str, Any] = {
 DESIGN_ID = "000-pLheeWxP125a8axD07QthB"  # the Designs page's error example id
 
 
-def load_order(name: str = "order-created.json") -> Order:
-    return OrderCreated.model_validate_json((FIXTURES / name).read_text()).order
-
-
 def with_order(order: Order, **changes: Any) -> Order:
     data = order.model_dump(mode="json")
     data.update(changes)
@@ -138,18 +131,18 @@ ZIP = f"https://files.example.com/print/{DESIGN_ID}.zip"
 
 
 def test_only_zakeke_lines_are_sent_split_by_kind() -> None:
-    order = load_order()
+    order = an_order()
     assert [line.line_id for line in zakeke_lines(order)] == ["L1", "L2"]
     assert [line.line_id for line in design_lines(order)] == ["L1"]
     assert [line.line_id for line in composition_lines(order)] == ["L2"]
-    assert zakeke_lines(load_order("order-created-minimal.json")) == []
+    assert zakeke_lines(an_order("order-created-minimal.json")) == []
 
 
 # ----------------------------------------------------------------------------- register body
 
 
 def test_register_body_of_the_contract_example() -> None:
-    body = build_register_body(load_order())
+    body = build_register_body(an_order())
     assert body == {
         "orderCode": "SHOP-100234",
         "orderDate": "2026-11-22T10:15:29.000Z",
@@ -179,7 +172,7 @@ def test_register_body_of_the_contract_example() -> None:
 
 
 def test_register_body_uses_exactly_the_documented_property_names() -> None:
-    order = with_l1_customization(load_order(), modification_id="mod-7")
+    order = with_l1_customization(an_order(), modification_id="mod-7")
     body = build_register_body(order)
     assert set(body) == set(REGISTER_BODY_EXAMPLE)
     assert set(body["details"][0]) == set(REGISTER_BODY_EXAMPLE["details"][0])
@@ -190,7 +183,7 @@ def test_register_body_uses_exactly_the_documented_property_names() -> None:
 
 
 def test_register_body_property_types_follow_the_attribute_table() -> None:
-    body = build_register_body(load_order())
+    body = build_register_body(an_order())
     # string / money / integer as the page's tables say; money travels as Decimal here and
     # becomes a JSON number in dumps_exact_json.
     for name in ("orderCode", "orderDate", "sessionID"):
@@ -208,19 +201,19 @@ def test_register_body_property_types_follow_the_attribute_table() -> None:
 
 
 def test_order_date_has_the_shape_of_the_page_example() -> None:
-    order = with_order(load_order(), placed_at="2023-11-03T10:13:38.437+01:00")
+    order = with_order(an_order(), placed_at="2023-11-03T10:13:38.437+01:00")
     assert zakeke_order_date(order) == REGISTER_BODY_EXAMPLE["orderDate"]
 
 
 def test_guest_session_falls_back_to_order_id() -> None:
-    order = with_order(load_order(), session_id=None)
+    order = with_order(an_order(), session_id=None)
     assert build_register_body(order)["sessionID"] == "SHOP-100234"
 
 
 def test_missing_design_unit_price_is_taken_from_the_lookup() -> None:
-    order = with_l1_customization(load_order(), design_unit_price=None)
+    order = with_l1_customization(an_order(), design_unit_price=None)
     assert [line.line_id for line in lines_needing_design_price(order)] == ["L1"]
-    assert lines_needing_design_price(load_order()) == []
+    assert lines_needing_design_price(an_order()) == []
     body = build_register_body(order, {"L1": Decimal("3.50")})
     assert body["details"][0]["designUnitPrice"] == Decimal("3.50")
     with pytest.raises(ValueError, match="L1"):
@@ -228,13 +221,13 @@ def test_missing_design_unit_price_is_taken_from_the_lookup() -> None:
 
 
 def test_money_goes_as_exact_json_numbers() -> None:
-    text = dumps_exact_json(build_register_body(load_order()))
+    text = dumps_exact_json(build_register_body(an_order()))
     assert '"total":57.20' in text
     assert '"modelUnitPrice":12.00' in text
     assert '"designUnitPrice":4.00' in text
     assert '"unitPrice":9.90' in text
     decoded = json.loads(text, parse_float=Decimal)
-    assert decoded == build_register_body(load_order())
+    assert decoded == build_register_body(an_order())
     assert isinstance(json.loads(text)["total"], float)  # a number, not a string
 
 
@@ -249,11 +242,11 @@ def test_exact_json_encoder() -> None:
 
 
 def test_paths_quote_codes_whole() -> None:
-    order = with_order(load_order(), order_id="A/B 1?")
+    order = with_order(an_order(), order_id="A/B 1?")
     assert order_path(order) == "/v2/order/A%2FB%201%3F"
-    line = with_l1_customization(load_order(), modification_id="m/1").lines[0]
+    line = with_l1_customization(an_order(), modification_id="m/1").lines[0]
     assert print_files_zip_path(line) == f"/v1/designs/{DESIGN_ID}/outputfiles/zip/m%2F1"
-    assert print_files_zip_path(load_order().lines[0]) == (
+    assert print_files_zip_path(an_order().lines[0]) == (
         f"/v1/designs/{DESIGN_ID}/outputfiles/zip"
     )
 
@@ -262,7 +255,7 @@ def test_paths_quote_codes_whole() -> None:
 
 
 def test_registration_token_speaks_for_the_customer_or_the_visitor() -> None:
-    order = load_order()
+    order = an_order()
     assert registration_code(order) == TokenCode("customercode", "C-1122")
     guest = with_order(order, customer={"email": "g@example.com"})
     assert registration_code(guest) == TokenCode("visitorcode", "sess-8f2c41")
@@ -307,7 +300,7 @@ def test_design_unit_price_is_read_exactly() -> None:
     }
     assert design_unit_price_from(example) == Decimal(0)
     body = json.dumps({**example, "designUnitPrice": 4.1}).encode()
-    data = decode_json("get_design", HttpAnswer(200, {}, body))
+    data = HttpAnswer(200, {}, body).read_json(Vendor.ZAKEKE, "get_design", exact_decimals=True)
     assert design_unit_price_from(data) == Decimal("4.1")
     assert design_unit_price_from({"designUnitPrice": "2.50"}) == Decimal("2.50")
     bad: Any
@@ -336,10 +329,10 @@ def test_order_ref_is_zakekes_id_as_string() -> None:
 
 
 def test_documented_example_order_is_read() -> None:
-    summary = summarize_zakeke_order(load_order(), ORDER_EXAMPLE)
+    summary = summarize_zakeke_order(an_order(), ORDER_EXAMPLE)
     # The example's one item is of another design ("string"): our design line has none yet.
     assert (summary.vendor_order_ref, summary.ready, summary.vendor_state) == ("0", False, "INPROCESS")
-    example = load_order().model_dump(mode="json")
+    example = an_order().model_dump(mode="json")
     example["lines"][0]["customization"]["design_id"] = "string"
     summary = summarize_zakeke_order(Order.model_validate(example), ORDER_EXAMPLE)
     # "string" is not a documented status, so the line is not READY; the word is passed on.
@@ -347,7 +340,7 @@ def test_documented_example_order_is_read() -> None:
 
 
 def test_in_process_until_every_design_line_is_ready() -> None:
-    order = load_order()
+    order = an_order()
     data = zakeke_order([item("L1", DESIGN_ID, "INPROCESS"), item("L2", "", "READY")])
     summary = summarize_zakeke_order(order, data)
     assert (summary.vendor_order_ref, summary.ready, summary.vendor_state) == (
@@ -357,7 +350,7 @@ def test_in_process_until_every_design_line_is_ready() -> None:
 
 def test_a_composition_item_without_files_does_not_hold_the_order_back() -> None:
     # Nothing says configurator items ever get print files: completion waits on designs only.
-    order = load_order()
+    order = an_order()
     data = zakeke_order([
         item("L1", DESIGN_ID, "READY", zip_url=ZIP, files=[PDF, PNG]),
         item("L2", "", "INPROCESS"),
@@ -368,7 +361,7 @@ def test_a_composition_item_without_files_does_not_hold_the_order_back() -> None
 
 
 def test_all_ready_gives_print_files_per_design_line() -> None:
-    order = load_order()
+    order = an_order()
     data = zakeke_order([
         item("L1", DESIGN_ID, "READY", zip_url=ZIP, files=[PDF, PNG]),
         item("L2", "", "ready"),
@@ -388,7 +381,7 @@ def test_all_ready_gives_print_files_per_design_line() -> None:
 def test_print_files_match_the_contract_example() -> None:
     expected = json.loads((FIXTURES / "print-files-ready.json").read_text())
     data = zakeke_order([item("L1", DESIGN_ID, "READY", zip_url=ZIP, files=[PDF, PNG])])
-    files = summarize_zakeke_order(load_order(), data).lines[0].files
+    files = summarize_zakeke_order(an_order(), data).lines[0].files
     assert files is not None
     assert files.line_id == expected["line_id"]
     assert files.design_id == expected["design_id"]
@@ -398,7 +391,7 @@ def test_print_files_match_the_contract_example() -> None:
 
 
 def test_item_without_zip_or_match_is_left_for_the_designs_api() -> None:
-    order = load_order()
+    order = an_order()
     summary = summarize_zakeke_order(order, zakeke_order([item("L1", DESIGN_ID, "READY")]))
     assert summary.ready
     assert summary.lines[0].files is not None and summary.lines[0].files.zip_url is None
@@ -416,12 +409,12 @@ def test_unusable_file_entries_are_skipped() -> None:
         PDF, {"type": "PNG"}, {"url": "https://x"}, "junk", {"type": "", "url": "u"},
     ]
     data = zakeke_order([item("L1", DESIGN_ID, "READY", zip_url=ZIP, files=files)])
-    line_files = summarize_zakeke_order(load_order(), data).lines[0].files
+    line_files = summarize_zakeke_order(an_order(), data).lines[0].files
     assert line_files is not None and line_files.files == (PrintFileRef("PDF", PDF["url"]),)
 
 
 def test_no_items_yet_is_in_process_unless_nothing_is_to_be_rendered() -> None:
-    order = load_order()
+    order = an_order()
     summary = summarize_zakeke_order(order, zakeke_order([]))
     assert (summary.ready, summary.vendor_state) == (False, "INPROCESS")
     assert not summarize_zakeke_order(order, {"id": 1}).ready
@@ -433,7 +426,7 @@ def test_no_items_yet_is_in_process_unless_nothing_is_to_be_rendered() -> None:
 
 
 def test_items_match_by_code_first_then_by_design() -> None:
-    data = load_order().model_dump(mode="json")
+    data = an_order().model_dump(mode="json")
     data["lines"] = [
         {"line_id": "A", "sku": "S", "quantity": 1, "unit_price": "1.00",
          "customization": {"provider": "zakeke", "design_id": "D1"}},
@@ -459,7 +452,7 @@ def test_answers_not_shaped_like_an_order_are_refused() -> None:
     bad: Any
     for bad in ([], "x", {"items": {}}, {"items": ["x"]}):
         with pytest.raises(ValueError):
-            summarize_zakeke_order(load_order(), bad)
+            summarize_zakeke_order(an_order(), bad)
 
 
 # ----------------------------------------------------------------------------- errors
@@ -529,10 +522,9 @@ def test_unreadable_success_body_is_an_outage() -> None:
     # 100,000-deep nesting once let a bare RecursionError escape (an adapter bug path).
     for body in (b"", b"<html>", b"\xff\xfe", b"[" * 100_000 + b"]" * 100_000):
         with pytest.raises(VendorUnavailable):
-            decode_json("get_order", HttpAnswer(200, {}, body))
-    assert decode_json("get_order", answer(200, b'{"id": 1, "x": 1.10}')) == {
-        "id": 1, "x": Decimal("1.10"),
-    }
+            HttpAnswer(200, {}, body).read_json(Vendor.ZAKEKE, "get_order", exact_decimals=True)
+    read = answer(200, b'{"id": 1, "x": 1.10}').read_json(Vendor.ZAKEKE, "get_order", exact_decimals=True)
+    assert read == {"id": 1, "x": Decimal("1.10")}
 
 
 # ----------------------------------------------------------------------------- names and numbers
@@ -540,7 +532,7 @@ def test_unreadable_success_body_is_an_outage() -> None:
 
 def names_and_numbers_order() -> Order:
     """One design, a modification per line (Zakeke's Names and Numbers tool)."""
-    data = load_order().model_dump(mode="json")
+    data = an_order().model_dump(mode="json")
     base = data["lines"][0]
     data["lines"] = [
         {**base, "line_id": "N1", "customization": {**base["customization"], "modification_id": "M-ANNA"}},
@@ -619,7 +611,7 @@ async def test_a_first_submit_posts_with_a_customer_token_and_no_lookup_before()
     transport = MockTransport(zakeke)
     adapter = ZakekeAdapter(settings, http=VendorHttp.for_vendor(Vendor.ZAKEKE, settings,
                                                                  transport=transport))
-    observation = await adapter.submit(load_order(), PairState())
+    observation = await adapter.submit(an_order(), PairState())
 
     assert observation == Observation(VendorStatus.SUBMITTED)  # registered, id not known yet
     assert [(r.method, r.path) for r in transport.requests] == [

@@ -1,7 +1,7 @@
 """Smake (print production): create the production order, then follow its state.
 
-Smake's pages (``smake-orders-api.txt``) and the notes in the vendor-docs README are the
-reference. The package has three floors, a module each:
+Smake's Orders API pages and the facts from its other pages are the reference. The package
+has three floors, a module each:
 
 - ``request.py``, the request body: ``smake_create_body`` and ``refusal_before_create``,
   pure functions of our ``Order`` and the settings;

@@ -20,7 +20,6 @@ from orderflow.adapters.http import RequestObserver, VendorHttp, path_safe_ref
 from orderflow.adapters.outcomes import Observation, PairState
 from orderflow.adapters.smake.answers import (
     created_order_id,
-    decode_json,
     exact_matches,
     has_next_page,
     id_sort_key,
@@ -117,7 +116,7 @@ class SmakeAdapter:
         )
         if answer.status != 200:
             raise smake_error(operation, answer)
-        return observation_from_order(decode_json(answer, operation), operation)
+        return observation_from_order(answer.read_json(VENDOR, operation), operation)
 
     async def poll_many(self, refs: Sequence[str]) -> dict[str, Observation]:
         """The orders of `refs` (recorded Smake ids) read together: ``GET /orders?filter[id]=
@@ -142,7 +141,7 @@ class SmakeAdapter:
             )
             if answer.status != 200:
                 raise smake_error(operation, answer)
-            listing = decode_json(answer, operation)
+            listing = answer.read_json(VENDOR, operation)
             data = listing.get("data") if isinstance(listing, dict) else None
             if not isinstance(data, list):
                 raise VendorUnavailable(VENDOR, operation, "order list answer has no data array")
@@ -171,7 +170,7 @@ class SmakeAdapter:
             )
             if answer.status != 200:
                 raise smake_error(operation, answer)
-            listing = decode_json(answer, operation)
+            listing = answer.read_json(VENDOR, operation)
             matches.extend(exact_matches(listing, order_id, operation))
             if not has_next_page(listing):
                 break
@@ -199,7 +198,7 @@ class SmakeAdapter:
         answer = await self._http.request(
             operation, "POST", "/orders", json_body=body, headers=self._headers,
         )
-        if not 200 <= answer.status < 300:
+        if not answer.is_success:
             raise smake_error(operation, answer)
         order_ref = created_order_id(answer)
         if order_ref is None:

@@ -191,13 +191,4 @@ def smake_error(operation: str, answer: HttpAnswer) -> VendorError:
     return default_error_for(VENDOR, operation, answer)
 
 
-def decode_json(answer: HttpAnswer, operation: str) -> Any:
-    try:
-        return answer.json()
-    except ValueError as exc:
-        raise VendorUnavailable(
-            VENDOR, operation, "answer is not JSON", answer.status
-        ) from exc
-
-
 # ----------------------------------------------------------------------------- adapter

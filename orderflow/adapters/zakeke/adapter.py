@@ -23,10 +23,8 @@ from orderflow.adapters.http import HttpAnswer, RequestObserver, VendorHttp, bas
 from orderflow.adapters.outcomes import LinePrintFiles, Observation, PairState
 from orderflow.adapters.zakeke.answers import (
     GrantedToken,
-    decode_json,
     design_unit_price_from,
     is_auth_refusal,
-    is_success,
     order_ref_from,
     parse_token_answer,
     summarize_zakeke_order,
@@ -133,7 +131,7 @@ class ZakekeAdapter:
             "register_order", "POST", "/v2/order",
             code=registration_code(order), json_body=body,
         )
-        if not is_success(answer):
+        if not answer.is_success:
             raise zakeke_error("register_order", answer)
         return await self._read_back(order)
 
@@ -207,9 +205,9 @@ class ZakekeAdapter:
         answer = await self._authorized("get_order", "GET", order_path(order), code=None)
         if answer.status == 404:
             return None
-        if not is_success(answer):
+        if not answer.is_success:
             raise zakeke_error("get_order", answer)
-        data = decode_json("get_order", answer)
+        data = answer.read_json(VENDOR, "get_order", exact_decimals=True)
         if not isinstance(data, dict):
             # Only a 404 may mean "unknown": a 200 we cannot read must never lead to a post.
             raise VendorUnavailable(
@@ -225,12 +223,12 @@ class ZakekeAdapter:
             answer = await self._authorized(
                 "get_design", "GET", design_path(line), code=None, params=params
             )
-            if not is_success(answer):
+            if not answer.is_success:
                 # 404: the order names a design Zakeke does not have, a permanent refusal.
                 raise zakeke_error("get_design", answer)
+            design = answer.read_json(VENDOR, "get_design", exact_decimals=True)
             try:
-                prices[line.line_id] = design_unit_price_from(decode_json("get_design", answer),
-                                                              line.unit_price)
+                prices[line.line_id] = design_unit_price_from(design, line.unit_price)
             except ValueError as exc:
                 raise VendorUnavailable(VENDOR, "get_design", str(exc), answer.status) from exc
         return prices
@@ -241,10 +239,10 @@ class ZakekeAdapter:
         )
         if answer.status == 404:
             return None
-        if not is_success(answer):
+        if not answer.is_success:
             raise zakeke_error("get_print_files", answer)
         try:
-            return zip_url_from(decode_json("get_print_files", answer))
+            return zip_url_from(answer.read_json(VENDOR, "get_print_files", exact_decimals=True))
         except ValueError as exc:
             raise VendorUnavailable(VENDOR, "get_print_files", str(exc), answer.status) from exc
 
@@ -288,10 +286,10 @@ class ZakekeAdapter:
             "token", "POST", "/token", form=form,
             headers={"Authorization": self._client_authorization()},
         )
-        if not is_success(answer):
+        if not answer.is_success:
             raise zakeke_error("token", answer)
         try:
-            return parse_token_answer(decode_json("token", answer))
+            return parse_token_answer(answer.read_json(VENDOR, "token", exact_decimals=True))
         except ValueError as exc:
             raise VendorUnavailable(VENDOR, "token", str(exc), answer.status) from exc
 

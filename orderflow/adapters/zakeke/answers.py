@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from orderflow.adapters.errors import VendorAuthFailed, VendorError, VendorUnavailable
+from orderflow.adapters.errors import VendorAuthFailed, VendorError
 from orderflow.adapters.http import HttpAnswer, default_error_for
 from orderflow.adapters.outcomes import LinePrintFiles, PrintFileRef
 from orderflow.adapters.zakeke.request import (
@@ -284,25 +284,6 @@ def zakeke_error(operation: str, answer: HttpAnswer) -> VendorError:
             VENDOR, operation, f"token refused with HTTP {status} ({hint}): {answer.message()}",
             status)
     return default_error_for(VENDOR, operation, answer)
-
-
-def decode_json(operation: str, answer: HttpAnswer) -> Any:
-    """A success body as JSON, with JSON decimals as exact `Decimal`s. A body we cannot
-    read is an outage of the vendor, not a reason to reject the order."""
-    try:
-        if not answer.body:
-            raise ValueError("empty body")
-        # Through HttpAnswer.json: nesting too deep is a ValueError there, where a bare
-        # json.loads let a RecursionError escape as an adapter bug.
-        return answer.json(parse_float=Decimal)
-    except ValueError as exc:
-        raise VendorUnavailable(
-            VENDOR, operation, f"unreadable answer (HTTP {answer.status})", answer.status
-        ) from exc
-
-
-def is_success(answer: HttpAnswer) -> bool:
-    return 200 <= answer.status < 300
 
 
 def is_auth_refusal(answer: HttpAnswer) -> bool:
