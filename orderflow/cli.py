@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import signal
 import sys
 from collections.abc import Sequence
@@ -57,7 +56,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _operator(args: argparse.Namespace) -> int:
     from orderflow.config.settings import ConfigError, LogSettings, load_settings
     from orderflow.consumer.logging import configure_logging
-    from orderflow.operator.report import FAILED, USAGE, Report, UsageError, problem
+    from orderflow.operator.report import NOT_DONE, USAGE, Report, UsageError, problem
     from orderflow.operator.run import run_command
 
     report = Report(args.command if args.command != "dlq" else f"dlq {args.dlq_command}",
@@ -73,9 +72,9 @@ def _operator(args: argparse.Namespace) -> int:
     except UsageError as exc:
         return report.fail(USAGE, str(exc))
     except KeyboardInterrupt:
-        return report.fail(FAILED, "interrupted")
+        return report.fail(NOT_DONE, "interrupted")
     except Exception as exc:  # every failure is one line (and JSON), never a traceback
-        return report.fail(FAILED, problem(exc, settings))
+        return report.fail(NOT_DONE, problem(exc, settings))
     return report.emit()
 
 
@@ -93,60 +92,12 @@ class BadUsage(Exception):
         self.prog = prog
 
 
-def _finite_seconds(given: str) -> float:
-    try:
-        value = float(given)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{given!r} is not a number of seconds") from None
-    if not math.isfinite(value) or not 0 <= value <= 3_600:
-        raise argparse.ArgumentTypeError(f"{given!r}: give seconds from 0 to 3600")
-    return value
-
-
-def _note(given: str) -> str:
-    if len(given) > 500:
-        raise argparse.ArgumentTypeError(f"at most 500 characters (got {len(given)})")
-    return given
-
-
 def _operator_parsers(commands: argparse._SubParsersAction[_Parser]) -> None:
-    vendors = ("zakeke", "smake", "reevoo")
+    from orderflow.operator.run import add_operator_parsers
+
     common = _Parser(add_help=False)
     common.add_argument("--json", action="store_true", help="print one JSON document for scripts")
-    commands.add_parser("check", parents=[common],
-                        help="settings, brokers, topics and vendor credentials, one line each")
-    inspect = commands.add_parser("inspect", parents=[common],
-                                  help="every (order, vendor) pair of an order and its events")
-    inspect.add_argument("order_id")
-    retry = commands.add_parser(
-        "retry", parents=[common],
-        help="re-open an order's pairs that ended rejected, failed or timed_out")
-    retry.add_argument("order_id")
-    retry.add_argument("--vendor", choices=vendors, help="only this vendor's pair")
-    retry.add_argument("--wait", type=_finite_seconds, default=15.0,
-                       help="seconds to wait for the owning replica to take it (default 15)")
-    dlq = commands.add_parser("dlq", help="list, show and replay dead letters")
-    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
-    listing = dlq_commands.add_parser("list", parents=[common], help="dead letters, one a line")
-    show = dlq_commands.add_parser("show", parents=[common], help="dead letters in full")
-    show.add_argument("offsets", nargs="+", metavar="OFFSET", help="OFFSET or PARTITION:OFFSET")
-    replay = dlq_commands.add_parser(
-        "replay", parents=[common],
-        help="re-publish dead letters to the input topic, each at most once")
-    for sub in (listing, replay):
-        sub.add_argument("--since", help="RFC 3339 time, or a duration back from now (2h, 3d)")
-        sub.add_argument("--reason", help="only this reason (orderflow.error.reason)")
-    replay.add_argument("--offset", action="append", dest="offsets", metavar="O",
-                        help="OFFSET or PARTITION:OFFSET (repeatable)")
-    replay.add_argument("--dry-run", action="store_true", help="say what would be replayed")
-    replay.add_argument("--again", action="store_true",
-                        help="also replay letters that are a replay failing again")
-    for name, what in (("pause", "hold every replica's calls to a vendor; orders wait"),
-                       ("resume", "let a paused vendor's calls go")):
-        sub = commands.add_parser(name, parents=[common], help=what)
-        sub.add_argument("vendor", choices=vendors)
-        if name == "pause":
-            sub.add_argument("--note", type=_note, help="why, kept with the pause (at most 500 characters)")
+    add_operator_parsers(commands, common)
 
 
 def build_parser() -> argparse.ArgumentParser:

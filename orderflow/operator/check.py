@@ -4,9 +4,9 @@ settings that do not load)."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 from dataclasses import dataclass
-from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -16,7 +16,7 @@ from orderflow.adapters.errors import VendorError
 from orderflow.config.settings import Settings, env_name
 from orderflow.consumer.kafka import client_options
 from orderflow.consumer.metrics import Metrics
-from orderflow.operator.report import NOT_THERE, Report, describe_error
+from orderflow.operator.report import NOT_DONE, Report, Subcommands, describe_error
 from orderflow.operator.topics import CONNECT_TIMEOUT_S
 
 VENDOR_TIMEOUT_S = 20.0
@@ -137,7 +137,7 @@ def _partitions_text(count: int) -> str:
 
 async def _vendor_checks(settings: Settings) -> list[Check]:
     checks = []
-    adapters: Any = build_adapters(settings, Metrics(process_collectors=False))
+    adapters = build_adapters(settings, Metrics(process_collectors=False))
     for vendor, adapter in sorted(adapters.items()):
         name = f"vendor {vendor}"
         try:
@@ -152,10 +152,10 @@ async def _vendor_checks(settings: Settings) -> list[Check]:
                                              f"({env_name(str(vendor), 'base_url')})"))
         finally:
             await adapter.stop()
-    for vendor, vendor_settings in sorted(settings.vendor_settings().items()):
+    for name, vendor_settings in sorted(settings.vendor_settings().items()):
         if not vendor_settings.enabled:
-            checks.append(Check(f"vendor {vendor}", True,
-                                f"disabled ({env_name(vendor, 'enabled')}=false)"))
+            checks.append(Check(f"vendor {name}", True,
+                                f"disabled ({env_name(name, 'enabled')}=false)"))
     return checks
 
 
@@ -169,6 +169,12 @@ def _hint(vendor: str, exc: VendorError) -> str:
     return f"check {env_name(vendor, 'base_url')}"
 
 
+def add_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
+    sub = commands.add_parser("check", parents=[common],
+                              help="settings, brokers, topics and vendor credentials, one line each")
+    sub.set_defaults(run=lambda settings, args, report: check(settings, report))
+
+
 async def check(settings: Settings, report: Report) -> None:
     checks = await run_checks(settings)
     report.data = {"checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in checks]}
@@ -177,4 +183,4 @@ async def check(settings: Settings, report: Report) -> None:
     failed = [c for c in checks if not c.ok]
     report.say(f"{len(checks) - len(failed)} passed, {len(failed)} failed")
     if failed:
-        report.exit_code = NOT_THERE
+        report.exit_code = NOT_DONE

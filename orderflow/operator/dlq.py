@@ -14,6 +14,7 @@ replayed it once more (three runs gave four letters of one bad record).
 
 from __future__ import annotations
 
+import argparse
 import re
 import time
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from typing import Any
 
 from orderflow.config.settings import Settings
 from orderflow.contracts import control, dead_letters
-from orderflow.operator.report import NOT_THERE, Report, UsageError
+from orderflow.operator.report import NOT_DONE, Report, Subcommands, UsageError
 from orderflow.operator.topics import Read, as_dict, producer_session, read_topic, text
 
 
@@ -41,6 +42,30 @@ class Position:
 
     def matches(self, read: Read) -> bool:
         return read.offset == self.offset and self.partition in (None, read.partition)
+
+
+def add_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
+    dlq = commands.add_parser("dlq", help="list, show and replay dead letters")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
+    listing = dlq_commands.add_parser("list", parents=[common], help="dead letters, one a line")
+    listing.set_defaults(run=lambda settings, args, report: list_letters(
+        settings, args.since, args.reason, report))
+    show_ = dlq_commands.add_parser("show", parents=[common], help="dead letters in full")
+    show_.add_argument("offsets", nargs="+", metavar="OFFSET", help="OFFSET or PARTITION:OFFSET")
+    show_.set_defaults(run=lambda settings, args, report: show(settings, args.offsets, report))
+    replay_ = dlq_commands.add_parser(
+        "replay", parents=[common],
+        help="re-publish dead letters to the input topic, each at most once")
+    for sub in (listing, replay_):
+        sub.add_argument("--since", help="RFC 3339 time, or a duration back from now (2h, 3d)")
+        sub.add_argument("--reason", help="only this reason (orderflow.error.reason)")
+    replay_.add_argument("--offset", action="append", dest="offsets", metavar="O",
+                         help="OFFSET or PARTITION:OFFSET (repeatable)")
+    replay_.add_argument("--dry-run", action="store_true", help="say what would be replayed")
+    replay_.add_argument("--again", action="store_true",
+                         help="also replay letters that are a replay failing again")
+    replay_.set_defaults(run=lambda settings, args, report: replay(
+        settings, args.since, args.reason, args.offsets, args.dry_run, report, again=args.again))
 
 
 def parse_since(given: str, now: datetime | None = None) -> datetime:
@@ -159,7 +184,7 @@ async def show(settings: Settings, offsets: list[str], report: Report) -> None:
     report.data = {"topic": settings.topics.dead_letter, "dead_letters": shown}
     missing = [o for o in offsets if not any(Position.parse(o).matches(r) for r in letters)]
     if missing:
-        report.exit_code = NOT_THERE
+        report.exit_code = NOT_DONE
         report.say(f"not in {settings.topics.dead_letter!r}: {', '.join(missing)}")
 
 
@@ -208,9 +233,9 @@ async def replay(settings: Settings, since: str | None, reason: str | None,
                    + (f" -> {item['to_partition']}:{item['to_offset']}" if "to_offset" in item else "")
                    + (f"  ({item['why']})" if item.get("why") else ""))
     if offsets and not letters:
-        report.exit_code = NOT_THERE
+        report.exit_code = NOT_DONE
     if any(r["action"] == "failed" for r in results):
-        report.exit_code = NOT_THERE
+        report.exit_code = NOT_DONE
 
 
 async def _replay_one(settings: Settings, producer: Any, read: Read, dry_run: bool

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 from orderflow.config.settings import Settings
 from orderflow.operator.pairs import UnreadablePair, describe, read_events, read_pairs
-from orderflow.operator.report import NOT_THERE, Report
+from orderflow.operator.report import NOT_DONE, Report, Subcommands
 from orderflow.operator.topics import text
+
+
+def add_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
+    sub = commands.add_parser("inspect", parents=[common],
+                              help="every (order, vendor) pair of an order and its events")
+    sub.add_argument("order_id")
+    sub.set_defaults(run=lambda settings, args, report: inspect(settings, args.order_id, report))
 
 
 async def inspect(settings: Settings, order_id: str, report: Report) -> None:
@@ -26,7 +34,7 @@ async def inspect(settings: Settings, order_id: str, report: Report) -> None:
                           "offset": read.offset, "event": event})
     report.data = {"order_id": order_id, "pairs": described, "events": published}
     if not described and not published:
-        report.exit_code = NOT_THERE
+        report.exit_code = NOT_DONE
         report.say(f"order {order_id!r}: no pair in {settings.topics.tracking!r} and no event "
                    f"in {settings.topics.status!r} (never received, not routed, or forgotten "
                    f"after ORDERFLOW_TRACKING__TERMINAL_RETENTION_S)")

@@ -4,13 +4,33 @@ stays on the compacted control topic, so replicas started later hold the vendor 
 
 from __future__ import annotations
 
+import argparse
 import time
 
 from orderflow.config.settings import Settings
 from orderflow.contracts import control
 from orderflow.contracts.events import Vendor
-from orderflow.operator.report import Report
+from orderflow.operator.report import VENDOR_NAMES, Report, Subcommands
 from orderflow.operator.topics import producer_session, read_topic
+
+
+def add_parsers(commands: Subcommands, common: argparse.ArgumentParser) -> None:
+    pause = commands.add_parser("pause", parents=[common],
+                                help="hold every replica's calls to a vendor; orders wait")
+    pause.add_argument("vendor", choices=VENDOR_NAMES)
+    pause.add_argument("--note", type=_note, help="why, kept with the pause (at most 500 characters)")
+    pause.set_defaults(run=lambda settings, args, report: set_pause(
+        settings, Vendor(args.vendor), True, args.note, report))
+    resume = commands.add_parser("resume", parents=[common], help="let a paused vendor's calls go")
+    resume.add_argument("vendor", choices=VENDOR_NAMES)
+    resume.set_defaults(run=lambda settings, args, report: set_pause(
+        settings, Vendor(args.vendor), False, None, report))
+
+
+def _note(given: str) -> str:
+    if len(given) > 500:
+        raise argparse.ArgumentTypeError(f"at most 500 characters (got {len(given)})")
+    return given
 
 
 async def current_pause(settings: Settings, vendor: Vendor) -> control.Pause | str | None:

@@ -2,19 +2,36 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TextIO
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any, TextIO, TypeAlias
+
+from orderflow.contracts.events import Vendor
 
 if TYPE_CHECKING:
     from orderflow.config.settings import Settings
 
-# The contract's exit codes: 0 success; 1 what was asked for is not there, or the command
-# could not do it (FAILED: the brokers unreachable, say); 2 bad usage or settings.
-OK, NOT_THERE, FAILED, USAGE = 0, 1, 1, 2
+# What each command module adds its parser to (argparse's sub-command registry).
+Subcommands: TypeAlias = "argparse._SubParsersAction[Any]"
+VENDOR_NAMES = tuple(str(v) for v in Vendor)
+
+class ExitCode(IntEnum):
+    """The contract's exit codes, one meaning each."""
+
+    OK = 0
+    # What was asked was not done: what it names is not there (an order, a dead letter), a
+    # check failed, or the command could not do it (the brokers unreachable, interrupted).
+    # The contract gives all of these one code; the line printed says which.
+    NOT_DONE = 1
+    USAGE = 2  # bad usage or settings
+
+
+OK, NOT_DONE, USAGE = ExitCode.OK, ExitCode.NOT_DONE, ExitCode.USAGE
 
 
 class UsageError(Exception):

@@ -9,7 +9,9 @@ the owner to record the re-opened pair and says whether it did.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import math
 import time
 
 from orderflow.config.settings import Settings
@@ -17,10 +19,32 @@ from orderflow.consumer.jobs import Phase
 from orderflow.contracts import control
 from orderflow.contracts.events import Vendor, VendorStatus
 from orderflow.operator.pairs import PairRecord, UnreadablePair, read_pairs
-from orderflow.operator.report import NOT_THERE, Report
+from orderflow.operator.report import NOT_DONE, VENDOR_NAMES, Report, Subcommands
 from orderflow.operator.topics import producer_session
 
 RETRYABLE = frozenset({VendorStatus.REJECTED, VendorStatus.FAILED, VendorStatus.TIMED_OUT})
+
+
+def add_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
+    sub = commands.add_parser(
+        "retry", parents=[common],
+        help="re-open an order's pairs that ended rejected, failed or timed_out")
+    sub.add_argument("order_id")
+    sub.add_argument("--vendor", choices=VENDOR_NAMES, help="only this vendor's pair")
+    sub.add_argument("--wait", type=_finite_seconds, default=15.0,
+                     help="seconds to wait for the owning replica to take it (default 15)")
+    sub.set_defaults(run=lambda settings, args, report: retry(
+        settings, args.order_id, Vendor(args.vendor) if args.vendor else None, report, args.wait))
+
+
+def _finite_seconds(given: str) -> float:
+    try:
+        value = float(given)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{given!r} is not a number of seconds") from None
+    if not math.isfinite(value) or not 0 <= value <= 3_600:
+        raise argparse.ArgumentTypeError(f"{given!r}: give seconds from 0 to 3600")
+    return value
 
 
 async def retry(settings: Settings, order_id: str, vendor: Vendor | None, report: Report,
@@ -29,7 +53,7 @@ async def retry(settings: Settings, order_id: str, vendor: Vendor | None, report
     outcome: list[dict[str, object]] = []
     report.data = {"order_id": order_id, "pairs": outcome}
     if not pairs:
-        report.exit_code = NOT_THERE
+        report.exit_code = NOT_DONE
         which = f" for {vendor}" if vendor else ""
         report.say(f"order {order_id!r}: no pair{which} in {settings.topics.tracking!r}")
         return
@@ -79,7 +103,7 @@ async def retry(settings: Settings, order_id: str, vendor: Vendor | None, report
     for item in outcome:
         report.say(f"{order_id} {item['vendor']}: {item['action']}: {item['why']}")
     if not to_reopen:
-        report.exit_code = NOT_THERE
+        report.exit_code = NOT_DONE
 
 
 async def _wait_for_owner(settings: Settings, order_id: str, sent: dict[Vendor, PairRecord],

@@ -1,31 +1,25 @@
-"""One operator command, from its parsed arguments."""
+"""The operator commands, as one table: each command module registers its own parser and
+what runs it (`set_defaults(run=...)`); running a command is calling that."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 from orderflow.config.settings import Settings
-from orderflow.contracts.events import Vendor
 from orderflow.operator import check, dlq, inspect, pause, retry
-from orderflow.operator.report import Report
+from orderflow.operator.report import Report, Subcommands
+
+# In the order `orderflow --help` lists them.
+REGISTER: tuple[Callable[[Subcommands, argparse.ArgumentParser], None], ...] = (
+    check.add_parser, inspect.add_parser, retry.add_parser, dlq.add_parser, pause.add_parsers)
+
+
+def add_operator_parsers(commands: Subcommands, common: argparse.ArgumentParser) -> None:
+    """Every operator command's parser; `common` holds the options they share (--json)."""
+    for register in REGISTER:
+        register(commands, common)
 
 
 async def run_command(settings: Settings, args: argparse.Namespace, report: Report) -> None:
-    command = args.command
-    if command == "check":
-        await check.check(settings, report)
-    elif command == "inspect":
-        await inspect.inspect(settings, args.order_id, report)
-    elif command == "retry":
-        vendor = Vendor(args.vendor) if args.vendor else None
-        await retry.retry(settings, args.order_id, vendor, report, args.wait)
-    elif command in ("pause", "resume"):
-        await pause.set_pause(settings, Vendor(args.vendor), command == "pause",
-                              getattr(args, "note", None), report)
-    elif args.dlq_command == "list":
-        await dlq.list_letters(settings, args.since, args.reason, report)
-    elif args.dlq_command == "show":
-        await dlq.show(settings, args.offsets, report)
-    else:
-        await dlq.replay(settings, args.since, args.reason, args.offsets, args.dry_run, report,
-                         again=args.again)
+    await args.run(settings, args, report)
