@@ -4,9 +4,10 @@ per test, the vendor simulators over real HTTP, and settings that point the serv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -14,7 +15,9 @@ from aiokafka import AIOKafkaProducer
 
 from orderflow.adapters.outcomes import PairState
 from orderflow.config.settings import Settings, TopicSettings, load_settings
+from orderflow.consumer.app import Application
 from orderflow.sandbox.broker import SandboxBroker, chosen_broker, create_topics, prefixed_topics
+from orderflow.sandbox.outcomes import OutputReader
 from orderflow.sandbox.processes import sandbox_env
 from orderflow.sandbox.samples import encode
 
@@ -81,6 +84,22 @@ def settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Setti
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return load_settings()
+
+
+@contextlib.asynccontextmanager
+async def running_service(broker: SandboxBroker, topics: TopicSettings,
+                          settings: Settings) -> AsyncIterator[tuple[Application, OutputReader]]:
+    """The service and a reader of its output topics (status, print files), both started;
+    on the way out the reader stops, then the service (drained, committed)."""
+    app = Application(settings)
+    reader = OutputReader(broker.bootstrap_servers, topics.status, topics.print_files_ready)
+    await app.start()
+    await reader.start()
+    try:
+        yield app, reader
+    finally:
+        await reader.stop()
+        await app.stop()
 
 
 async def produce(bootstrap_servers: str, topic: str, events: list[dict[str, Any]],

@@ -8,10 +8,8 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from conftest import PARTITIONS, produce, service_env, settings_from
+from conftest import PARTITIONS, produce, running_service, service_env, settings_from
 
-from orderflow.consumer.app import Application
-from orderflow.sandbox.outcomes import OutputReader
 from orderflow.sandbox.samples import sample_orders
 from orderflow.sandbox.simulators.base import SimulatorServer
 from orderflow.sandbox.simulators.zakeke import ZakekeSimulator
@@ -56,18 +54,11 @@ async def test_poison_records_are_dead_lettered_and_the_next_order_still_runs(br
     async with SimulatorServer(ZakekeSimulator(print_files_delay_s=0.2)) as zakeke:
         env = service_env(broker, topics, zakeke=zakeke.base_url)
         env["ORDERFLOW_KAFKA__MAX_RECORD_BYTES"] = "4096"
-        app = Application(settings_from(env, monkeypatch))
-        reader = OutputReader(broker.bootstrap_servers, topics.status, topics.print_files_ready)
-        await app.start()
-        await reader.start()
-        try:
+        async with running_service(broker, topics, settings_from(env, monkeypatch)) as (_app, reader):
             await produce(broker.bootstrap_servers, topics.orders_created, [], raw=poison)
             await produce(broker.bootstrap_servers, topics.orders_created, [valid])
             pair = (valid["order"]["order_id"], "zakeke")
             assert await reader.wait_for({pair}, timeout_s=30)
-        finally:
-            await reader.stop()
-            await app.stop()
 
     letters = await read_all(broker.bootstrap_servers, topics.dead_letter, expected=len(poison))
     assert len(letters) == len(poison)

@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import PARTITIONS, produce, service_env, settings_from
+from conftest import PARTITIONS, produce, running_service, service_env, settings_from
 
 from orderflow.consumer.app import Application
 from orderflow.contracts.events import Vendor
@@ -69,11 +69,7 @@ async def test_a_rejected_smake_pair_is_retried_once_its_cause_is_fixed_and_smak
                                            payment_methods=world.SMAKE_PAYMENT_HANDLES.values()))
     async with smake:
         env = smake_env(broker, topics, smake)
-        app = Application(settings_from(env, monkeypatch))
-        reader = OutputReader(broker.bootstrap_servers, topics.status, topics.print_files_ready)
-        await app.start()
-        await reader.start()
-        try:
+        async with running_service(broker, topics, settings_from(env, monkeypatch)) as (_app, reader):
             event = sample_orders(1, seed=5, prefix="RETRY", shape="smake")[0]
             order_id = event["order"]["order_id"]
             pair = (order_id, "smake")
@@ -107,9 +103,6 @@ async def test_a_rejected_smake_pair_is_retried_once_its_cause_is_fixed_and_smak
             # The new round's events are new events: a consumer dropping repeats keeps them.
             ids = [e["event"]["event_id"] for e in inspected["events"]]
             assert len(ids) == len(set(ids))
-        finally:
-            await reader.stop()
-            await app.stop()
     assert smake.state.ledger.duplicates() == {}
 
     code, out, _ = await orderflow(env, "inspect", "NO-SUCH-ORDER")
@@ -164,11 +157,7 @@ async def test_a_paused_vendor_gets_no_request_and_every_waiting_pair_completes_
         env = smake_env(broker, topics, smake)
         code, out, err = await orderflow(env, "pause", "smake", "--note", "Smake outage")
         assert code == 0 and "paused on every replica" in out, out + err
-        app = Application(settings_from(env, monkeypatch))
-        reader = OutputReader(broker.bootstrap_servers, topics.status, topics.print_files_ready)
-        await app.start()
-        await reader.start()
-        try:
+        async with running_service(broker, topics, settings_from(env, monkeypatch)) as (app, reader):
             events = sample_orders(20, seed=8, prefix="PAUSE", shape="smake")
             pairs = {(e["order"]["order_id"], "smake") for e in events}
             await produce(broker.bootstrap_servers, topics.orders_created, events)
@@ -183,9 +172,6 @@ async def test_a_paused_vendor_gets_no_request_and_every_waiting_pair_completes_
             code, out, _ = await orderflow(env, "resume", "smake")
             assert code == 0 and "resumed on every replica" in out
             assert await reader.wait_for(pairs, timeout_s=60), "waiting pairs did not all complete"
-        finally:
-            await reader.stop()
-            await app.stop()
     assert smake.state.ledger.total_created == len(events)
     assert smake.state.ledger.duplicates() == {}
 
@@ -221,11 +207,7 @@ async def test_a_dead_letter_replayed_after_its_cause_is_fixed_becomes_an_order_
         for name in list(os.environ):
             if name.startswith("ORDERFLOW_"):
                 monkeypatch.delenv(name)
-        app = Application(settings_from(env, monkeypatch))
-        reader = OutputReader(broker.bootstrap_servers, topics.status, topics.print_files_ready)
-        await app.start()
-        await reader.start()
-        try:
+        async with running_service(broker, topics, settings_from(env, monkeypatch)) as (app, reader):
             code, replayed = await json_of(env, "dlq", "replay", "--reason", "oversized")
             assert code == 0
             assert [r["action"] for r in replayed["dead_letters"]] == ["replayed"]
@@ -233,9 +215,6 @@ async def test_a_dead_letter_replayed_after_its_cause_is_fixed_becomes_an_order_
             code, twice = await json_of(env, "dlq", "replay", "--offset", where)
             assert [(r["action"], r["why"]) for r in twice["dead_letters"]] == [
                 ("skipped", "replayed before")]
-        finally:
-            await reader.stop()
-            await app.stop()
     assert smake.state.ledger.created_count(order_id) == 1
     code, listed = await json_of(env, "dlq", "list")
     assert listed["dead_letters"][0]["replayed"]["to_topic"] == topics.orders_created

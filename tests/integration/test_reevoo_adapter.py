@@ -3,42 +3,26 @@ independent reading of Reevoo's page, so these tests check the adapter against t
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
 from pydantic import SecretStr
+from testkit import RecordingObserver, an_order
 
 from orderflow.adapters.errors import VendorAuthFailed, VendorRejected, VendorThrottled, VendorUnavailable
 from orderflow.adapters.outcomes import PairState
 from orderflow.adapters.reevoo import ReevooAdapter
 from orderflow.config.settings import ReevooSettings
-from orderflow.contracts.events import Order, OrderCreated, VendorStatus
+from orderflow.contracts.events import Order, VendorStatus
 from orderflow.sandbox.simulators.base import SimulatorServer
 from orderflow.sandbox.simulators.reevoo import INVALID_TRKREF, ReevooSimulator
 
 pytestmark = pytest.mark.integration
 
-FIXTURES = Path(__file__).parent.parent / "fixtures"
 API_KEY, API_SECRET = "reevoo-it-key", "reevoo-it-secret"
-
-
-def make_order(name: str = "order-created.json", **order_changes: Any) -> Order:
-    event = json.loads((FIXTURES / name).read_text())
-    event["order"].update(order_changes)
-    return OrderCreated.model_validate_json(json.dumps(event)).order
-
-
-class RecordingObserver:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str, str]] = []
-
-    def observe_request(self, vendor: str, operation: str, outcome: str, seconds: float) -> None:
-        self.calls.append((vendor, operation, outcome))
 
 
 @dataclass
@@ -85,7 +69,7 @@ async def rig() -> AsyncIterator[Rig]:
 
 
 async def test_202_completes_with_reevoos_uuid(rig: Rig) -> None:
-    observation = await rig.adapter.submit(make_order(), PairState())
+    observation = await rig.adapter.submit(an_order(), PairState())
 
     (submission,) = rig.simulator.submissions_for("SHOP-100234")
     assert observation.status is VendorStatus.COMPLETED
@@ -100,7 +84,7 @@ async def test_202_completes_with_reevoos_uuid(rig: Rig) -> None:
 
 
 async def test_minimal_order_is_accepted(rig: Rig) -> None:
-    observation = await rig.adapter.submit(make_order("order-created-minimal.json"), PairState())
+    observation = await rig.adapter.submit(an_order("order-created-minimal.json"), PairState())
 
     assert observation.status is VendorStatus.COMPLETED
     assert rig.simulator.ledger.created_count("SHOP-100235") == 1
@@ -111,7 +95,7 @@ async def test_metadata_keys_are_reduced_to_what_reevoo_accepts(rig: Rig) -> Non
               "metadata": {"Gift Wrap": "yes", "Größe": "M", "field_1": "Value 1"}}]
 
     observation = await rig.adapter.submit(
-        make_order("order-created-minimal.json", lines=lines), PairState()
+        an_order("order-created-minimal.json", lines=lines), PairState()
     )
 
     assert observation.status is VendorStatus.COMPLETED
@@ -123,7 +107,7 @@ async def test_metadata_keys_are_reduced_to_what_reevoo_accepts(rig: Rig) -> Non
 
 
 async def test_after_a_202_nothing_is_sent_again(rig: Rig) -> None:
-    order = make_order()
+    order = an_order()
     accepted = await rig.adapter.submit(order, PairState())
 
     again = await rig.adapter.poll(order, PairState(accepted.vendor_order_ref,
@@ -137,7 +121,7 @@ async def test_after_a_202_nothing_is_sent_again(rig: Rig) -> None:
 
 async def test_400_invalid_trkref_is_rejected_with_reevoos_message(rig: Rig) -> None:
     with pytest.raises(VendorRejected) as caught:
-        await rig.submit_with(rig.settings(trkref="OTHER"), make_order())
+        await rig.submit_with(rig.settings(trkref="OTHER"), an_order())
 
     assert caught.value.status == 400
     assert caught.value.message == INVALID_TRKREF
@@ -145,7 +129,7 @@ async def test_400_invalid_trkref_is_rejected_with_reevoos_message(rig: Rig) -> 
 
 
 async def test_422_is_rejected_with_message_and_errors(rig: Rig) -> None:
-    order = make_order(customer={"email": "not-an-email"})
+    order = an_order(customer={"email": "not-an-email"})
 
     with pytest.raises(VendorRejected) as caught:
         await rig.adapter.submit(order, PairState())
@@ -162,14 +146,14 @@ async def test_5xx_is_transient_and_nothing_is_accepted(rig: Rig, status: int) -
     rig.simulator.knobs.error_statuses = (status,)
 
     with pytest.raises(VendorUnavailable) as caught:
-        await rig.adapter.submit(make_order(), PairState())
+        await rig.adapter.submit(an_order(), PairState())
 
     assert caught.value.status == status and caught.value.retriable
     assert rig.simulator.ledger.total_created == 0
 
 
 async def test_outage_then_recovery_sends_the_order_once(rig: Rig) -> None:
-    order = make_order()
+    order = an_order()
     rig.simulator.knobs.outage_on()
     with pytest.raises(VendorUnavailable):
         await rig.adapter.submit(order, PairState())
@@ -185,14 +169,14 @@ async def test_throttling_is_transient_with_retry_after(rig: Rig) -> None:
     rig.simulator.knobs.throttle(60, retry_after_s=5)
 
     with pytest.raises(VendorThrottled) as caught:
-        await rig.adapter.submit(make_order(), PairState())
+        await rig.adapter.submit(an_order(), PairState())
 
     assert caught.value.retry_after == 5.0
 
 
 async def test_wrong_credentials_are_an_auth_failure(rig: Rig) -> None:
     with pytest.raises(VendorAuthFailed) as caught:
-        await rig.submit_with(rig.settings(api_secret=SecretStr("wrong-secret")), make_order())
+        await rig.submit_with(rig.settings(api_secret=SecretStr("wrong-secret")), an_order())
 
     assert caught.value.status == 401
     assert "wrong-secret" not in str(caught.value) and API_KEY not in str(caught.value)
@@ -202,7 +186,7 @@ async def test_feature_not_enabled_is_an_auth_failure(rig: Rig) -> None:
     rig.simulator.access_denied = True
 
     with pytest.raises(VendorAuthFailed, match="Access denied") as caught:
-        await rig.adapter.submit(make_order(), PairState())
+        await rig.adapter.submit(an_order(), PairState())
 
     assert caught.value.status == 403
 
@@ -212,7 +196,7 @@ async def test_a_slow_answer_is_a_timeout(rig: Rig) -> None:
     rig.simulator.knobs.slow_s = 2.0
 
     with pytest.raises(VendorUnavailable, match="timed out"):
-        await rig.submit_with(rig.settings(request_timeout_s=0.2), make_order())
+        await rig.submit_with(rig.settings(request_timeout_s=0.2), an_order())
 
     assert rig.simulator.ledger.total_created == 0
 
@@ -225,6 +209,6 @@ async def test_nobody_listening_is_transient() -> None:
     await adapter.start()
     try:
         with pytest.raises(VendorUnavailable):
-            await adapter.submit(make_order(), PairState())
+            await adapter.submit(an_order(), PairState())
     finally:
         await adapter.stop()

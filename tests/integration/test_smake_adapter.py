@@ -3,10 +3,8 @@ independent reading of Smake's pages, so these tests check the adapter against t
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -14,34 +12,20 @@ import pytest
 import pytest_asyncio
 from conftest import EnginePair
 from pydantic import SecretStr
+from testkit import RecordingObserver, an_order
 
 from orderflow.adapters.errors import VendorAuthFailed, VendorRejected, VendorThrottled, VendorUnavailable
 from orderflow.adapters.outcomes import Observation, PairState
 from orderflow.adapters.smake import SmakeAdapter, smake_create_body
 from orderflow.config.settings import SmakeSettings
-from orderflow.contracts.events import Order, OrderCreated, VendorStatus
+from orderflow.contracts.events import Order, VendorStatus
 from orderflow.sandbox.simulators.base import ManualClock, SimulatorServer
 from orderflow.sandbox.simulators.smake import FAILURE_MESSAGE, SmakeSimulator
 
 pytestmark = pytest.mark.integration
 
-FIXTURES = Path(__file__).parent.parent / "fixtures"
 API_KEY = "smake-it-key"
 SECONDS_PER_STATE = 10.0
-
-
-def make_order(**order_changes: Any) -> Order:
-    event = json.loads((FIXTURES / "order-created.json").read_text())
-    event["order"].update(order_changes)
-    return OrderCreated.model_validate_json(json.dumps(event)).order
-
-
-class RecordingObserver:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str, str]] = []
-
-    def observe_request(self, vendor: str, operation: str, outcome: str, seconds: float) -> None:
-        self.calls.append((vendor, operation, outcome))
 
 
 @dataclass
@@ -89,7 +73,7 @@ async def rig() -> AsyncIterator[Rig]:
 
 
 async def test_create_then_every_state_through_to_completed(rig: Rig) -> None:
-    order = make_order()
+    order = an_order()
 
     submitted = await rig.adapter.submit(order, PairState())
 
@@ -128,7 +112,7 @@ async def test_create_then_every_state_through_to_completed(rig: Rig) -> None:
 
 async def test_failed_carries_smakes_failure_message(rig: Rig) -> None:
     rig.simulator.failure_rate = 1.0
-    order = make_order()
+    order = an_order()
     submitted = await rig.adapter.submit(order, PairState())
 
     rig.clock.advance(2 * SECONDS_PER_STATE)
@@ -140,7 +124,7 @@ async def test_failed_carries_smakes_failure_message(rig: Rig) -> None:
 
 
 async def test_cancelled_at_smake_is_cancelled(rig: Rig) -> None:
-    order = make_order()
+    order = an_order()
     submitted = await rig.adapter.submit(order, PairState())
     async with aiohttp.ClientSession() as session, session.put(
         f"{rig.server.base_url}/orders/{submitted.vendor_order_ref}/cancel",
@@ -154,7 +138,7 @@ async def test_cancelled_at_smake_is_cancelled(rig: Rig) -> None:
 
 
 async def test_a_second_submit_adopts_the_order_and_creates_nothing(rig: Rig) -> None:
-    order, pair = make_order(), EnginePair()
+    order, pair = an_order(), EnginePair()
     first = await rig.adapter.submit(order, pair.state())
     rig.clock.advance(SECONDS_PER_STATE)
 
@@ -167,7 +151,7 @@ async def test_a_second_submit_adopts_the_order_and_creates_nothing(rig: Rig) ->
 
 
 async def test_an_order_smake_already_holds_is_adopted_lowest_id_first(rig: Rig) -> None:
-    order = make_order()
+    order = an_order()
     first_id = await rig.seed_order(order)
     second_id = await rig.seed_order(order)  # Smake does not check uniqueness
     assert first_id < second_id
@@ -184,7 +168,7 @@ async def test_an_order_smake_already_holds_is_adopted_lowest_id_first(rig: Rig)
 async def test_a_create_lost_after_smake_acted_is_adopted_on_retry(rig: Rig, mode: str) -> None:
     rig.simulator.knobs.fail_after_effect_rate = 1.0
     rig.simulator.knobs.fail_after_effect_mode = "error" if mode == "error" else "drop"
-    order, pair = make_order(), EnginePair()
+    order, pair = an_order(), EnginePair()
 
     with pytest.raises(VendorUnavailable):
         await rig.adapter.submit(order, pair.state())
@@ -198,15 +182,15 @@ async def test_a_create_lost_after_smake_acted_is_adopted_on_retry(rig: Rig, mod
 
 async def test_an_order_without_shipping_address_never_reaches_smake(rig: Rig) -> None:
     with pytest.raises(VendorRejected, match="shipping_address"):
-        await rig.adapter.submit(make_order(shipping_address=None), PairState())
+        await rig.adapter.submit(an_order(shipping_address=None), PairState())
 
     assert rig.simulator.ledger.total_requests == 0
 
 
 async def test_422_is_rejected_with_smakes_message(rig: Rig) -> None:
-    address = make_order().shipping_address
+    address = an_order().shipping_address
     assert address is not None
-    order = make_order(shipping_address=address.model_dump() | {"phone": None})
+    order = an_order(shipping_address=address.model_dump() | {"phone": None})
 
     with pytest.raises(VendorRejected) as caught:
         await rig.adapter.submit(order, PairState())
@@ -220,21 +204,21 @@ async def test_unknown_payment_handle_is_rejected_with_the_field(rig: Rig) -> No
     rig.simulator.payment_methods = {"invoice"}
 
     with pytest.raises(VendorRejected, match=r"payments\.0\.payment_method\.handle"):
-        await rig.adapter.submit(make_order(payment_method="bitcoin"), PairState())
+        await rig.adapter.submit(an_order(payment_method="bitcoin"), PairState())
 
 
 async def test_outage_is_transient_and_creates_nothing(rig: Rig) -> None:
     rig.simulator.knobs.outage_on()
 
     with pytest.raises(VendorUnavailable) as caught:
-        await rig.adapter.submit(make_order(), PairState())
+        await rig.adapter.submit(an_order(), PairState())
 
     assert caught.value.status == 503 and caught.value.retriable
     assert rig.simulator.ledger.total_created == 0
 
 
 async def test_poll_during_an_outage_is_transient(rig: Rig) -> None:
-    order = make_order()
+    order = an_order()
     submitted = await rig.adapter.submit(order, PairState())
     rig.simulator.knobs.outage_on()
 
@@ -246,7 +230,7 @@ async def test_throttling_is_transient_with_retry_after(rig: Rig) -> None:
     rig.simulator.knobs.throttle(60, retry_after_s=4)
 
     with pytest.raises(VendorThrottled) as caught:
-        await rig.adapter.submit(make_order(), PairState())
+        await rig.adapter.submit(an_order(), PairState())
 
     assert caught.value.status == 429 and caught.value.retry_after == 4.0
 
@@ -258,7 +242,7 @@ async def test_a_slow_answer_is_a_timeout(rig: Rig) -> None:
     await adapter.start()
     try:
         with pytest.raises(VendorUnavailable, match="timed out"):
-            await adapter.submit(make_order(), PairState())
+            await adapter.submit(an_order(), PairState())
     finally:
         await adapter.stop()
 
@@ -268,7 +252,7 @@ async def test_a_wrong_api_key_is_an_auth_failure(rig: Rig) -> None:
     await adapter.start()
     try:
         with pytest.raises(VendorAuthFailed) as caught:
-            await adapter.submit(make_order(), PairState())
+            await adapter.submit(an_order(), PairState())
     finally:
         await adapter.stop()
 
@@ -278,7 +262,7 @@ async def test_a_wrong_api_key_is_an_auth_failure(rig: Rig) -> None:
 
 async def test_an_unknown_order_ref_is_transient(rig: Rig) -> None:
     with pytest.raises(VendorUnavailable) as caught:
-        await rig.adapter.poll(make_order(), PairState("999", "draft"))
+        await rig.adapter.poll(an_order(), PairState("999", "draft"))
 
     assert caught.value.status == 404
 
@@ -288,7 +272,7 @@ async def test_a_wrong_base_url_is_an_outage_not_a_rejection(rig: Rig) -> None:
     await adapter.start()
     try:
         with pytest.raises(VendorUnavailable, match="BASE_URL"):
-            await adapter.submit(make_order(), PairState())
+            await adapter.submit(an_order(), PairState())
     finally:
         await adapter.stop()
 
@@ -301,6 +285,6 @@ async def test_nobody_listening_is_transient() -> None:
     await adapter.start()
     try:
         with pytest.raises(VendorUnavailable):
-            await adapter.submit(make_order(), PairState())
+            await adapter.submit(an_order(), PairState())
     finally:
         await adapter.stop()

@@ -4,9 +4,8 @@ pair still moves on its own state: what Smake sees grows with the batches, not t
 from __future__ import annotations
 
 import pytest
-from conftest import produce, service_env, settings_from
+from conftest import produce, running_service, service_env, settings_from
 
-from orderflow.consumer.app import Application
 from orderflow.sandbox.outcomes import OutputReader
 from orderflow.sandbox.samples import sample_orders
 from orderflow.sandbox.simulators import world
@@ -23,18 +22,11 @@ async def run(broker, topics, monkeypatch, batch_size: int,
     async with SimulatorServer(simulator) as smake:
         env = service_env(broker, topics, smake=smake.base_url) | {
             "ORDERFLOW_SMAKE__POLL_BATCH_SIZE": str(batch_size)}
-        app = Application(settings_from(env, monkeypatch))
-        reader = OutputReader(broker.bootstrap_servers, topics.status, topics.print_files_ready)
-        await app.start()
-        await reader.start()
-        try:
+        async with running_service(broker, topics, settings_from(env, monkeypatch)) as (_app, reader):
             events = sample_orders(60, seed=22, prefix=prefix, shape="smake")
             pairs = {(e["order"]["order_id"], "smake") for e in events}
             await produce(broker.bootstrap_servers, topics.orders_created, events)
             assert await reader.wait_for(pairs, timeout_s=90)
-        finally:
-            await reader.stop()
-            await app.stop()
     return simulator, reader, pairs
 
 

@@ -15,7 +15,7 @@ import time
 
 import aiohttp
 import pytest
-from conftest import produce, service_env, settings_from
+from conftest import produce, running_service, service_env, settings_from
 
 from orderflow.consumer.app import Application
 from orderflow.sandbox.outcomes import OutputReader
@@ -82,11 +82,7 @@ async def test_forged_and_unsigned_deliveries_are_refused_and_make_no_call(broke
     simulator = SmakeSimulator(seconds_per_state=30, **world.smake_options())
     async with SimulatorServer(simulator) as smake:
         env = slow_polling(service_env(broker, topics, smake=smake.base_url))
-        app = Application(settings_from(env, monkeypatch))
-        reader = OutputReader(broker.bootstrap_servers, topics.status, topics.print_files_ready)
-        await app.start()
-        await reader.start()
-        try:
+        async with running_service(broker, topics, settings_from(env, monkeypatch)) as (app, reader):
             event = sample_orders(1, seed=13, prefix="FORGE", shape="smake")[0]
             order_id = event["order"]["order_id"]
             await produce(broker.bootstrap_servers, topics.orders_created, [event])
@@ -123,9 +119,6 @@ async def test_forged_and_unsigned_deliveries_are_refused_and_make_no_call(broke
                 assert (await http.post(url, data=other, headers=signed(other))).status == 200
             await reader.poll()
             assert reader.outcomes.statuses[(order_id, "smake")] == ["submitted"]
-        finally:
-            await reader.stop()
-            await app.stop()
 
 
 async def test_without_a_token_the_endpoint_is_not_there(broker, topics, monkeypatch):

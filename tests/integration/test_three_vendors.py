@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from conftest import produce, service_env, settings_from
+from conftest import produce, running_service, service_env, settings_from
 
-from orderflow.consumer.app import Application
 from orderflow.sandbox.outcomes import OutputReader
 from orderflow.sandbox.samples import sample_orders
 from orderflow.sandbox.simulators import world
@@ -46,18 +45,12 @@ class Sandbox:
 async def run_service(broker, topics, monkeypatch, sandbox: Sandbox, events, pairs, timeout_s=60,
                       then=None):
     """Run the service until every pair ended, then (optionally) until `then(reader)` returns."""
-    app = Application(settings_from(service_env(broker, topics, **sandbox.urls()), monkeypatch))
-    reader = OutputReader(broker.bootstrap_servers, topics.status, topics.print_files_ready)
-    await app.start()
-    await reader.start()
-    try:
+    settings = settings_from(service_env(broker, topics, **sandbox.urls()), monkeypatch)
+    async with running_service(broker, topics, settings) as (_app, reader):
         await produce(broker.bootstrap_servers, topics.orders_created, events)
         finished = await reader.wait_for(pairs, timeout_s=timeout_s)
         if finished and then is not None:
             await then(reader)
-    finally:
-        await reader.stop()
-        await app.stop()
     assert finished, f"unfinished pairs: {sorted(pairs - reader.outcomes.finished_pairs())[:5]}"
     return reader.outcomes
 
@@ -137,19 +130,13 @@ async def test_smake_outage_delays_only_smake_pairs(broker, topics, monkeypatch)
     smake_pairs = {(o, "smake") for o in orders}
     async with Sandbox() as sandbox:
         sandbox.smake.state.knobs.outage_on()  # every Smake request answers 503
-        app = Application(settings_from(service_env(broker, topics, **sandbox.urls()), monkeypatch))
-        reader = OutputReader(broker.bootstrap_servers, topics.status, topics.print_files_ready)
-        await app.start()
-        await reader.start()
-        try:
+        settings = settings_from(service_env(broker, topics, **sandbox.urls()), monkeypatch)
+        async with running_service(broker, topics, settings) as (_app, reader):
             await produce(broker.bootstrap_servers, topics.orders_created, events)
             assert await reader.wait_for(others, timeout_s=60), "Zakeke/Reevoo waited on Smake"
             assert not (smake_pairs & reader.outcomes.finished_pairs())
             assert not any(pair in reader.outcomes.statuses for pair in smake_pairs)
             sandbox.smake.state.knobs.outage_off()
             assert await reader.wait_for(smake_pairs, timeout_s=60), "Smake did not recover"
-        finally:
-            await reader.stop()
-            await app.stop()
         assert sandbox.smake.state.ledger.duplicates() == {}
         assert sandbox.smake.state.ledger.total_created == len(orders)

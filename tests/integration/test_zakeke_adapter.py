@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 from conftest import EnginePair
 from pydantic import SecretStr
+from testkit import FIXTURES, RecordingObserver, an_order
 
 from orderflow.adapters.errors import (
     NotProvenAbsent,
@@ -34,29 +34,8 @@ from orderflow.sandbox.simulators.zakeke import ZakekeOrderLine, ZakekeSimulator
 
 pytestmark = pytest.mark.integration
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 CLIENT_ID, CLIENT_SECRET = "orderflow-test", "s3cret-never-shown"
 DESIGN_ID = "000-pLheeWxP125a8axD07QthB"
-
-
-class RecordingObserver:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str, str]] = []
-
-    def observe_request(self, vendor: str, operation: str, outcome: str, seconds: float) -> None:
-        self.calls.append((vendor, operation, outcome))
-
-    def operations(self) -> list[str]:
-        return [operation for _, operation, _ in self.calls]
-
-
-def load_order(**changes: Any) -> Order:
-    order = OrderCreated.model_validate_json((FIXTURES / "order-created.json").read_text()).order
-    if not changes:
-        return order
-    data = order.model_dump(mode="json")
-    data.update(changes)
-    return Order.model_validate(data)
 
 
 def with_l1(order: Order, **customization: Any) -> Order:
@@ -134,7 +113,7 @@ async def sandbox(sandbox_factory: Callable[..., Any]) -> Sandbox:
 
 async def test_register_then_poll_until_print_files(sandbox: Sandbox) -> None:
     adapter = await sandbox.adapter()
-    order = load_order()
+    order = an_order()
 
     submitted = await adapter.submit(order, PairState())
     assert submitted.status is VendorStatus.SUBMITTED
@@ -173,19 +152,19 @@ async def test_register_then_poll_until_print_files(sandbox: Sandbox) -> None:
 
 async def test_registration_token_carries_the_customer_code(sandbox: Sandbox) -> None:
     adapter = await sandbox.adapter()
-    await adapter.submit(load_order(), PairState())
+    await adapter.submit(an_order(), PairState())
     registered = sandbox.sim.orders_with_code("SHOP-100234")[0]
     assert (registered.customer_code, registered.visitor_code) == ("C-1122", None)
 
 
 async def test_guest_registration_token_carries_the_visitor_code(sandbox: Sandbox) -> None:
     adapter = await sandbox.adapter()
-    guest = load_order(customer={"email": "g@example.com"})
+    guest = an_order(customer={"email": "g@example.com"})
     await adapter.submit(guest, PairState())
     registered = sandbox.sim.orders_with_code("SHOP-100234")[0]
     assert (registered.customer_code, registered.visitor_code) == (None, "sess-8f2c41")
 
-    no_session = load_order(order_id="SHOP-9", session_id=None, customer={"email": "g@x.org"})
+    no_session = an_order(order_id="SHOP-9", session_id=None, customer={"email": "g@x.org"})
     await adapter.submit(no_session, PairState())
     registered = sandbox.sim.orders_with_code("SHOP-9")[0]
     assert (registered.visitor_code, registered.session_id) == ("SHOP-9", "SHOP-9")
@@ -194,7 +173,7 @@ async def test_guest_registration_token_carries_the_visitor_code(sandbox: Sandbo
 async def test_registration_tokens_are_reused_per_code(sandbox: Sandbox) -> None:
     adapter = await sandbox.adapter()
     for number in range(3):
-        await adapter.submit(load_order(order_id=f"SHOP-{number}"), PairState())
+        await adapter.submit(an_order(order_id=f"SHOP-{number}"), PairState())
     # One read token plus one token for customer C-1122, shared by all three orders.
     assert sandbox.sim.ledger.request_count("token") == 2
     assert sandbox.sim.ledger.total_created == 3
@@ -203,7 +182,7 @@ async def test_registration_tokens_are_reused_per_code(sandbox: Sandbox) -> None
 async def test_missing_design_price_is_asked_of_zakeke(sandbox_factory: SandboxFactory) -> None:
     sandbox: Sandbox = await sandbox_factory(design_unit_price=2.5)
     adapter = await sandbox.adapter()
-    order = with_l1(load_order(), design_unit_price=None, modification_id="mod-1")
+    order = with_l1(an_order(), design_unit_price=None, modification_id="mod-1")
     await adapter.submit(order, PairState())
     line = sandbox.sim.orders_with_code("SHOP-100234")[0].lines[0]
     assert (line.unit_price, line.modification_id) == (14.5, "mod-1")  # 12.00 + 2.50
@@ -220,7 +199,7 @@ async def test_missing_design_price_is_asked_of_zakeke(sandbox_factory: SandboxF
 
 async def test_many_pollers_share_one_token_request(sandbox: Sandbox) -> None:
     adapter = await sandbox.adapter()
-    order = load_order()
+    order = an_order()
     await adapter.submit(order, PairState())
     sandbox.sim.ledger.reset()
     sandbox.clock.advance(3600)  # every token has expired
@@ -233,7 +212,7 @@ async def test_many_pollers_share_one_token_request(sandbox: Sandbox) -> None:
 
 
 async def test_submit_adopts_an_order_zakeke_already_has(sandbox: Sandbox) -> None:
-    order, pair = load_order(), EnginePair(sandbox.clock)
+    order, pair = an_order(), EnginePair(sandbox.clock)
     first = await (await sandbox.adapter()).submit(order, pair.state())
     # A restarted service (a fresh adapter, the intent restored) submits the same order again.
     again = await (await sandbox.adapter()).submit(order, pair.state())
@@ -244,7 +223,7 @@ async def test_submit_adopts_an_order_zakeke_already_has(sandbox: Sandbox) -> No
 
 
 async def test_a_first_submit_registers_without_reading_first(sandbox: Sandbox) -> None:
-    order, pair = load_order(), EnginePair(sandbox.clock)
+    order, pair = an_order(), EnginePair(sandbox.clock)
     await (await sandbox.adapter()).submit(order, pair.state())
     # Register (with its token), read back (with the read token): no lookup before, since
     # without an intent nobody can have registered it.
@@ -253,7 +232,7 @@ async def test_a_first_submit_registers_without_reading_first(sandbox: Sandbox) 
 
 
 async def test_adopting_an_order_whose_files_are_ready_completes_it(sandbox: Sandbox) -> None:
-    order, pair = load_order(), EnginePair(sandbox.clock)
+    order, pair = an_order(), EnginePair(sandbox.clock)
     await (await sandbox.adapter()).submit(order, pair.state())
     sandbox.clock.advance(31)
     adopted = await (await sandbox.adapter()).submit(order, pair.state())
@@ -263,7 +242,7 @@ async def test_adopting_an_order_whose_files_are_ready_completes_it(sandbox: San
 
 
 async def test_lookup_finds_an_order_code_with_reserved_characters(sandbox: Sandbox) -> None:
-    order, pair = load_order(order_id="A/B 1?x=%2F#"), EnginePair(sandbox.clock)
+    order, pair = an_order(order_id="A/B 1?x=%2F#"), EnginePair(sandbox.clock)
     first = await (await sandbox.adapter()).submit(order, pair.state())
     again = await (await sandbox.adapter()).submit(order, pair.state())
     assert first.vendor_order_ref == again.vendor_order_ref == "1"
@@ -274,7 +253,7 @@ async def test_a_lost_answer_to_the_registration_is_recovered_without_a_second_o
     sandbox: Sandbox,
 ) -> None:
     adapter = await sandbox.adapter()
-    order, pair = load_order(), EnginePair(sandbox.clock)
+    order, pair = an_order(), EnginePair(sandbox.clock)
     # Zakeke registers the order, but the answer is lost (a 5xx after the effect).
     sandbox.sim.knobs.fail_after_effect_rate = 1.0
     sandbox.sim.knobs.fail_after_effect_mode = "error"
@@ -288,7 +267,7 @@ async def test_a_lost_answer_to_the_registration_is_recovered_without_a_second_o
 
 async def test_a_dropped_connection_after_registration_is_recovered(sandbox: Sandbox) -> None:
     adapter = await sandbox.adapter()
-    order, pair = load_order(), EnginePair(sandbox.clock)
+    order, pair = an_order(), EnginePair(sandbox.clock)
     sandbox.sim.knobs.fail_after_effect_rate = 1.0
     sandbox.sim.knobs.fail_after_effect_mode = "drop"
     with pytest.raises(VendorUnavailable):
@@ -319,7 +298,7 @@ class LaggingZakeke(ZakekeSimulator):
 async def test_registration_read_back_may_lag(sandbox_factory: SandboxFactory) -> None:
     sandbox: Sandbox = await sandbox_factory(LaggingZakeke)
     adapter = await sandbox.adapter()
-    order = load_order()
+    order = an_order()
     submitted = await adapter.submit(order, EnginePair(sandbox.clock).state())
     assert submitted == Observation(VendorStatus.SUBMITTED)  # registered, id not known yet
     # Still lagging: nothing changed, which the poll says by repeating the pair's state.
@@ -344,7 +323,7 @@ async def test_a_failed_read_back_does_not_fail_the_registration(
 ) -> None:
     sandbox: Sandbox = await sandbox_factory(ReadOutageZakeke)
     adapter = await sandbox.adapter()
-    order, pair = load_order(), EnginePair(sandbox.clock)
+    order, pair = an_order(), EnginePair(sandbox.clock)
     # Raising here would make the engine submit again; the order is registered.
     assert await adapter.submit(order, pair.state()) == Observation(VendorStatus.SUBMITTED)
     with pytest.raises(VendorUnavailable):
@@ -360,7 +339,7 @@ async def test_a_lost_registration_whose_reads_lag_waits_for_proof_and_never_reg
     sandbox: Sandbox = await sandbox_factory(LaggingZakeke)
     LaggingZakeke.lag_reads = 3
     adapter = await sandbox.adapter(register_settle_s=60)
-    order, pair = load_order(), EnginePair(sandbox.clock)
+    order, pair = an_order(), EnginePair(sandbox.clock)
     sandbox.sim.knobs.fail_after_effect_rate = 1.0  # registered, answer lost
     with pytest.raises(VendorUnavailable):
         await adapter.submit(order, pair.state())
@@ -392,7 +371,7 @@ async def test_a_registration_that_never_happened_is_posted_again_after_the_sett
 ) -> None:
     sandbox: Sandbox = await sandbox_factory(RefusingFirstRegistration)
     adapter = await sandbox.adapter(register_settle_s=60)
-    order, pair = load_order(), EnginePair(sandbox.clock)
+    order, pair = an_order(), EnginePair(sandbox.clock)
     with pytest.raises(VendorUnavailable):
         await adapter.submit(order, pair.state())
     sandbox.clock.advance(30)
@@ -407,7 +386,7 @@ async def test_a_registration_that_never_happened_is_posted_again_after_the_sett
 
 async def test_poll_of_an_unknown_order_reports_no_change(sandbox: Sandbox) -> None:
     adapter = await sandbox.adapter()
-    seen = await adapter.poll(load_order(), PairState("17", "INPROCESS"))
+    seen = await adapter.poll(an_order(), PairState("17", "INPROCESS"))
     assert seen == Observation(VendorStatus.SUBMITTED, "17", "INPROCESS")
 
 
@@ -425,7 +404,7 @@ async def test_missing_zip_url_is_asked_of_the_designs_api(
 ) -> None:
     sandbox: Sandbox = await sandbox_factory(ZiplessZakeke)
     adapter = await sandbox.adapter()
-    order = load_order()
+    order = an_order()
     await adapter.submit(order, PairState())
     sandbox.clock.advance(31)
     done = await adapter.poll(order, PairState())
@@ -443,7 +422,7 @@ async def test_missing_zip_url_is_asked_of_the_designs_api(
 async def test_an_expired_token_is_replaced_before_use(sandbox_factory: SandboxFactory) -> None:
     sandbox: Sandbox = await sandbox_factory(token_expires_in_s=10)
     adapter = await sandbox.adapter()
-    order = load_order()
+    order = an_order()
     await adapter.submit(order, PairState())
     tokens_before = sandbox.sim.ledger.request_count("token")
     sandbox.clock.advance(9.5)  # inside the safety margin of a 10 s token
@@ -458,7 +437,7 @@ async def test_a_401_refreshes_the_token_once_and_continues(
 ) -> None:
     sandbox: Sandbox = await sandbox_factory(token_expires_in_s=5)
     adapter = await sandbox.adapter()
-    order = load_order()
+    order = an_order()
     await adapter.submit(order, PairState())
     # Zakeke's clock runs ahead of ours: it has expired a token we still think is fresh.
     sandbox.sim.clock = lambda: sandbox.clock() + 100
@@ -473,7 +452,7 @@ async def test_a_401_refreshes_the_token_once_and_continues(
 async def test_token_answer_spelled_access_dash_token(sandbox_factory: SandboxFactory) -> None:
     sandbox: Sandbox = await sandbox_factory(token_field="access-token")
     adapter = await sandbox.adapter()
-    seen = await adapter.submit(load_order(), PairState())
+    seen = await adapter.submit(an_order(), PairState())
     assert seen.status is VendorStatus.SUBMITTED and seen.vendor_order_ref == "1"
 
 
@@ -488,7 +467,7 @@ async def test_refused_twice_is_an_auth_outage(sandbox_factory: SandboxFactory) 
     sandbox: Sandbox = await sandbox_factory(RevokingZakeke)
     adapter = await sandbox.adapter()
     with pytest.raises(VendorAuthFailed) as caught:
-        await adapter.poll(load_order(), PairState())
+        await adapter.poll(an_order(), PairState())
     assert caught.value.status == 401 and caught.value.retriable
     assert sandbox.sim.ledger.request_count("get_order_by_code") == 2
     assert sandbox.sim.ledger.request_count("token") == 2
@@ -497,7 +476,7 @@ async def test_refused_twice_is_an_auth_outage(sandbox_factory: SandboxFactory) 
 async def test_wrong_credentials_are_an_auth_outage_without_the_secret(sandbox: Sandbox) -> None:
     adapter = await sandbox.adapter(client_secret=SecretStr("wrong-secret-value"))
     with pytest.raises(VendorAuthFailed) as caught:
-        await adapter.submit(load_order(), PairState())
+        await adapter.submit(an_order(), PairState())
     assert caught.value.operation == "token"
     assert "wrong-secret-value" not in str(caught.value)
     assert CLIENT_SECRET not in str(caught.value)
@@ -513,7 +492,7 @@ async def test_refused_registration_is_rejected_with_zakekes_message(
     sandbox: Sandbox = await sandbox_factory(known_designs={"000-another-design"})
     adapter = await sandbox.adapter()
     with pytest.raises(VendorRejected) as caught:
-        await adapter.submit(load_order(), PairState())
+        await adapter.submit(an_order(), PairState())
     assert caught.value.status == 400
     assert caught.value.operation == "register_order"
     assert caught.value.message == f"Design id: {DESIGN_ID} not found"
@@ -524,7 +503,7 @@ async def test_unknown_design_for_its_price_is_rejected(sandbox_factory: Sandbox
     sandbox: Sandbox = await sandbox_factory(known_designs={"000-another-design"})
     adapter = await sandbox.adapter()
     with pytest.raises(VendorRejected) as caught:
-        await adapter.submit(with_l1(load_order(), design_unit_price=None), PairState())
+        await adapter.submit(with_l1(an_order(), design_unit_price=None), PairState())
     assert (caught.value.status, caught.value.operation) == (404, "get_design")
     assert caught.value.message == f"Design id: {DESIGN_ID} not found"
     assert sandbox.sim.ledger.request_count("create_order") == 0
@@ -547,15 +526,15 @@ async def test_outage_is_unavailable(sandbox: Sandbox) -> None:
     adapter = await sandbox.adapter()
     sandbox.sim.knobs.outage_on()
     with pytest.raises(VendorUnavailable) as caught:
-        await adapter.submit(load_order(), PairState())
+        await adapter.submit(an_order(), PairState())
     assert caught.value.status == 503 and caught.value.retriable
     sandbox.sim.knobs.outage_off()
-    assert (await adapter.submit(load_order(), PairState())).status is VendorStatus.SUBMITTED
+    assert (await adapter.submit(an_order(), PairState())).status is VendorStatus.SUBMITTED
 
 
 async def test_throttling_carries_retry_after(sandbox: Sandbox) -> None:
     adapter = await sandbox.adapter()
-    order = load_order()
+    order = an_order()
     await adapter.submit(order, PairState())
     sandbox.sim.knobs.throttle(60, retry_after_s=7)
     with pytest.raises(VendorThrottled) as caught:
@@ -569,7 +548,7 @@ async def test_slow_answer_is_a_timeout(sandbox: Sandbox) -> None:
     sandbox.sim.knobs.slow_rate = 1.0
     sandbox.sim.knobs.slow_s = 1.0
     with pytest.raises(VendorUnavailable) as caught:
-        await adapter.poll(load_order(), PairState())
+        await adapter.poll(an_order(), PairState())
     assert "timed out" in caught.value.message
 
 
@@ -577,7 +556,7 @@ async def test_nobody_listening_is_unavailable(sandbox: Sandbox) -> None:
     adapter = await sandbox.adapter()
     await sandbox.server.stop()
     with pytest.raises(VendorUnavailable):
-        await adapter.poll(load_order(), PairState())
+        await adapter.poll(an_order(), PairState())
 
 
 class GarbledZakeke(ZakekeSimulator):
@@ -598,9 +577,9 @@ async def test_unreadable_answer_is_unavailable_and_never_leads_to_a_post(
     sandbox.sim.body = body
     adapter = await sandbox.adapter()
     with pytest.raises(VendorUnavailable):
-        await adapter.poll(load_order(), PairState())
+        await adapter.poll(an_order(), PairState())
     with pytest.raises(VendorUnavailable):  # a submit after an intent reads first
-        await adapter.submit(load_order(), PairState(intent_at=1.0))
+        await adapter.submit(an_order(), PairState(intent_at=1.0))
     assert sandbox.sim.ledger.request_count("create_order") == 0
 
 
@@ -612,7 +591,7 @@ async def test_start_and_stop_are_idempotent(sandbox: Sandbox) -> None:
     assert adapter.vendor == "zakeke"
     await adapter.start()
     await adapter.start()
-    assert (await adapter.submit(load_order(), PairState())).status is VendorStatus.SUBMITTED
+    assert (await adapter.submit(an_order(), PairState())).status is VendorStatus.SUBMITTED
     await adapter.stop()
     await adapter.stop()
 

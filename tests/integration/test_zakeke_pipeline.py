@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import produce, service_env, settings_from
+from conftest import produce, running_service, service_env, settings_from
 
-from orderflow.consumer.app import Application
-from orderflow.sandbox.outcomes import OutputReader
 from orderflow.sandbox.samples import sample_orders
 from orderflow.sandbox.simulators.base import SimulatorServer
 from orderflow.sandbox.simulators.zakeke import ZakekeSimulator
@@ -17,18 +15,11 @@ pytestmark = pytest.mark.integration
 async def test_customized_orders_get_print_files_and_complete(broker, topics, monkeypatch):
     async with SimulatorServer(ZakekeSimulator(print_files_delay_s=1.0)) as zakeke:
         settings = settings_from(service_env(broker, topics, zakeke=zakeke.base_url), monkeypatch)
-        app = Application(settings)
         events = sample_orders(20, seed=1, prefix="ZK", shape="zakeke")
-        reader = OutputReader(broker.bootstrap_servers, topics.status, topics.print_files_ready)
-        await app.start()
-        await reader.start()
-        try:
+        async with running_service(broker, topics, settings) as (_app, reader):
             await produce(broker.bootstrap_servers, topics.orders_created, events)
             pairs = {(e["order"]["order_id"], "zakeke") for e in events}
             assert await reader.wait_for(pairs, timeout_s=60), "not every order completed"
-        finally:
-            await reader.stop()
-            await app.stop()
 
     outcomes = reader.outcomes
     for pair in pairs:

@@ -5,14 +5,13 @@ stop its partition."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
+from testkit import FIXTURES
 
 from orderflow.consumer.decode import Undecodable, decode_order_created
 from orderflow.contracts.events import OrderCreated
 
-FIXTURES = Path(__file__).parents[1] / "fixtures"
 VALID = (FIXTURES / "order-created.json").read_bytes()
 LIMIT = 1_048_576
 

@@ -7,11 +7,11 @@ import copy
 import json
 import uuid
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import BaseModel, ValidationError
+from testkit import FIXTURES
 
 from orderflow.contracts.events import (
     Order,
@@ -24,7 +24,6 @@ from orderflow.contracts.events import (
     status_event_id,
 )
 
-FIXTURES = Path(__file__).parents[1] / "fixtures"
 EXAMPLES: list[tuple[str, type[BaseModel]]] = [
     ("order-created.json", OrderCreated),
     ("order-created-minimal.json", OrderCreated),

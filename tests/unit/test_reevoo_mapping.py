@@ -8,11 +8,11 @@ import base64
 import json
 import re
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import SecretStr
+from testkit import an_order
 
 from orderflow.adapters.errors import (
     VendorAuthFailed,
@@ -35,16 +35,7 @@ from orderflow.adapters.reevoo import (
     reevoo_price,
 )
 from orderflow.config.settings import ReevooSettings
-from orderflow.contracts.events import Order, OrderCreated, Vendor, VendorStatus
-
-FIXTURES = Path(__file__).parent.parent / "fixtures"
-
-
-def make_order(name: str = "order-created.json", **order_changes: Any) -> Order:
-    event = json.loads((FIXTURES / name).read_text())
-    event["order"].update(order_changes)
-    return OrderCreated.model_validate_json(json.dumps(event)).order
-
+from orderflow.contracts.events import Vendor, VendorStatus
 
 API_KEY, API_SECRET = "rv-key-not-real", "rv-secret-not-real"
 SETTINGS = ReevooSettings(
@@ -93,7 +84,7 @@ METADATA_KEY = re.compile(r"^[a-z0-9_]+$")        # [a-z0-9], plus the example's
 
 
 def test_body_from_the_contract_example_field_by_field() -> None:
-    body = reevoo_order_body(make_order(), "trkref123")
+    body = reevoo_order_body(an_order(), "trkref123")
 
     assert set(body) <= PAGE_ATTRIBUTES
     assert body["trkref"] == "TRKREF123"
@@ -118,7 +109,7 @@ def test_body_from_the_contract_example_field_by_field() -> None:
 
 
 def test_body_follows_the_formats_of_the_page_example() -> None:
-    body = reevoo_order_body(make_order(), "trkref123")
+    body = reevoo_order_body(an_order(), "trkref123")
 
     for ours, page in ((body, PAGE_EXAMPLE),):
         assert DATE_FORMAT.match(ours["order_date"]) and DATE_FORMAT.match(page["order_date"])
@@ -132,14 +123,14 @@ def test_body_follows_the_formats_of_the_page_example() -> None:
 
 
 def test_customer_ref_is_spelled_as_in_the_attribute_table() -> None:
-    customer = reevoo_order_body(make_order(), "T")["customer"]
+    customer = reevoo_order_body(an_order(), "T")["customer"]
 
     assert customer["customer_ref"] == "C-1122"
     assert "cutomer_ref" not in customer
 
 
 def test_minimal_order_leaves_out_what_it_does_not_have() -> None:
-    body = reevoo_order_body(make_order("order-created-minimal.json"), "abc-xyz")
+    body = reevoo_order_body(an_order("order-created-minimal.json"), "abc-xyz")
 
     assert body == {
         "trkref": "ABC-XYZ",
@@ -151,7 +142,7 @@ def test_minimal_order_leaves_out_what_it_does_not_have() -> None:
 
 
 def test_one_item_per_line_whatever_the_quantity() -> None:
-    items = reevoo_order_body(make_order(), "T")["order_items"]
+    items = reevoo_order_body(an_order(), "T")["order_items"]
 
     assert [item["sku"] for item in items] == ["TSHIRT-BLK-M", "MUG-01", "CAP-02"]
 
@@ -166,7 +157,7 @@ def test_one_item_per_line_whatever_the_quantity() -> None:
     ],
 )
 def test_order_date_is_dd_mm_yyyy(placed_at: str, expected: str) -> None:
-    assert reevoo_date(make_order(placed_at=placed_at)) == expected
+    assert reevoo_date(an_order(placed_at=placed_at)) == expected
 
 
 @pytest.mark.parametrize(
@@ -211,7 +202,7 @@ def test_price_is_digits_and_a_comma(amount: str, expected: str | None) -> None:
 
 def test_a_line_without_a_price_form_sends_no_price_nor_currency() -> None:
     event_lines = [{"line_id": "1", "sku": "REFUND-1", "quantity": 1, "unit_price": "-5.00"}]
-    items = reevoo_order_body(make_order("order-created-minimal.json", lines=event_lines),
+    items = reevoo_order_body(an_order("order-created-minimal.json", lines=event_lines),
                               "T")["order_items"]
 
     assert items == [{"sku": "REFUND-1"}]
@@ -252,7 +243,7 @@ def test_metadata_collisions_keep_the_first_key_and_empty_keys_are_dropped() -> 
 def test_line_metadata_reaches_the_item_with_reduced_keys() -> None:
     lines = [{"line_id": "1", "sku": "BOOK-9", "quantity": 1, "unit_price": "10.00",
               "metadata": {"Gift Wrap": "yes", "field_1": "Value 1"}}]
-    item = reevoo_order_body(make_order("order-created-minimal.json", lines=lines),
+    item = reevoo_order_body(an_order("order-created-minimal.json", lines=lines),
                              "T")["order_items"][0]
 
     assert item["metadata"] == {"gift_wrap": "yes", "field_1": "Value 1"}
@@ -363,7 +354,7 @@ def scripted(*answers: HttpAnswer, settings: ReevooSettings = SETTINGS
 
 async def test_submit_posts_to_the_organisation_with_basic_auth() -> None:
     adapter, http = scripted(HttpAnswer(202, {}, PAGE_202))
-    order = make_order()
+    order = an_order()
 
     observation = await adapter.submit(order, PairState())
 
@@ -395,7 +386,7 @@ async def test_submit_raises_the_translated_error(
     adapter, _ = scripted(answer)
 
     with pytest.raises(error_class) as caught:
-        await adapter.submit(make_order(), PairState())
+        await adapter.submit(an_order(), PairState())
     assert API_SECRET not in str(caught.value) and API_KEY not in str(caught.value)
 
 
@@ -410,7 +401,7 @@ async def test_start_refuses_missing_credentials(missing: str) -> None:
 async def test_poll_never_calls_reevoo_and_restates_completion() -> None:
     adapter, http = scripted()
 
-    observation = await adapter.poll(make_order(), PairState("uuid-1", "accepted"))
+    observation = await adapter.poll(an_order(), PairState("uuid-1", "accepted"))
 
     assert observation == Observation(VendorStatus.COMPLETED, vendor_order_ref="uuid-1",
                                       vendor_state="accepted")

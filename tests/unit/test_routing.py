@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Any
 
 import pytest
+from testkit import an_order
 
 from orderflow.config.settings import ReevooSettings, Settings, SmakeSettings, ZakekeSettings
 from orderflow.consumer.routing import route
-from orderflow.contracts.events import Order, OrderCreated, Vendor
+from orderflow.contracts.events import Vendor
 
-FIXTURES = Path(__file__).parents[1] / "fixtures"
 ZAKEKE, SMAKE, REEVOO = Vendor.ZAKEKE, Vendor.SMAKE, Vendor.REEVOO
 
 
@@ -33,12 +31,6 @@ def settings(*, zakeke: bool = True, smake: bool = True, reevoo: bool = True,
     )
 
 
-def order(name: str = "order-created.json", **changes: Any) -> Order:
-    event = json.loads((FIXTURES / name).read_text())
-    event["order"].update(changes)
-    return OrderCreated.model_validate(event).order
-
-
 def line(line_id: str, **fields: Any) -> dict[str, Any]:
     return {"line_id": line_id, "sku": "S", "quantity": 1, "unit_price": "1.00", **fields}
 
@@ -49,11 +41,11 @@ SMAKE_LINE = {"provider": "smake", "variant_id": 25}
 
 
 def test_the_full_example_goes_to_all_three_vendors() -> None:
-    assert route(order(), settings()) == [ZAKEKE, SMAKE, REEVOO]
+    assert route(an_order(), settings()) == [ZAKEKE, SMAKE, REEVOO]
 
 
 def test_the_minimal_example_goes_to_reevoo_only() -> None:
-    assert route(order("order-created-minimal.json"), settings()) == [REEVOO]
+    assert route(an_order("order-created-minimal.json"), settings()) == [REEVOO]
 
 
 @pytest.mark.parametrize(("lines", "expected"), [
@@ -66,12 +58,12 @@ def test_the_minimal_example_goes_to_reevoo_only() -> None:
     ([line("1"), line("2")], [REEVOO]),
 ])
 def test_vendors_follow_the_lines(lines: list[dict[str, Any]], expected: list[Vendor]) -> None:
-    assert route(order(lines=lines), settings()) == expected
+    assert route(an_order(lines=lines), settings()) == expected
 
 
 def test_smake_lines_without_a_shipping_address_still_make_a_smake_job() -> None:
     """The pair must end `rejected`, visibly; routing must not drop it."""
-    assert route(order(shipping_address=None), settings()) == [ZAKEKE, SMAKE, REEVOO]
+    assert route(an_order(shipping_address=None), settings()) == [ZAKEKE, SMAKE, REEVOO]
 
 
 @pytest.mark.parametrize(("disabled", "expected"), [
@@ -81,12 +73,12 @@ def test_smake_lines_without_a_shipping_address_still_make_a_smake_job() -> None
 ])
 def test_a_disabled_vendor_gets_nothing(disabled: str, expected: list[Vendor]) -> None:
     enabled = {vendor: vendor != disabled for vendor in ("zakeke", "smake", "reevoo")}
-    assert route(order(), settings(zakeke=enabled["zakeke"], smake=enabled["smake"],
+    assert route(an_order(), settings(zakeke=enabled["zakeke"], smake=enabled["smake"],
                                    reevoo=enabled["reevoo"])) == expected
 
 
 def test_every_vendor_disabled_routes_nowhere() -> None:
-    assert route(order(), settings(zakeke=False, smake=False, reevoo=False)) == []
+    assert route(an_order(), settings(zakeke=False, smake=False, reevoo=False)) == []
 
 
 @pytest.mark.parametrize(("channels", "sales_channel", "to_reevoo"), [
@@ -100,10 +92,10 @@ def test_every_vendor_disabled_routes_nowhere() -> None:
     ("webshop-de", "WEBSHOP-DE", False),
 ])
 def test_reevoo_sales_channels(channels: str | None, sales_channel: str | None, to_reevoo: bool) -> None:
-    routed = route(order(sales_channel=sales_channel), settings(sales_channels=channels))
+    routed = route(an_order(sales_channel=sales_channel), settings(sales_channels=channels))
     assert routed == ([ZAKEKE, SMAKE, REEVOO] if to_reevoo else [ZAKEKE, SMAKE])
 
 
 def test_sales_channels_do_not_affect_the_other_vendors() -> None:
-    only_zakeke = order(lines=[line("1", customization=DESIGN)], sales_channel="pos")
+    only_zakeke = an_order(lines=[line("1", customization=DESIGN)], sales_channel="pos")
     assert route(only_zakeke, settings(sales_channels="webshop-de")) == [ZAKEKE]

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import SecretStr
+from testkit import FIXTURES, an_order
 
 from orderflow.adapters.errors import (
     VendorAuthFailed,
@@ -35,20 +35,12 @@ from orderflow.adapters.smake import (
     tracking_numbers,
 )
 from orderflow.config.settings import SmakeSettings
-from orderflow.contracts.events import Order, OrderCreated, Vendor, VendorStatus
-
-FIXTURES = Path(__file__).parent.parent / "fixtures"
+from orderflow.contracts.events import Vendor, VendorStatus
 
 
 def load_event(name: str) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((FIXTURES / name).read_text())
     return data
-
-
-def make_order(name: str = "order-created.json", **order_changes: Any) -> Order:
-    event = load_event(name)
-    event["order"].update(order_changes)
-    return OrderCreated.model_validate_json(json.dumps(event)).order
 
 
 SETTINGS = SmakeSettings(
@@ -106,7 +98,7 @@ PAGE_GET_EXAMPLE: dict[str, Any] = {
 
 
 def test_create_body_from_the_contract_example_field_by_field() -> None:
-    body = smake_create_body(make_order(), SETTINGS)
+    body = smake_create_body(an_order(), SETTINGS)
 
     assert set(body) <= PAGE_ORDER_ATTRIBUTES
     assert set(PAGE_CREATE_EXAMPLE) <= set(body)  # everything the page's example sends
@@ -137,7 +129,7 @@ def test_create_body_from_the_contract_example_field_by_field() -> None:
 
 
 def test_create_body_has_the_shapes_of_the_page_example() -> None:
-    body = smake_create_body(make_order(), SETTINGS)
+    body = smake_create_body(an_order(), SETTINGS)
 
     def shape(value: Any) -> Any:
         if isinstance(value, dict):
@@ -158,7 +150,7 @@ def test_variant_forms_by_id_and_by_origin_sku() -> None:
     event = load_event("order-created.json")
     lines = event["order"]["lines"]
     lines[0]["fulfilment"] = {"provider": "smake", "variant_id": 7, "sku": "IGNORED-SKU"}
-    body = smake_create_body(make_order(lines=lines), SETTINGS)
+    body = smake_create_body(an_order(lines=lines), SETTINGS)
 
     by_id, by_sku = (item["variant"] for item in body["items"])
     # Page: `id` "yes, if origin.external_identifier or origin.sku is not specified"; the id
@@ -168,7 +160,7 @@ def test_variant_forms_by_id_and_by_origin_sku() -> None:
 
 
 def test_payment_and_shipping_handles_default_from_settings() -> None:
-    body = smake_create_body(make_order(payment_method=None, shipping_method=None), SETTINGS)
+    body = smake_create_body(an_order(payment_method=None, shipping_method=None), SETTINGS)
 
     assert body["payments"] == [{"payment_method": {"handle": "prepayment"}}]
     assert body["shipments"] == [{"shipping_method": {"handle": "dhl-express"}}]
@@ -180,7 +172,7 @@ def test_billing_address_of_the_order_is_used_when_present() -> None:
         "street2": "Floor 2", "zip": "54321", "city": "Billtown", "country_code": "DE",
         "province_code": None, "phone": "+49 1", "email": "billing@example.com",
     }
-    body = smake_create_body(make_order(billing_address=billing), SETTINGS)
+    body = smake_create_body(an_order(billing_address=billing), SETTINGS)
 
     assert body["billing_address"] == {k: v for k, v in billing.items() if v is not None}
     assert body["shipping_address"]["street1"] == "123 Main St"
@@ -190,7 +182,7 @@ def test_missing_address_email_is_the_customer_email_and_nulls_are_left_out() ->
     event = load_event("order-created.json")
     shipping = event["order"]["shipping_address"] | {"email": None, "street2": None}
     billing = shipping | {"street1": "9 Other Rd", "email": "own@example.com"}
-    body = smake_create_body(make_order(shipping_address=shipping, billing_address=billing),
+    body = smake_create_body(an_order(shipping_address=shipping, billing_address=billing),
                              SETTINGS)
 
     assert body["shipping_address"]["email"] == "john@example.com"
@@ -201,7 +193,7 @@ def test_missing_address_email_is_the_customer_email_and_nulls_are_left_out() ->
 
 
 def test_order_number_is_optional() -> None:
-    body = smake_create_body(make_order(order_number=None), SETTINGS)
+    body = smake_create_body(an_order(order_number=None), SETTINGS)
 
     assert "number" not in body
     assert body["external_identifier"] == "SHOP-100234"
@@ -211,13 +203,13 @@ def test_order_number_is_optional() -> None:
 
 
 def test_order_without_shipping_address_is_refused() -> None:
-    reason = refusal_before_create(make_order(shipping_address=None))
+    reason = refusal_before_create(an_order(shipping_address=None))
 
     assert reason is not None and "shipping_address" in reason
 
 
 def test_order_without_smake_lines_is_refused() -> None:
-    reason = refusal_before_create(make_order("order-created-minimal.json"))
+    reason = refusal_before_create(an_order("order-created-minimal.json"))
 
     assert reason is not None and "Smake" in reason
 
@@ -226,8 +218,8 @@ def test_order_without_smake_lines_is_refused() -> None:
 @pytest.mark.parametrize("field", ["street1", "street2"])
 def test_street_lines_over_35_characters_are_refused_not_cut(address_name: str, field: str) -> None:
     address = load_event("order-created.json")["order"]["shipping_address"]
-    at_limit = make_order(**{address_name: address | {field: "x" * STREET_LINE_MAX}})
-    too_long = make_order(**{address_name: address | {field: "x" * (STREET_LINE_MAX + 1)}})
+    at_limit = an_order(**{address_name: address | {field: "x" * STREET_LINE_MAX}})
+    too_long = an_order(**{address_name: address | {field: "x" * (STREET_LINE_MAX + 1)}})
 
     assert refusal_before_create(at_limit) is None
     assert smake_create_body(at_limit, SETTINGS)[address_name][field] == "x" * 35
@@ -237,7 +229,7 @@ def test_street_lines_over_35_characters_are_refused_not_cut(address_name: str, 
 
 
 def test_contract_example_is_not_refused() -> None:
-    assert refusal_before_create(make_order()) is None
+    assert refusal_before_create(an_order()) is None
 
 
 # ----------------------------------------------------------------------------- states
@@ -460,7 +452,7 @@ async def test_submit_without_shipping_address_calls_nothing() -> None:
     adapter, http = adapter_with({})
 
     with pytest.raises(VendorRejected, match="shipping_address"):
-        await adapter.submit(make_order(shipping_address=None), PairState())
+        await adapter.submit(an_order(shipping_address=None), PairState())
     assert http.requests == []
 
 
@@ -469,7 +461,7 @@ async def test_submit_with_a_too_long_street_calls_nothing() -> None:
     adapter, http = adapter_with({})
 
     with pytest.raises(VendorRejected, match="street1"):
-        await adapter.submit(make_order(shipping_address=address | {"street1": "y" * 40}),
+        await adapter.submit(an_order(shipping_address=address | {"street1": "y" * 40}),
                              PairState())
     assert http.requests == []
 
@@ -479,7 +471,7 @@ async def test_a_first_submit_creates_without_asking_and_records_the_intent_firs
         ("POST", "/orders"): [(202, {"X-Identifier": "137",
                                      "Location": "https://api.smake.io/jobs/1"}, b"")],
     })
-    order = make_order()
+    order = an_order()
     intents: list[int] = []
 
     async def record_intent() -> None:
@@ -501,7 +493,7 @@ async def test_a_submit_after_an_intent_asks_first_then_creates() -> None:
         ("GET", "/orders"): [(200, {}, listed())],
         ("POST", "/orders"): [(202, {"X-Identifier": "137"}, b"")],
     })
-    observation = await adapter.submit(make_order(), PairState(intent_at=1_700_000_000.0))
+    observation = await adapter.submit(an_order(), PairState(intent_at=1_700_000_000.0))
 
     assert observation.vendor_order_ref == "137"
     (find, create) = http.requests
@@ -521,7 +513,7 @@ async def test_submit_adopts_an_existing_order_without_creating() -> None:
         ))],
     })
 
-    observation = await adapter.submit(make_order(), PairState(intent_at=1_700_000_000.0))
+    observation = await adapter.submit(an_order(), PairState(intent_at=1_700_000_000.0))
 
     assert observation == Observation(VendorStatus.IN_PROGRESS, vendor_order_ref="4",
                                       vendor_state="checking")
@@ -536,7 +528,7 @@ async def test_create_answer_without_an_id_is_resolved_by_asking_again() -> None
         ("POST", "/orders"): [(202, {"Location": "https://api.smake.io/jobs/5"}, b"")],
     })
 
-    observation = await adapter.submit(make_order(), PairState())
+    observation = await adapter.submit(an_order(), PairState())
 
     assert observation.vendor_order_ref == "77" and observation.status is VendorStatus.SUBMITTED
     assert [request[1] for request in http.requests] == ["POST", "GET"]
@@ -549,7 +541,7 @@ async def test_create_answer_without_an_id_and_not_listed_is_transient() -> None
     })
 
     with pytest.raises(VendorUnavailable, match="X-Identifier"):
-        await adapter.submit(make_order(), PairState())
+        await adapter.submit(an_order(), PairState())
 
 
 async def test_submit_translates_a_422() -> None:
@@ -559,7 +551,7 @@ async def test_submit_translates_a_422() -> None:
     })
 
     with pytest.raises(VendorRejected, match="variant id is invalid") as caught:
-        await adapter.submit(make_order(), PairState())
+        await adapter.submit(an_order(), PairState())
     assert caught.value.status == 422
 
 
@@ -567,7 +559,7 @@ async def test_lookup_failure_stops_before_creating() -> None:
     adapter, http = adapter_with({("GET", "/orders"): [(503, {}, b"maintenance")]})
 
     with pytest.raises(VendorUnavailable):
-        await adapter.submit(make_order(), PairState(intent_at=1_700_000_000.0))
+        await adapter.submit(an_order(), PairState(intent_at=1_700_000_000.0))
     assert len(http.requests) == 1
 
 
@@ -576,7 +568,7 @@ async def test_poll_reads_the_order_by_its_ref() -> None:
         ("GET", "/orders/137"): [(200, {}, PAGE_GET_EXAMPLE | {"id": 137})],
     })
 
-    observation = await adapter.poll(make_order(), PairState("137", "prepared"))
+    observation = await adapter.poll(an_order(), PairState("137", "prepared"))
 
     assert observation == Observation(VendorStatus.COMPLETED, vendor_order_ref="137",
                                       vendor_state="completed",
@@ -592,9 +584,9 @@ async def test_poll_without_a_ref_looks_up_and_never_creates() -> None:
         ],
     })
 
-    assert (await adapter.poll(make_order(), PairState())).vendor_order_ref == "5"
+    assert (await adapter.poll(an_order(), PairState())).vendor_order_ref == "5"
     with pytest.raises(VendorUnavailable):
-        await adapter.poll(make_order(), PairState())
+        await adapter.poll(an_order(), PairState())
     assert {request[1] for request in http.requests} == {"GET"}
 
 
@@ -613,7 +605,7 @@ async def test_poll_errors(answer: Answer, error_class: type[VendorError]) -> No
     adapter, _ = adapter_with({("GET", "/orders/1"): [answer]})
 
     with pytest.raises(error_class):
-        await adapter.poll(make_order(), PairState("1", "draft"))
+        await adapter.poll(an_order(), PairState("1", "draft"))
 
 
 async def test_start_refuses_a_missing_api_key() -> None:
@@ -653,7 +645,7 @@ def partial_match_pages(order_id: str, pages: int, exact_on: int | None) -> list
 async def test_the_lookup_reads_every_page_and_adopts_only_the_exact_match() -> None:
     adapter, http = adapter_with({("GET", "/orders"): partial_match_pages("1001", 4, exact_on=3)})
 
-    observation = await adapter.submit(make_order(order_id="1001"), PairState(intent_at=1.0))
+    observation = await adapter.submit(an_order(order_id="1001"), PairState(intent_at=1.0))
 
     assert observation.vendor_order_ref == "42" and observation.vendor_state == "checking"
     assert [request[4]["page"] for request in http.requests if request[4]] == ["1", "2", "3", "4"]
@@ -665,7 +657,7 @@ async def test_partial_matches_on_every_page_are_not_ours_and_the_order_is_creat
         ("POST", "/orders"): [(202, {"X-Identifier": "555"}, b"")]}
     adapter, http = adapter_with(script)
 
-    observation = await adapter.submit(make_order(order_id="1001"), PairState(intent_at=1.0))
+    observation = await adapter.submit(an_order(order_id="1001"), PairState(intent_at=1.0))
 
     assert observation.vendor_order_ref == "555"
     assert [request[1] for request in http.requests] == ["GET", "GET", "GET", "POST"]
@@ -677,7 +669,7 @@ async def test_a_lookup_that_pages_without_end_is_an_error_and_creates_nothing()
     adapter, http = adapter_with({("GET", "/orders"): endless})
 
     with pytest.raises(VendorUnavailable, match="still had pages after 100"):
-        await adapter.submit(make_order(order_id="1001"), PairState(intent_at=1.0))
+        await adapter.submit(an_order(order_id="1001"), PairState(intent_at=1.0))
     assert {request[1] for request in http.requests} == {"GET"}
     assert len(http.requests) == LOOKUP_MAX_PAGES
 
@@ -697,19 +689,19 @@ MAPPED = SETTINGS.model_copy(update={"shipping_method_map": {"standard": "dhl-pa
 
 
 def test_mapped_methods_become_the_producers_handles() -> None:
-    body = smake_create_body(make_order(), MAPPED)
+    body = smake_create_body(an_order(), MAPPED)
     assert body["shipments"] == [{"shipping_method": {"handle": "dhl-paket"}}]
     assert body["payments"] == [{"payment_method": {"handle": "invoice-b2b"}}]
 
 
 def test_an_order_naming_no_method_gets_the_default_mapped_when_the_map_knows_it() -> None:
-    body = smake_create_body(make_order(shipping_method=None, payment_method=None), MAPPED)
+    body = smake_create_body(an_order(shipping_method=None, payment_method=None), MAPPED)
     assert body["payments"] == [{"payment_method": {"handle": "vorkasse"}}]
     assert body["shipments"] == [{"shipping_method": {"handle": "dhl-express"}}]
 
 
 def test_without_maps_the_orders_own_words_go_through() -> None:
-    body = smake_create_body(make_order(), SETTINGS)
+    body = smake_create_body(an_order(), SETTINGS)
     assert body["shipments"] == [{"shipping_method": {"handle": "standard"}}]
 
 
@@ -723,20 +715,20 @@ async def test_a_method_a_set_map_lacks_is_refused_without_calling_smake(
         changes: dict[str, str], words: str) -> None:
     adapter, http = adapter_with({}, MAPPED)
     with pytest.raises(VendorRejected, match=words):
-        await adapter.submit(make_order(**changes), PairState())
+        await adapter.submit(an_order(**changes), PairState())
     assert http.requests == []
 
 
 async def test_a_throttled_create_leaves_no_doubt_but_a_throttled_lookup_after_a_create_does() -> None:
     adapter, _ = adapter_with({("POST", "/orders"): [(429, {"Retry-After": "1"}, b"")]})
     with pytest.raises(VendorThrottled) as refused:
-        await adapter.submit(make_order(), PairState())
+        await adapter.submit(an_order(), PairState())
     assert refused.value.nothing_created
 
     adapter, _ = adapter_with({("POST", "/orders"): [(202, {}, b"")],  # created, no id given
                                ("GET", "/orders"): [(429, {"Retry-After": "1"}, b"")]})
     with pytest.raises(VendorThrottled) as lookup:
-        await adapter.submit(make_order(), PairState())
+        await adapter.submit(an_order(), PairState())
     assert not lookup.value.nothing_created
 
 
@@ -779,7 +771,7 @@ async def test_polling_keeps_nothing_of_the_order_and_a_poll_needs_only_the_refe
     adapter, http = adapter_with({("GET", "/orders/137"): [
         (200, {}, {"id": 137, "state": "checking", "shipments": []})]})
 
-    assert adapter.polling_view(make_order()) is None
+    assert adapter.polling_view(an_order()) is None
     observation = await adapter.poll(None, PairState("137", "draft"))
     assert observation.vendor_state == "checking"
     with pytest.raises(VendorUnavailable):

@@ -7,10 +7,10 @@ import random
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from aiokafka.errors import KafkaTimeoutError
+from testkit import FIXTURES
 
 from orderflow.adapters.errors import (
     NotProvenAbsent,
@@ -47,7 +47,6 @@ from orderflow.contracts.events import (
     status_event_id,
 )
 
-FIXTURES = Path(__file__).parents[1] / "fixtures"
 EVENT = OrderCreated.model_validate_json((FIXTURES / "order-created.json").read_text())
 POLL = PollSettings(initial_interval_s=5.0, max_interval_s=300.0, deadline_s=3600.0)
 T0 = 1_800_000_000.0
