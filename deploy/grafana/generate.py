@@ -3,9 +3,9 @@
     python deploy/grafana/generate.py            # rewrite orderflow.json
     python deploy/grafana/generate.py --check    # exit 1 if orderflow.json is out of date
 
-Edit the panels here, never the JSON: tests/deploy/test_dashboard.py fails when the committed
-JSON differs from what this script writes, and tests/deploy/test_live_prometheus.py asks a real
-Prometheus scraping `orderflow run` for every query below.
+Edit the panels here, never the JSON: tests/deploy/test_dashboard_json.py fails when the
+committed JSON differs from what this script writes, and tests/deploy/test_dashboard_live.py
+asks a real Prometheus scraping `orderflow run` for every query below.
 
 Built with grafana-foundation-sdk (Grafana Labs' typed builders), pinned in the dev extra.
 """
