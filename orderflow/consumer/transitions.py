@@ -18,6 +18,7 @@ import random
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 from orderflow.adapters.errors import VendorError
 from orderflow.adapters.outcomes import CreateNotAllowed, Observation
@@ -152,10 +153,13 @@ def status_event(job: Job, status: VendorStatus, now: float, *, vendor_order_ref
     )
 
 
-def _finish(job: Job, now: float) -> Job:
+def _finish(job: Job, now: float, **changes: Any) -> Job:
+    """The job ended, with `changes` (one new Job: a step builds one, not several)."""
     # A pair that did not complete keeps its order: `orderflow retry` re-opens it from here.
-    keep = job.order_json if job.status is not VendorStatus.COMPLETED else None
-    return replace(job, phase=Phase.DONE, order_json=keep, finished_at=now, due_at=now, attempts=0)
+    status = changes.get("status", job.status)
+    keep = job.order_json if status is not VendorStatus.COMPLETED else None
+    return replace(job, **{**changes, "phase": Phase.DONE, "order_json": keep,
+                           "finished_at": now, "due_at": now, "attempts": 0})
 
 
 def observed(job: Job, obs: Observation, now: float, poll: PollSettings, rng: random.Random) -> Step:
@@ -175,26 +179,26 @@ def observed(job: Job, obs: Observation, now: float, poll: PollSettings, rng: ra
         events.append(status_event(job, obs.status, now, vendor_order_ref=ref,
                                    vendor_state=obs.vendor_state, reason=obs.reason,
                                    tracking_numbers=obs.tracking_numbers))
-    announced = job.status if not changed else obs.status
-    next_job = replace(
-        job,
-        status=announced,
-        vendor_order_ref=ref,
-        vendor_state=obs.vendor_state if changed or obs.vendor_state else job.vendor_state,
-        attempts=0,
-    )
+    # What the answer changes, applied once below (a step builds one new Job, not several).
+    learnt: dict[str, Any] = {
+        "status": job.status if not changed else obs.status,
+        "vendor_order_ref": ref,
+        "vendor_state": obs.vendor_state if changed or obs.vendor_state else job.vendor_state,
+        "attempts": 0,
+    }
     if obs.status.terminal:
         if (obs.status is VendorStatus.COMPLETED and obs.tracking_expected
                 and not obs.tracking_numbers and poll.tracking_deadline_s > 0):
-            # Announced as completed; the tracking numbers are still to come.
-            waiting = replace(next_job, phase=Phase.TRACKING, finished_at=now, attempts=0,
-                              polls_without_change=0)
-            return Step(tuple(events), replace(
-                waiting, due_at=min(now + poll.tracking_interval_s, deadline(waiting, poll))))
-        return Step(tuple(events), _finish(next_job, now))
+            # Announced as completed; the tracking numbers are still to come (the tracking
+            # deadline counts from now, the completion).
+            due = min(now + poll.tracking_interval_s, now + poll.tracking_deadline_s)
+            return Step(tuple(events), replace(job, **learnt, phase=Phase.TRACKING,
+                                               finished_at=now, polls_without_change=0,
+                                               due_at=due))  # attempts: 0 in `learnt`
+        return Step(tuple(events), _finish(job, now, **learnt))
     polls = 0 if changed or job.phase is Phase.SUBMIT else job.polls_without_change + 1
     due = now + poll_interval(polls, poll.initial_interval_s, poll.max_interval_s, rng)
-    next_job = replace(next_job, phase=Phase.POLL, polls_without_change=polls,
+    next_job = replace(job, **learnt, phase=Phase.POLL, polls_without_change=polls,
                        due_at=min(due, deadline(job, poll)))
     return Step(tuple(events), next_job)
 
@@ -248,7 +252,7 @@ def rejected(job: Job, reason: str, now: float) -> Step:
     """The vendor refused the order (or it cannot be sent at all): the pair ends here."""
     event = status_event(job, VendorStatus.REJECTED, now, vendor_order_ref=job.vendor_order_ref,
                          vendor_state=None, reason=reason)
-    return Step((event,), _finish(replace(job, status=VendorStatus.REJECTED), now))
+    return Step((event,), _finish(job, now, status=VendorStatus.REJECTED))
 
 
 def retry_later(job: Job, now: float, poll: PollSettings, rng: random.Random,
@@ -275,4 +279,4 @@ def timed_out(job: Job, now: float,
               reason: str = "no terminal state from the vendor within the polling deadline") -> Step:
     event = status_event(job, VendorStatus.TIMED_OUT, now, vendor_order_ref=job.vendor_order_ref,
                          vendor_state=job.vendor_state, reason=reason)
-    return Step((event,), _finish(replace(job, status=VendorStatus.TIMED_OUT), now))
+    return Step((event,), _finish(job, now, status=VendorStatus.TIMED_OUT))
