@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-strict test-unit test-integration bench bench-restore bench-scale bench-control bench-kill lint typecheck schemas chaos fuzz system-deps clean
+.PHONY: demo test test-strict test-unit test-integration bench bench-engine bench-restore bench-scale bench-control bench-kill lint typecheck schemas chaos fuzz system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ test-integration: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.pipeline
+
+# The engine's own CPU per pair (owner, journal, lanes, runner) on in-memory fakes, beside
+# the floor of reading one order from JSON.
+bench-engine: $(STAMP)
+	$(BIN)/python -m bench.engine_cpu
 
 # Restoring 1,000,000 tracking records: time to ready, memory, /healthz during the restore.
 bench-restore: $(STAMP)
