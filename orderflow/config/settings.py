@@ -108,6 +108,8 @@ class VendorSettings(BaseModel):
     # An answer larger than this (after decompression) is not read into memory: it counts
     # as a transient error. 0.3 MiB of gzip once became 300 MiB in a second.
     max_answer_bytes: int = Field(default=1_048_576, ge=1024)
+    # This vendor's polling deadline, in place of ORDERFLOW_POLL__DEADLINE_S (unset: that).
+    deadline_s: float | None = Field(default=None, gt=0)
 
     @field_validator("base_url")
     @classmethod
@@ -137,6 +139,10 @@ class ZakekeSettings(VendorSettings):
 
 class SmakeSettings(VendorSettings):
     base_url: str = "https://api.smake.io/v2"
+    # A production is manual work at the producer (Smake's `checking` and `preparing` are
+    # people at work): days, and longer over a weekend or a holiday. Ten days before a pair
+    # is given up as `timed_out` (docs/configuration.md).
+    deadline_s: float | None = Field(default=10 * 24 * 3_600.0, gt=0)
     api_key: Secret = None
     default_shipping_method: str = "standard"
     default_payment_method: str = "invoice"
@@ -259,6 +265,11 @@ class Settings(BaseSettings):
 
     def vendor_settings(self) -> dict[str, VendorSettings]:
         return {"zakeke": self.zakeke, "smake": self.smake, "reevoo": self.reevoo}
+
+    def poll_for(self, vendor: str) -> PollSettings:
+        """The polling settings of one vendor's pairs: its own deadline, if it has one."""
+        own = self.vendor_settings()[str(vendor)].deadline_s
+        return self.poll if own is None else self.poll.model_copy(update={"deadline_s": own})
 
 
 def kafka_security_problems(kafka: KafkaSettings) -> list[str]:

@@ -42,7 +42,8 @@ class VendorLane:
         self.adapter = adapter
         self.vendor: Vendor = adapter.vendor
         self._settings = vendor_settings
-        self._poll = poll
+        # The vendor's polling settings (its own deadline among them).
+        self.poll = poll
         self._metrics = metrics
         self._clock = clock
         self._lookup = lookup
@@ -211,7 +212,7 @@ class VendorLane:
 
     def _batchable(self, job: Job, now: float) -> bool:
         return (job.phase in (Phase.POLL, Phase.TRACKING) and job.vendor_order_ref is not None
-                and not transitions.past_deadline(job, now, self._poll))
+                and not transitions.past_deadline(job, now, self.poll))
 
     def _gather_batch(self, first: Job) -> list[Job]:
         """The polls to read together with `first`: others of the lane due now or within

@@ -22,7 +22,6 @@ from orderflow.adapters.outcomes import (
     Observation,
     PairState,
 )
-from orderflow.config.settings import PollSettings
 from orderflow.consumer import transitions
 from orderflow.consumer.backoff import RetryPause
 from orderflow.consumer.jobs import Job, Phase
@@ -43,10 +42,9 @@ Clock = Callable[[], float]
 class JobRunner:
     """Runs jobs: one call each (or one batch read), then publish, then record."""
 
-    def __init__(self, poll: PollSettings, journal: JobJournal, owner: PartitionOwner,
-                 publisher: EventSink, metrics: Metrics, *, clock: Clock = time.time,
+    def __init__(self, journal: JobJournal, owner: PartitionOwner, publisher: EventSink,
+                 metrics: Metrics, *, clock: Clock = time.time,
                  rng: random.Random | None = None) -> None:
-        self._poll = poll
         self._journal = journal
         self._owner = owner
         self._publisher = publisher
@@ -62,7 +60,7 @@ class JobRunner:
         try:
             await self._run_once(lane, job)
         except Exception:
-            self._unexpected(job)
+            self._unexpected(lane, job)
 
     async def run_batch(self, lane: VendorLane, jobs: list[Job]) -> None:
         """Polls read in one request; each pair still moves on its own answer. A pair the
@@ -87,7 +85,7 @@ class JobRunner:
                 continue
             structlog.contextvars.bind_contextvars(order_id=job.order_id, vendor=str(job.vendor))
             try:
-                decision = transitions.after_call(job, outcome, self._clock(), self._poll,
+                decision = transitions.after_call(job, outcome, self._clock(), lane.poll,
                                                   self._rng, intent_before=job.intent_at)
                 if not heard:
                     lane.hear(decision)  # one request: one word to the backoff
@@ -96,10 +94,10 @@ class JobRunner:
                     _log_outcome(job, outcome)
                 await self._publish_and_record(lane, job, decision.step, None)
             except Exception:
-                self._unexpected(job)
+                self._unexpected(lane, job)
 
     async def _run_once(self, lane: VendorLane, job: Job) -> None:
-        need = transitions.before_call(job, self._clock(), self._poll)
+        need = transitions.before_call(job, self._clock(), lane.poll)
         if isinstance(need, transitions.Step):
             ending = need.events[0] if need.events else None
             if isinstance(ending, OrderVendorStatus) and ending.reason == transitions.UNREADABLE_ORDER:
@@ -109,7 +107,7 @@ class JobRunner:
             return
         running = _Running(job)
         outcome = await self._call(lane, running, need.order)
-        decision = transitions.after_call(running.job, outcome, self._clock(), self._poll,
+        decision = transitions.after_call(running.job, outcome, self._clock(), lane.poll,
                                           self._rng, intent_before=job.intent_at)
         lane.hear(decision)
         _log_outcome(running.job, outcome)
@@ -175,12 +173,12 @@ class JobRunner:
             # asking the vendor before creating anything again.
             still_wanted=lambda: self._owner.is_open(after.partition))
 
-    def _unexpected(self, job: Job) -> None:
+    def _unexpected(self, lane: VendorLane, job: Job) -> None:
         self._metrics.job_errors.labels(str(job.vendor)).inc()
         log.exception("unexpected error running a job, it will run again later")
         if self._owner.is_open(job.partition):
             current = self._owner.table.get(job.partition, job.key) or job
-            self._journal.keep(transitions.retry_later(current, self._clock(), self._poll,
+            self._journal.keep(transitions.retry_later(current, self._clock(), lane.poll,
                                                        self._rng).job)
 
     def _compacted(self, lane: VendorLane, after: Job, order: Order | None) -> Job:

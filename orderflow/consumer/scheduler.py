@@ -66,10 +66,10 @@ class Scheduler:
         self._clock = clock
         vendors = settings.vendor_settings()
         self._lanes: dict[Vendor, VendorLane] = {
-            vendor: VendorLane(adapter, vendors[str(vendor)], settings.poll, metrics, clock,
+            vendor: VendorLane(adapter, vendors[str(vendor)], settings.poll_for(vendor), metrics, clock,
                                self._current)
             for vendor, adapter in adapters.items()}
-        self._runner = JobRunner(settings.poll, journal, owner, publisher, metrics,
+        self._runner = JobRunner(journal, owner, publisher, metrics,
                                  clock=clock, rng=rng)
         self._housekeeping = Housekeeping(settings, owner, journal, metrics, self.held_back,
                                           clock=clock)

@@ -93,7 +93,7 @@ def describe(pair: PairRecord, settings: Settings) -> dict[str, Any]:
         "polls_without_change": job.polls_without_change,
         "created_at": when(job.created_at),
         "next_due_at": when(job.due_at) if active else None,
-        "deadline": when(deadline(job, settings.poll)) if active else None,
+        "deadline": when(deadline(job, settings.poll_for(job.vendor))) if active else None,
         "finished_at": when(job.finished_at),
         "intent_at": when(job.intent_at),
         "round": job.round,

@@ -10,6 +10,7 @@ from aiokafka.errors import KafkaTimeoutError
 from testkit import (
     EXAMPLE_ORDER_CREATED,
     Engine,
+    an_order,
     FakePublisher,
     FakeStore,
     started_engine,
@@ -441,3 +442,20 @@ async def test_a_webhook_during_a_running_poll_polls_again_when_it_ends():
         await engine.stop(grace_s=1)
     assert adapter.polls == 2, "polled again at once, not 600 s later"
     assert [event.status for event in publisher.events] == [VendorStatus.COMPLETED]
+
+
+async def test_a_vendors_own_deadline_ends_its_pairs_not_the_polling_deadline():
+    """`ORDERFLOW_ZAKEKE__DEADLINE_S` shorter than `ORDERFLOW_POLL__DEADLINE_S`: a pair older
+    than the vendor's deadline ends `timed_out` without a call."""
+    publisher, adapter = FakePublisher(), RecordingOrders()
+    engine, table = await started_scheduler(adapter, zakeke={"deadline_s": 60},
+                                            poll={"deadline_s": 10**9}, publisher=publisher)
+    old = Job(order_id="SHOP-OLD", vendor=Vendor.ZAKEKE, partition=0, source_event_id="e",
+              order=an_order(), created_at=time.time() - 120, due_at=0.0)
+    engine.add(old)
+    try:
+        await until_finished(table, old.key, tries=200)
+    finally:
+        await engine.stop(grace_s=1)
+    assert adapter.given == []
+    assert [event.status for event in publisher.events] == [VendorStatus.TIMED_OUT]

@@ -156,6 +156,19 @@ def test_variable_names_are_case_insensitive(monkeypatch: pytest.MonkeyPatch) ->
     assert load_settings().poll.deadline_s == 60
 
 
+def test_a_vendor_deadline_replaces_the_polling_deadline_for_that_vendor_only(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Contract: `ORDERFLOW_<VENDOR>__DEADLINE_S` is that vendor's polling deadline, in place
+    of `ORDERFLOW_POLL__DEADLINE_S` (Smake's production is manual work that can take days)."""
+    set_env(monkeypatch, {**CREDENTIALS, "ORDERFLOW_POLL__DEADLINE_S": "3600",
+                          "ORDERFLOW_ZAKEKE__DEADLINE_S": "600"})
+    settings = load_settings()
+    assert settings.poll_for("zakeke").deadline_s == 600
+    assert settings.poll_for("reevoo").deadline_s == 3600, "unset: the polling deadline"
+    assert settings.poll_for("smake").deadline_s == 10 * 24 * 3600, "Smake's own default: days"
+    assert settings.poll_for("zakeke").initial_interval_s == settings.poll.initial_interval_s
+
+
 # ----------------------------------------------------------------------------- bad values
 
 
@@ -174,6 +187,8 @@ def test_variable_names_are_case_insensitive(monkeypatch: pytest.MonkeyPatch) ->
     ("ORDERFLOW_SHUTDOWN_GRACE_S", "-5"),
     ("ORDERFLOW_KAFKA__SESSION_TIMEOUT_MS", "10"),
     ("ORDERFLOW_POLL", "not json"),  # a whole group as JSON
+    ("ORDERFLOW_SMAKE__DEADLINE_S", "0"),
+    ("ORDERFLOW_REEVOO__DEADLINE_S", "a week"),
 ])
 def test_bad_value_is_one_line_naming_the_variable(monkeypatch: pytest.MonkeyPatch, variable: str,
                                                    value: str) -> None:
