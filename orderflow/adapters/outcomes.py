@@ -83,6 +83,9 @@ class PairState:
     vendor_order_ref: str | None = None
     vendor_state: str | None = None
     intent_at: float | None = None
+    # When the order was fulfilled (its production completed), for a pair that waited for
+    # that (Reevoo with submit_on=fulfilled: its fulfilment_date); None: not known.
+    fulfilled_at: float | None = None
     record_intent: Callable[[], Awaitable[None]] | None = field(default=None, compare=False,
                                                                 repr=False)
 

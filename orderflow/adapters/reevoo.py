@@ -9,8 +9,10 @@ whose body we cannot read is still a 202.
 Decisions where the page leaves room (each one has a unit test):
 
 - ``order_date`` is ``placed_at``'s calendar date in the offset the event carries (the date
-  the checkout recorded), formatted dd-mm-yyyy. ``fulfilment_date`` is not sent: we do not
-  know it, and ``order_date`` satisfies the either/or.
+  the checkout recorded), formatted dd-mm-yyyy. ``fulfilment_date`` is sent when the order
+  was fulfilled before it was submitted (``ORDERFLOW_REEVOO__SUBMIT_ON=fulfilled``: the day
+  its Smake pair completed, in the same offset); otherwise we do not know it, and
+  ``order_date`` satisfies the either/or.
 - ``language``/``locale`` come from the order's locale: ``en-GB`` (or ``en_gb``) gives
   ``en`` and ``en-GB``; a bare ``en`` gives the language only; anything else neither.
 - ``customer_ref`` is spelled as in the attribute table (the page's example says
@@ -36,6 +38,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
@@ -72,9 +75,18 @@ ACCEPTED_STATE = "accepted"
 
 def reevoo_date(order: Order) -> str:
     """``order_date``: dd-mm-yyyy, the calendar date of ``placed_at`` in its own offset."""
-    placed = order.placed_at
+    return _dd_mm_yyyy(order.placed_at)
+
+
+def reevoo_fulfilment_date(order: Order, fulfilled_at: float) -> str:
+    """``fulfilment_date``: dd-mm-yyyy, the day the order was fulfilled (epoch seconds), in
+    the offset of ``placed_at`` (the shop's own calendar, as ``order_date``)."""
+    return _dd_mm_yyyy(datetime.fromtimestamp(fulfilled_at, order.placed_at.tzinfo or UTC))
+
+
+def _dd_mm_yyyy(moment: datetime) -> str:
     # Not strftime: its %Y writes year 1 as "1" on Linux, not the format's four digits.
-    return f"{placed.day:02d}-{placed.month:02d}-{placed.year:04d}"
+    return f"{moment.day:02d}-{moment.month:02d}-{moment.year:04d}"
 
 
 _LOCALE = re.compile(r"^([a-z]{2})(?:[-_](?:[a-z]{4}[-_])?([a-z]{2}))?$", re.IGNORECASE)
@@ -141,13 +153,16 @@ def reevoo_item(line: OrderLine, currency: str) -> dict[str, Any]:
     return item
 
 
-def reevoo_order_body(order: Order, trkref: str) -> dict[str, Any]:
+def reevoo_order_body(order: Order, trkref: str,
+                      fulfilled_at: float | None = None) -> dict[str, Any]:
     """The body of ``POST /v4/organisations/{TRKREF}/customer_order``."""
     body: dict[str, Any] = {
         "trkref": trkref.strip().upper(),
         "order_ref": order.order_id,
         "order_date": reevoo_date(order),
     }
+    if fulfilled_at is not None:
+        body["fulfilment_date"] = reevoo_fulfilment_date(order, fulfilled_at)
     language, locale = reevoo_language_locale(order.locale)
     if language is not None:
         body["language"] = language
@@ -249,7 +264,8 @@ class ReevooAdapter:
     async def submit(self, order: Order, state: PairState) -> Observation:
         operation = "submit_order"
         trkref = self._settings.trkref or ""  # start() checked it
-        body = build_or_refuse(VENDOR, operation, lambda: reevoo_order_body(order, trkref))
+        body = build_or_refuse(VENDOR, operation,
+                               lambda: reevoo_order_body(order, trkref, state.fulfilled_at))
         try:
             answer = await self._http.request(
                 operation, "POST",

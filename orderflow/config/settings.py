@@ -192,6 +192,10 @@ class ReevooSettings(VendorSettings):
     trkref: Credential = None
     # Comma-separated sales channels whose orders go to Reevoo; unset or "all": every order.
     sales_channels: Annotated[frozenset[str] | None, NoDecode] = None
+    # `placed`: an order goes to Reevoo at once. `fulfilled`: an order with a Smake pair goes
+    # once that pair completed (the parcel is on its way), with its fulfilment_date; if the
+    # Smake pair ends any other way, the Reevoo pair ends cancelled and Reevoo is never called.
+    submit_on: Literal["placed", "fulfilled"] = "placed"
 
     @field_validator("sales_channels", mode="before")
     @classmethod

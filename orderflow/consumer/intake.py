@@ -28,13 +28,13 @@ from orderflow.consumer.backoff import RetryPause
 from orderflow.consumer.critical import CriticalTasks
 from orderflow.consumer.dead_letters import DeadLetters
 from orderflow.consumer.decode import Undecodable, decode_order_created
-from orderflow.consumer.jobs import Job, JobKey
+from orderflow.consumer.jobs import Job, JobKey, Phase
 from orderflow.consumer.journal import JobJournal
 from orderflow.consumer.kafka import client_options
 from orderflow.consumer.logging import get_logger
 from orderflow.consumer.metrics import Metrics
 from orderflow.consumer.partitions import PartitionOwner
-from orderflow.consumer.routing import route, unknown_providers
+from orderflow.consumer.routing import route, unknown_providers, waits_for
 from orderflow.consumer.tracking_record import encode_job
 
 log = get_logger(__name__)
@@ -282,6 +282,7 @@ class Intake:
                 self._metrics.events_consumed.labels("unrouted").inc()
                 return []
             jobs: list[Job] = []
+            waiting = waits_for(vendors, self._settings)
             for vendor in vendors:
                 key: JobKey = (order.order_id, vendor)
                 if key in seen or self._owner.table.knows(partition, key):
@@ -290,6 +291,8 @@ class Intake:
                     order_id=order.order_id, vendor=vendor, partition=partition,
                     source_event_id=decoded.event_id, order=order,
                     created_at=now, due_at=now,
+                    phase=Phase.WAIT if vendor in waiting else Phase.SUBMIT,
+                    waits_for=waiting.get(vendor),
                 ))
             largest = max((len(encode_job(job)) for job in jobs), default=0)
             room = self._settings.kafka.max_message_bytes - TRACKING_RECORD_HEADROOM

@@ -18,6 +18,7 @@ from orderflow.contracts.events import Order, Vendor, VendorStatus
 class Phase(StrEnum):
     """Where a pair is in its life."""
 
+    WAIT = "wait"      # waits for another pair of its order (`waits_for`) before it starts
     SUBMIT = "submit"  # the vendor has not (knowingly) accepted the order yet
     POLL = "poll"      # accepted; following the vendor's work
     TRACKING = "tracking"  # completed (announced), waiting for tracking numbers to appear
@@ -77,6 +78,10 @@ class Job:
     # Once the vendor accepted the order, the job keeps only what its polls read (the
     # adapter's `polling_view`; None: nothing): `order_json` is then that view.
     order_view: bool = False
+    # While WAIT: the vendor of the pair of the same order this one waits for.
+    waits_for: Vendor | None = None
+    # When the pair it waited for completed (the order fulfilled: Reevoo's fulfilment_date).
+    fulfilled_at: float | None = None
     # The key, built once: the table and the due queue share this one tuple.
     key: JobKey = field(init=False, repr=False, compare=False)
 

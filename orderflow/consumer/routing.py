@@ -27,6 +27,17 @@ def route(order: Order, settings: Settings) -> list[Vendor]:
     return vendors
 
 
+def waits_for(vendors: list[Vendor], settings: Settings) -> dict[Vendor, Vendor]:
+    """Which of the order's pairs waits for which other pair of the same order (contract,
+    "One order, one flow"): with `ORDERFLOW_REEVOO__SUBMIT_ON=fulfilled`, Reevoo waits for
+    the order's Smake pair to complete. Pairs not named here start at once."""
+    waiting: dict[Vendor, Vendor] = {}
+    if (settings.reevoo.submit_on == "fulfilled" and Vendor.REEVOO in vendors
+            and Vendor.SMAKE in vendors):
+        waiting[Vendor.REEVOO] = Vendor.SMAKE
+    return waiting
+
+
 def unknown_providers(order: Order) -> Counter[str]:
     """How many of the order's lines name a provider orderflow does not know, by where:
     `customization` or `fulfilment`."""

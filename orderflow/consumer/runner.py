@@ -32,7 +32,13 @@ from orderflow.consumer.logging import get_logger
 from orderflow.consumer.metrics import Metrics
 from orderflow.consumer.partitions import PartitionOwner
 from orderflow.consumer.ports import EventSink
-from orderflow.contracts.events import Order, OrderShipmentTracking, OrderVendorStatus
+from orderflow.contracts.events import (
+    Order,
+    OrderShipmentTracking,
+    OrderVendorStatus,
+    Vendor,
+    VendorStatus,
+)
 
 log = get_logger(__name__)
 
@@ -125,7 +131,7 @@ class JobRunner:
             if job.phase is Phase.SUBMIT:
                 assert order is not None
                 return await lane.adapter.submit(order, PairState(
-                    job.vendor_order_ref, job.vendor_state, job.intent_at,
+                    job.vendor_order_ref, job.vendor_state, job.intent_at, job.fulfilled_at,
                     record_intent=lambda: self._record_intent(running)))
             return await lane.adapter.poll(order, PairState(job.vendor_order_ref, job.vendor_state))
         except Exception as exc:
@@ -155,12 +161,25 @@ class JobRunner:
             if after.phase is not Phase.DONE:
                 after = replace(after, due_at=min(after.due_at, self._clock()))
         unpublished = list(step.events)
+        # Pairs of the order waiting for this one that it releases or ends: recorded before
+        # it, so that a crash in between leaves this pair to run again (and find none
+        # waiting), never a pair waiting for one that has moved on.
+        dependents = self._dependents(after)
 
         async def publish_then_record() -> None:
             if unpublished:
                 await self._publisher.publish(unpublished)
                 self._count(unpublished, order)
                 unpublished.clear()
+            while dependents:
+                moved = dependents[0]
+                if moved.events:
+                    await self._publisher.publish(moved.events)
+                    self._count(moved.events, None)
+                await self._journal.record(moved.job)
+                log.info("waiting pair moved on", released_vendor=str(moved.job.vendor),
+                         phase=str(moved.job.phase), status=str(moved.job.status))
+                dependents.pop(0)
             if _needs_record(before, after):
                 await self._journal.record(after)
             else:
@@ -172,6 +191,21 @@ class JobRunner:
             # Handed over meanwhile: the next owner repeats this step from the last record,
             # asking the vendor before creating anything again.
             still_wanted=lambda: self._owner.is_open(after.partition))
+
+    def _dependents(self, after: Job) -> list[transitions.Step]:
+        """The steps of the pairs of the same order that wait for this one and that its new
+        state releases (it completed) or ends (it ended otherwise)."""
+        if after.status is not VendorStatus.COMPLETED and after.phase is not Phase.DONE:
+            return []
+        steps = []
+        for vendor in Vendor:
+            waiting = (None if vendor is after.vendor
+                       else self._owner.table.get(after.partition, (after.order_id, vendor)))
+            if waiting is not None:
+                moved = transitions.upstream_moved(waiting, after, self._clock())
+                if moved is not None:
+                    steps.append(moved)
+        return steps
 
     def _unexpected(self, lane: VendorLane, job: Job) -> None:
         self._metrics.job_errors.labels(str(job.vendor)).inc()

@@ -42,6 +42,8 @@ Clock = Callable[[], float]
 # two join it in one batch read (1% of 100,000 waiting pairs changing a minute is ~17 hints
 # a second), which a read per hint would cost one request each.
 HINT_HOLD_S = 1.0
+# Finished, or waiting for another pair of the order (released by the runner, not by time).
+_NOT_QUEUED = frozenset({Phase.DONE, Phase.WAIT})
 
 
 class Scheduler:
@@ -112,7 +114,7 @@ class Scheduler:
     def schedule(self, job: Job) -> None:
         """The job joins its vendor's lane (the journal calls this once it is recorded)."""
         lane = self._lanes.get(job.vendor)
-        if lane is not None and job.phase is not Phase.DONE:
+        if lane is not None and job.phase not in _NOT_QUEUED:
             lane.schedule(job)
 
     def _current(self, partition: int, key: JobKey) -> Job | None:
@@ -124,7 +126,7 @@ class Scheduler:
         heapify, not a push each)."""
         by_lane: dict[Vendor, list[Job]] = {}
         for job in jobs:
-            if job.vendor in self._lanes:
+            if job.vendor in self._lanes and job.phase not in _NOT_QUEUED:
                 by_lane.setdefault(job.vendor, []).append(job)
         for vendor, of_lane in by_lane.items():
             self._lanes[vendor].schedule_many(of_lane)

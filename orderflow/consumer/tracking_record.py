@@ -44,6 +44,8 @@ def encode_job(job: Job) -> bytes:
             # Only once re-opened: the records of every other pair stay as they were.
             **({"round": job.round} if job.round else {}),
             **({"view": True} if job.order_view else {}),
+            **({"waits_for": str(job.waits_for)} if job.waits_for is not None else {}),
+            **({"fulfilled_at": job.fulfilled_at} if job.fulfilled_at is not None else {}),
         },
         separators=(",", ":"),
     ).encode()
@@ -81,6 +83,8 @@ def decode_job(raw: bytes, partition: int) -> Job:
                    else float(data["created_at"])),
         round=data.get("round", 0),
         order_view=data.get("view", False),
+        waits_for=None if data.get("waits_for") is None else Vendor(data["waits_for"]),
+        fulfilled_at=_optional_float(data.get("fulfilled_at")),
     )
 
 
@@ -137,8 +141,12 @@ def record_head(data: Any) -> dict[str, Any]:
         _text(data, name, required=False)
     for name in ("created_at", "due_at"):
         _time(data, name, required=True)
-    for name in ("finished_at", "intent_at"):
+    for name in ("finished_at", "intent_at", "fulfilled_at"):
         _time(data, name, required=False)
+    if data.get("waits_for") is not None and data.get("waits_for") not in _VENDOR_NAMES:
+        raise ValueError(f"unknown vendor waited for {str(data.get('waits_for'))[:40]!r}")
+    if (data.get("phase") == Phase.WAIT) != (data.get("waits_for") is not None):
+        raise ValueError("a waiting pair names the pair it waits for, and only a waiting one")
     for name in ("attempts", "polls_without_change", "round"):
         _count(data, name)
     if not isinstance(data.get("view", False), bool):

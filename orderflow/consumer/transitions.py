@@ -31,6 +31,7 @@ from orderflow.contracts.events import (
     OrderShipmentTracking,
     OrderVendorStatus,
     PrintFile,
+    Vendor,
     VendorStatus,
     print_files_event_id,
     shipment_tracking_event_id,
@@ -201,6 +202,34 @@ def observed(job: Job, obs: Observation, now: float, poll: PollSettings, rng: ra
     next_job = replace(job, **learnt, phase=Phase.POLL, polls_without_change=polls,
                        due_at=min(due, deadline(job, poll)))
     return Step(tuple(events), next_job)
+
+
+# How a waiting pair ends when the pair it waits for ends without completing, and why.
+_NOT_RELEASED: dict[tuple[Vendor, Vendor], tuple[VendorStatus, str]] = {
+    (Vendor.REEVOO, Vendor.SMAKE): (
+        VendorStatus.CANCELLED, "the order was never fulfilled: its Smake pair ended {status}"),
+}
+_NOT_RELEASED_OTHERWISE = (VendorStatus.REJECTED, "its {upstream} pair ended {status}")
+
+
+def upstream_moved(waiting: Job, upstream: Job, now: float) -> Step | None:
+    """What a pair waiting for `upstream` (another pair of its order) does now that the
+    upstream is in this state: released once it completed (it starts now, its deadline
+    counting from now, knowing when the order was fulfilled); ended once it ended any other
+    way (contract, "One order, one flow"); else None: it keeps waiting."""
+    if waiting.phase is not Phase.WAIT or waiting.waits_for is not upstream.vendor:
+        return None
+    if upstream.status is VendorStatus.COMPLETED:
+        return Step((), replace(waiting, phase=Phase.SUBMIT, waits_for=None,
+                                fulfilled_at=upstream.finished_at or now,
+                                created_at=now, due_at=now))
+    if upstream.phase is not Phase.DONE:
+        return None
+    status, why = _NOT_RELEASED.get((waiting.vendor, upstream.vendor), _NOT_RELEASED_OTHERWISE)
+    reason = why.format(upstream=upstream.vendor, status=upstream.status or "without a status")
+    event = status_event(waiting, status, now, vendor_order_ref=None, vendor_state=None,
+                         reason=reason)
+    return Step((event,), _finish(waiting, now, status=status, waits_for=None))
 
 
 def print_files_events(job: Job, obs: Observation, now: float) -> list[OrderPrintFilesReady]:

@@ -47,7 +47,10 @@ async def inspect(settings: Settings, order_id: str, report: Report) -> None:
         report.say(f"  {pair['vendor']:<7} phase={pair['phase']:<8} status={pair['status'] or '-':<11} "
                    f"ref={pair['vendor_order_ref'] or '-'} state={pair['vendor_state'] or '-'} "
                    f"attempts={pair['attempts']} round={pair['round']}")
-        if pair["next_due_at"]:
+        if pair["waits_for"]:
+            report.say(f"          waits for its {pair['waits_for']} pair: starts once that "
+                       f"one completed, ends once it ended otherwise")
+        elif pair["next_due_at"]:
             report.say(f"          next look {pair['next_due_at']}, deadline {pair['deadline']}")
         else:
             report.say(f"          finished {pair['finished_at']}")

@@ -82,11 +82,14 @@ def when(epoch: float | None) -> str | None:
 
 def describe(pair: PairRecord, settings: Settings) -> dict[str, Any]:
     job = pair.job
-    active = job.phase is not Phase.DONE
+    active = job.phase not in (Phase.DONE, Phase.WAIT)
     return {
         "vendor": str(job.vendor),
         "phase": str(job.phase),
         "status": None if job.status is None else str(job.status),
+        # A pair waiting for another pair of its order (that pair's vendor), else null.
+        "waits_for": None if job.waits_for is None else str(job.waits_for),
+        "fulfilled_at": when(job.fulfilled_at),
         "vendor_order_ref": job.vendor_order_ref,
         "vendor_state": job.vendor_state,
         "attempts": job.attempts,

@@ -561,3 +561,24 @@ def test_a_new_job_has_no_intent_and_keeps_one_once_recorded() -> None:
     assert read_tracking_record(tracking_key(fresh.key), encode_job(fresh), 0).intent_at is None
     fresh = replace(fresh, intent_at=1_700_000_123.5)
     assert read_tracking_record(tracking_key(fresh.key), encode_job(fresh), 0).intent_at == 1_700_000_123.5
+
+
+def test_a_waiting_pair_round_trips_and_other_records_stay_as_they_were() -> None:
+    waiting = job(vendor=Vendor.REEVOO, phase=Phase.WAIT, waits_for=Vendor.SMAKE)
+    assert decode_job(encode_job(waiting), partition=3) == waiting
+    released = replace(waiting, phase=Phase.SUBMIT, waits_for=None, fulfilled_at=1_700_000_100.5)
+    assert decode_job(encode_job(released), partition=3) == released
+    plain = json.loads(encode_job(job()))
+    assert "waits_for" not in plain and "fulfilled_at" not in plain
+
+
+@pytest.mark.parametrize(("fields", "why"), [
+    ({"phase": "wait"}, "names the pair it waits for"),
+    ({"waits_for": "smake"}, "names the pair it waits for"),
+    ({"phase": "wait", "waits_for": "acme"}, "unknown vendor waited for"),
+    ({"fulfilled_at": "yesterday"}, "fulfilled_at is not a time"),
+])
+def test_a_record_whose_waiting_fields_do_not_fit_is_refused(fields: dict[str, object], why: str) -> None:
+    record = {**json.loads(encode_job(job())), **fields}
+    with pytest.raises(ValueError, match=why):
+        decode_job(json.dumps(record).encode(), partition=0)

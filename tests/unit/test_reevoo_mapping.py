@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -406,3 +407,13 @@ async def test_poll_never_calls_reevoo_and_restates_completion() -> None:
     assert observation == Observation(VendorStatus.COMPLETED, vendor_order_ref="uuid-1",
                                       vendor_state="accepted")
     assert http.requests == []
+
+
+def test_fulfilment_date_is_the_day_the_order_was_fulfilled_in_the_shops_offset() -> None:
+    """Page: "fulfilment_date ... Date when the order was fulfilled. Format: dd-mm-yyyy"."""
+    order = an_order(placed_at="2026-03-01T23:30:00+02:00")
+    # 2026-03-04 22:30 UTC is already the 5th at +02:00.
+    fulfilled = datetime(2026, 3, 4, 22, 30, tzinfo=UTC).timestamp()
+    body = reevoo_order_body(order, "T", fulfilled)
+    assert body["order_date"] == "01-03-2026" and body["fulfilment_date"] == "05-03-2026"
+    assert "fulfilment_date" not in reevoo_order_body(order, "T")

@@ -9,7 +9,7 @@ import pytest
 from testkit import an_order
 
 from orderflow.config.settings import ReevooSettings, Settings, SmakeSettings, ZakekeSettings
-from orderflow.consumer.routing import route
+from orderflow.consumer.routing import route, waits_for
 from orderflow.contracts.events import Vendor
 
 ZAKEKE, SMAKE, REEVOO = Vendor.ZAKEKE, Vendor.SMAKE, Vendor.REEVOO
@@ -99,3 +99,14 @@ def test_reevoo_sales_channels(channels: str | None, sales_channel: str | None, 
 def test_sales_channels_do_not_affect_the_other_vendors() -> None:
     only_zakeke = an_order(lines=[line("1", customization=DESIGN)], sales_channel="pos")
     assert route(only_zakeke, settings(sales_channels="webshop-de")) == [ZAKEKE]
+
+
+def test_reevoo_waits_for_smake_only_when_submitted_on_fulfilment() -> None:
+    """Contract: with ORDERFLOW_REEVOO__SUBMIT_ON=fulfilled (default placed) an order that has
+    a Smake pair goes to Reevoo once that pair completed; orders without one go at once."""
+    placed = settings()
+    fulfilled = placed.model_copy(update={"reevoo": placed.reevoo.model_copy(
+        update={"submit_on": "fulfilled"})})
+    assert waits_for([ZAKEKE, SMAKE, REEVOO], placed) == {}
+    assert waits_for([ZAKEKE, SMAKE, REEVOO], fulfilled) == {REEVOO: SMAKE}
+    assert waits_for([ZAKEKE, REEVOO], fulfilled) == {}

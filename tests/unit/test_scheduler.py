@@ -10,9 +10,9 @@ from aiokafka.errors import KafkaTimeoutError
 from testkit import (
     EXAMPLE_ORDER_CREATED,
     Engine,
-    an_order,
     FakePublisher,
     FakeStore,
+    an_order,
     started_engine,
     zakeke_only,
 )

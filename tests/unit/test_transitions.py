@@ -34,6 +34,7 @@ from orderflow.consumer.transitions import (
     retry_later,
     timed_out,
     tracking_observed,
+    upstream_moved,
 )
 from orderflow.contracts.events import (
     OrderCreated,
@@ -502,3 +503,49 @@ def test_what_is_not_the_vendors_doing_is_tried_again_saying_nothing_of_it(error
     decision = after_call(submitting(), error, T0, POLL, rng(), intent_before=None)
     assert decision.signal is VendorSignal.NONE
     assert decision.step.events == () and decision.step.job.attempts == 1
+
+
+# ----------------------------------------------------------------------------- pairs that wait
+
+
+def waiting_reevoo() -> Job:
+    return replace(new_job(Vendor.REEVOO), phase=Phase.WAIT, waits_for=Vendor.SMAKE)
+
+
+def test_a_waiting_pair_starts_once_the_pair_it_waits_for_completed() -> None:
+    """Contract, "One order, one flow": with submit_on=fulfilled the order goes to Reevoo once
+    its Smake pair completed, with fulfilment_date the day it completed."""
+    smake = replace(new_job(Vendor.SMAKE), phase=Phase.TRACKING, status=COMPLETED,
+                    finished_at=T0 + 86_400)
+    step = upstream_moved(waiting_reevoo(), smake, T0 + 90_000)
+    assert step is not None and step.events == ()
+    released = step.job
+    assert (released.phase, released.waits_for) == (Phase.SUBMIT, None)
+    assert released.fulfilled_at == T0 + 86_400
+    assert released.due_at == T0 + 90_000
+    assert deadline(released, POLL) == T0 + 90_000 + POLL.deadline_s, "its deadline counts from now"
+
+
+@pytest.mark.parametrize("status", [VendorStatus.FAILED, VendorStatus.CANCELLED,
+                                    VendorStatus.REJECTED, VendorStatus.TIMED_OUT])
+def test_a_waiting_pair_ends_cancelled_when_the_order_is_never_fulfilled(status: VendorStatus) -> None:
+    """Contract: "if the Smake pair ends any other way, the Reevoo pair ends `cancelled`
+    (reason: the order was never fulfilled) and Reevoo is never called"."""
+    smake = replace(new_job(Vendor.SMAKE), phase=Phase.DONE, status=status, finished_at=T0 + 60)
+    step = upstream_moved(waiting_reevoo(), smake, T0 + 61)
+    assert step is not None
+    [event] = step.events
+    assert isinstance(event, OrderVendorStatus)
+    assert (event.status, event.terminal, event.vendor) == (VendorStatus.CANCELLED, True, Vendor.REEVOO)
+    assert event.reason == f"the order was never fulfilled: its Smake pair ended {status}"
+    assert (step.job.phase, step.job.status, step.job.waits_for) == (
+        Phase.DONE, VendorStatus.CANCELLED, None)
+
+
+def test_a_waiting_pair_keeps_waiting_while_the_other_is_under_way() -> None:
+    for smake in (new_job(Vendor.SMAKE),
+                  replace(new_job(Vendor.SMAKE), phase=Phase.POLL, status=IN_PROGRESS)):
+        assert upstream_moved(waiting_reevoo(), smake, T0) is None
+    done_zakeke = replace(new_job(Vendor.ZAKEKE), phase=Phase.DONE, status=VendorStatus.FAILED)
+    assert upstream_moved(waiting_reevoo(), done_zakeke, T0) is None, "not the pair it waits for"
+    assert upstream_moved(new_job(Vendor.REEVOO), done_zakeke, T0) is None, "not waiting"
