@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from conftest import produce, running_service, service_env, settings_from
 
-from orderflow.sandbox.outcomes import OutputReader
+from orderflow.sandbox.outcomes import OutputReader, read_topic
 from orderflow.sandbox.samples import sample_orders
 from orderflow.sandbox.simulators import world
 from orderflow.sandbox.simulators.base import SimulatorServer
@@ -43,9 +44,10 @@ class Sandbox:
 
 
 async def run_service(broker, topics, monkeypatch, sandbox: Sandbox, events, pairs, timeout_s=60,
-                      then=None):
+                      then=None, env=None):
     """Run the service until every pair ended, then (optionally) until `then(reader)` returns."""
-    settings = settings_from(service_env(broker, topics, **sandbox.urls()), monkeypatch)
+    settings = settings_from(service_env(broker, topics, **sandbox.urls()) | (env or {}),
+                             monkeypatch)
     async with running_service(broker, topics, settings) as (_app, reader):
         await produce(broker.bootstrap_servers, topics.orders_created, events)
         finished = await reader.wait_for(pairs, timeout_s=timeout_s)
@@ -140,3 +142,40 @@ async def test_smake_outage_delays_only_smake_pairs(broker, topics, monkeypatch)
             assert await reader.wait_for(smake_pairs, timeout_s=60), "Smake did not recover"
         assert sandbox.smake.state.ledger.duplicates() == {}
         assert sandbox.smake.state.ledger.total_created == len(orders)
+
+
+async def test_with_submit_on_fulfilled_reviews_follow_the_production_and_never_a_failed_one(
+        broker, topics, monkeypatch):
+    """Contract, "One order, one flow": with ORDERFLOW_REEVOO__SUBMIT_ON=fulfilled an order
+    with a Smake pair goes to Reevoo only once that pair is completed, with fulfilment_date;
+    if the Smake pair ends any other way, the Reevoo pair ends cancelled and Reevoo is
+    never called."""
+    events = sample_orders(16, seed=25, prefix="FULFIL", shape="smake")
+    orders = [event["order"]["order_id"] for event in events]
+    pairs = {(order_id, vendor) for order_id in orders for vendor in ("smake", "reevoo")}
+    async with Sandbox(smake_failure_rate=0.4) as sandbox:
+        outcomes = await run_service(broker, topics, monkeypatch, sandbox, events, pairs,
+                                     env={"ORDERFLOW_REEVOO__SUBMIT_ON": "fulfilled"})
+        submissions = {order_id: sandbox.reevoo.state.submissions_for(order_id)
+                       for order_id in orders}
+    # Per order, its status events in the order they were published (one partition, by key).
+    published: dict[str, list[tuple[str, str]]] = {}
+    for record in await read_topic(broker.bootstrap_servers, topics.status):
+        event = json.loads(record.value)
+        if "status" in event:
+            published.setdefault(event["order_id"], []).append((event["vendor"], event["status"]))
+    produced = {o for o in orders if outcomes.terminal_status[(o, "smake")] == "completed"}
+    assert produced and produced != set(orders), "the run should hold both kinds of order"
+    for order_id in orders:
+        if order_id in produced:
+            [sent] = submissions[order_id]
+            assert sent.body.get("fulfilment_date"), sent.body
+            order_events = published[order_id]
+            assert (order_events.index(("smake", "completed"))
+                    < order_events.index(("reevoo", "submitted"))), order_events
+            assert outcomes.terminal_status[(order_id, "reevoo")] == "completed"
+        else:
+            assert submissions[order_id] == [], "a review request for an order never produced"
+            assert outcomes.terminal_status[(order_id, "reevoo")] == "cancelled"
+            assert outcomes.reasons[(order_id, "reevoo")].startswith(
+                "the order was never fulfilled")
