@@ -15,10 +15,12 @@ from orderflow.contracts.events import Vendor
 def build_adapters(settings: Settings, observer: RequestObserver) -> dict[Vendor, VendorAdapter]:
     """One adapter per enabled vendor."""
     adapters: dict[Vendor, VendorAdapter] = {}
-    if settings.zakeke.enabled:
-        adapters[Vendor.ZAKEKE] = ZakekeAdapter(settings.zakeke, observer)
+    zakeke = ZakekeAdapter(settings.zakeke, observer) if settings.zakeke.enabled else None
+    if zakeke is not None:
+        adapters[Vendor.ZAKEKE] = zakeke
     if settings.smake.enabled:
-        adapters[Vendor.SMAKE] = SmakeAdapter(settings.smake, observer)
+        # The lines designed at Zakeke and produced by Smake get their artwork from Zakeke.
+        adapters[Vendor.SMAKE] = SmakeAdapter(settings.smake, observer, artwork=zakeke)
     if settings.reevoo.enabled:
         adapters[Vendor.REEVOO] = ReevooAdapter(settings.reevoo, observer)
     return adapters

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import email.utils
 import json
 import time
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC
 from decimal import Decimal
@@ -202,6 +203,34 @@ class SentRequest(NamedTuple):
     params: Mapping[str, str] | None
     headers: Mapping[str, str] | None
     form: Mapping[str, str] | None
+    body: Any = None  # raw bytes or an async iterable of chunks (an upload), else None
+
+
+class Download:
+    """A file being read: its content type and size as its answer declares them, and its
+    bytes, chunk by chunk (`chunks`, once), never more than `max_bytes` in all."""
+
+    def __init__(self, vendor: Vendor, operation: str, content_type: str | None,
+                 size: int | None, source: AsyncIterable[bytes], max_bytes: int) -> None:
+        self.content_type = content_type
+        self.size = size
+        self.read = 0
+        self._vendor, self._operation = vendor, operation
+        self._source = source
+        self._max_bytes = max_bytes
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        async for chunk in self._source:
+            self.read += len(chunk)
+            if self.read > self._max_bytes:
+                raise VendorUnavailable(self._vendor, self._operation,
+                                        f"file longer than the {self._max_bytes} bytes allowed")
+            yield chunk
+
+
+async def _chunks_of(body: bytes, size: int = 256 * 1024) -> AsyncIterator[bytes]:
+    for start in range(0, len(body), size):
+        yield body[start:start + size]
 
 
 class MockTransport:
@@ -304,19 +333,25 @@ class VendorHttp:
         form: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
+        body: bytes | AsyncIterable[bytes] | None = None,
+        timeout_s: float | None = None,
     ) -> HttpAnswer:
+        """One request below the base URL. `body`: raw bytes, or chunks streamed as they
+        come (an upload is never held whole); `timeout_s`: in place of the vendor's request
+        timeout (an upload of tens of MB takes longer than a read)."""
         if self._transport is not None:
             return await self._through_transport(self._transport, SentRequest(
-                operation, method, path, json_body, params, headers, form))
+                operation, method, path, json_body, params, headers, form, body))
         if self._session is None:
             raise RuntimeError(f"{self.vendor} HTTP session is not started")
         url = self.base_url + path
         started = time.perf_counter()
         outcome = "connection_error"
+        timeout = self._timeout if timeout_s is None else aiohttp.ClientTimeout(total=timeout_s)
         try:
             async with self._session.request(
-                method, url, json=json_body, data=form, params=params, headers=headers,
-                allow_redirects=False,
+                method, url, json=json_body, data=form if body is None else body, params=params,
+                headers=headers, allow_redirects=False, timeout=timeout,
             ) as response:
                 outcome = "unreadable"
                 body = await self._read_body(response, operation)
@@ -345,6 +380,54 @@ class VendorHttp:
             self._observer.observe_request(
                 str(self.vendor), operation, outcome, time.perf_counter() - started
             )
+
+    @contextlib.asynccontextmanager
+    async def download(self, operation: str, url: str, *, max_bytes: int,
+                       timeout_s: float) -> AsyncIterator[Download]:
+        """A file at an absolute URL, read as it arrives (never held whole): a 2xx answer as
+        a `Download`; anything else, or a failure on the way, VendorUnavailable (a file not
+        there yet is there later). At most `max_bytes`, else VendorUnavailable too."""
+        if self._transport is not None:
+            answer = await self._through_transport(self._transport, SentRequest(
+                operation, "GET", url, None, None, None, None))
+            if not answer.is_success:
+                raise VendorUnavailable(self.vendor, operation,
+                                        f"file not read: HTTP {answer.status}", answer.status)
+            yield Download(self.vendor, operation, answer.headers.get("Content-Type"),
+                           len(answer.body), _chunks_of(answer.body), max_bytes)
+            return
+        if self._session is None:
+            raise RuntimeError(f"{self.vendor} HTTP session is not started")
+        started, outcome = time.perf_counter(), "connection_error"
+        try:
+            async with self._session.get(
+                url, allow_redirects=False, timeout=aiohttp.ClientTimeout(total=timeout_s),
+                # The file as it is: decompressing would make its bytes another file's.
+                headers={"Accept": "*/*", "Accept-Encoding": "identity"},
+            ) as response:
+                outcome = outcome_label(response.status)
+                if not 200 <= response.status < 300:
+                    raise VendorUnavailable(self.vendor, operation,
+                                            f"file not read: HTTP {response.status}",
+                                            response.status)
+                if response.content_length is not None and response.content_length > max_bytes:
+                    raise VendorUnavailable(
+                        self.vendor, operation,
+                        f"file of {response.content_length} bytes, over the {max_bytes} allowed")
+                yield Download(self.vendor, operation, response.headers.get("Content-Type"),
+                               response.content_length,
+                               response.content.iter_chunked(256 * 1024), max_bytes)
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        except TimeoutError as exc:
+            outcome = "timeout"
+            raise VendorUnavailable(self.vendor, operation, "file read timed out") from exc
+        except aiohttp.ClientError as exc:
+            raise VendorUnavailable(self.vendor, operation, f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            self._observer.observe_request(
+                str(self.vendor), operation, outcome, time.perf_counter() - started)
 
     async def _through_transport(self, transport: MockTransport, request: SentRequest) -> HttpAnswer:
         started, outcome = time.perf_counter(), "connection_error"

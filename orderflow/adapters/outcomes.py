@@ -8,7 +8,7 @@ Deciding which events that means is the engine's job.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -88,10 +88,21 @@ class PairState:
     fulfilled_at: float | None = None
     record_intent: Callable[[], Awaitable[None]] | None = field(default=None, compare=False,
                                                                 repr=False)
+    # Media the vendor holds for the pair (order line id -> the vendor's media id), each
+    # recorded as soon as it was uploaded: a retry or a restart reuses it, never uploads again.
+    media: Mapping[str, int] = field(default_factory=dict)
+    record_media: Callable[[str, int], Awaitable[None]] | None = field(
+        default=None, compare=False, repr=False)
 
     async def intend_to_create(self) -> None:
         if self.record_intent is not None:
             await self.record_intent()
+
+    async def remember_media(self, line_id: str, media_id: int) -> None:
+        """Record, durably, that the line's file is uploaded as `media_id` (before anything
+        else is sent)."""
+        if self.record_media is not None:
+            await self.record_media(line_id, media_id)
 
 
 class VendorAdapter(Protocol):

@@ -20,17 +20,22 @@ Decisions where the page leaves room (each one has a unit test):
 - ``price`` is the line's ``unit_price`` (Reevoo items have no quantity) written with its
   own decimals and a comma: ``"12.00"`` -> ``"12,00"``, ``"10"`` -> ``"10"``. A negative
   price cannot be written with "just digits and a comma" and is left out (it is optional).
-- ``metadata`` keys: the table allows ``[a-z0-9]`` but its own example and row name use an
-  underscore (``field_1``, ``key_with_underscore``), so ``[a-z0-9_]`` is allowed. A key is
-  lower-cased, accents are dropped to ASCII, every run of other characters becomes one
-  ``_``, and leading/trailing ``_`` go (``"Gift Wrap!"`` -> ``gift_wrap``). A key that
+- ``metadata`` keys: "Field names can contain only [a-z0-9] characters" (the table). Its
+  example's ``field_1`` has an underscore, but a key of ``[a-z0-9]`` only is right by both,
+  so that is what is sent: a key is lower-cased, accents are dropped to ASCII and every other
+  character goes (``"Gift Wrap!"`` -> ``giftwrap``, ``field_1`` -> ``field1``). A key that
   reduces to nothing is dropped; when two keys reduce to the same name the first one (in the
   event's order) keeps it and the later one is dropped, with a warning in the log.
+- ``customer.country``: "Two letter code of the country as per ISO 3166-1", optional: sent in
+  capitals when the order's country is two letters, left out otherwise (``United Kingdom``
+  upper-cased was a 422 that refused the whole submission).
 - 400 (``Invalid TRKREF supplied``) and 422 are ``VendorRejected`` with Reevoo's message, as
   the contract wants for a 4xx, even though a wrong TRKREF is our configuration rather than
-  the order. 401/403 are ``VendorAuthFailed``: Basic credentials cannot be refreshed, and 403
-  means the feature is not enabled for the organisation, an account problem. 404/405 mean
-  the base URL is wrong: transient, since nothing was accepted.
+  the order. 401 is ``VendorAuthFailed`` (Basic credentials cannot be refreshed). 403 means
+  "the feature is not enabled for the organisation": no retry can change that for this
+  order, so it is ``VendorRejected`` saying so. 404/405 mean the base URL is wrong:
+  transient, since nothing was accepted.
+- The 202 carries no state word: the observation has none (``vendor_state`` null).
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ import structlog
 from orderflow.adapters.errors import (
     AnswerUnreadable,
     VendorError,
+    VendorRejected,
     VendorUnavailable,
     build_or_refuse,
     require_credentials,
@@ -68,7 +74,6 @@ log = structlog.get_logger(__name__)
 VENDOR = Vendor.REEVOO
 
 # The vendor_state of an accepted submission (Reevoo's own answer has no state word).
-ACCEPTED_STATE = "accepted"
 
 # ----------------------------------------------------------------------------- request body
 
@@ -115,13 +120,13 @@ def reevoo_price(amount: Decimal) -> str | None:
     return format(abs(amount), "f").replace(".", ",")
 
 
-_NOT_KEY_CHARACTERS = re.compile(r"[^a-z0-9_]+")
+_NOT_KEY_CHARACTERS = re.compile(r"[^a-z0-9]+")
 
 
 def reevoo_metadata_key(key: str) -> str:
-    """A metadata key reduced to ``[a-z0-9_]`` (empty when nothing is left)."""
+    """A metadata key reduced to ``[a-z0-9]`` (empty when nothing is left)."""
     ascii_key = unicodedata.normalize("NFKD", key).encode("ascii", "ignore").decode("ascii")
-    return _NOT_KEY_CHARACTERS.sub("_", ascii_key.lower()).strip("_")
+    return _NOT_KEY_CHARACTERS.sub("", ascii_key.lower())
 
 
 def reevoo_metadata(metadata: Mapping[str, str] | None, line_id: str = "") -> dict[str, str]:
@@ -174,8 +179,9 @@ def reevoo_order_body(order: Order, trkref: str,
         "customer_ref": customer.customer_id,
         "title": customer.title,
         "first_name": customer.first_name,
-        # ISO 3166 alpha-2 in capitals, as Reevoo wants it ("gb" is refused with 422).
-        "country": customer.country.strip().upper() if customer.country else customer.country,
+        # ISO 3166 alpha-2 in capitals, as Reevoo wants it ("gb" is refused with 422); a
+        # country name is left out (the field is optional; "UNITED KINGDOM" is a 422).
+        "country": _alpha_2(customer.country),
     }
     body["customer"] = {name: value for name, value in fields.items() if value}
     body["order_items"] = [reevoo_item(line, order.currency) for line in order.lines]
@@ -185,8 +191,19 @@ def reevoo_order_body(order: Order, trkref: str,
 # ----------------------------------------------------------------------------- answers
 
 
+def _alpha_2(country: str | None) -> str | None:
+    code = (country or "").strip().upper()
+    return code if len(code) == 2 and code.isascii() and code.isalpha() else None
+
+
 def reevoo_error(operation: str, answer: HttpAnswer) -> VendorError:
     """The one reading of a Reevoo answer that is not a success (see the module notes)."""
+    if answer.status == 403:
+        return VendorRejected(
+            VENDOR, operation,
+            f"Reevoo refused (HTTP 403): customer order submission is not enabled for the "
+            f"organisation of ORDERFLOW_REEVOO__TRKREF; Reevoo's support enables it "
+            f"({answer.message()})", answer.status)
     if answer.status in (404, 405):
         return VendorUnavailable(
             VENDOR, operation,
@@ -207,9 +224,7 @@ def observation_from_accepted(answer: HttpAnswer) -> Observation:
     if not isinstance(submission_id, str) or not submission_id:
         log.warning("reevoo_accepted_without_id", status=answer.status)
         submission_id = None
-    return Observation(
-        VendorStatus.COMPLETED, vendor_order_ref=submission_id, vendor_state=ACCEPTED_STATE
-    )
+    return Observation(VendorStatus.COMPLETED, vendor_order_ref=submission_id)
 
 
 # ----------------------------------------------------------------------------- adapter
@@ -253,13 +268,17 @@ class ReevooAdapter:
         the TRKREF, which Reevoo refuses for its content (422) once the credentials and
         the TRKREF pass; nothing can be accepted. Raises VendorError for 400/401/403."""
         operation = "check"
-        trkref = self._settings.trkref or ""
+        # The TRKREF as `submit` sends it (in capitals): the one the check vouches for.
+        trkref = (self._settings.trkref or "").strip().upper()
         answer = await self._http.request(
             operation, "POST", f"/v4/organisations/{quote(trkref, safe='')}/customer_order",
             json_body={}, headers=self._headers)
-        if answer.status in (400, 401, 403) or answer.status >= 500:
-            raise reevoo_error(operation, answer)
-        return f"credentials and TRKREF accepted (HTTP {answer.status} for an empty order)"
+        if answer.status != 422:
+            # Only a refusal of the empty order's content says credentials, TRKREF and the
+            # feature all pass; 404/405 (a wrong base URL) and 429 say nothing of them.
+            raise reevoo_error(operation, answer) if not answer.is_success else VendorRejected(
+                VENDOR, operation, f"HTTP {answer.status} for an empty order: not Reevoo?")
+        return "credentials and TRKREF accepted (HTTP 422 for an empty order)"
 
     async def submit(self, order: Order, state: PairState) -> Observation:
         operation = "submit_order"
@@ -290,12 +309,11 @@ class ReevooAdapter:
         return Observation(
             VendorStatus.COMPLETED,
             vendor_order_ref=state.vendor_order_ref,
-            vendor_state=state.vendor_state or ACCEPTED_STATE,
+            vendor_state=state.vendor_state,
         )
 
 
 __all__ = [
-    "ACCEPTED_STATE",
     "ReevooAdapter",
     "observation_from_accepted",
     "reevoo_date",

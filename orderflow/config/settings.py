@@ -132,6 +132,17 @@ class ZakekeSettings(VendorSettings):
     # the order is registered again only once it has stayed absent this long.
     # 30 s: well past the few seconds of lag seen, and paid only after a lost answer.
     register_settle_s: float = Field(default=30.0, ge=0)
+    # Hosts besides the base URL's that print-ready files may be read from (Zakeke's CDN).
+    file_hosts: Annotated[frozenset[str], NoDecode] = frozenset()
+    # The currency of the account's prices (ISO 4217); unset: not checked.
+    base_currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+
+    @field_validator("file_hosts", mode="before")
+    @classmethod
+    def _parse_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return frozenset(part.strip().lower() for part in value.split(",") if part.strip())
+        return value
 
     def missing_credentials(self) -> list[str]:
         return [n for n in ("client_id", "client_secret") if not _present(getattr(self, n))]
@@ -163,6 +174,31 @@ class SmakeSettings(VendorSettings):
     # Up to this many due polls go to Smake as one `GET /orders?filter[id]=...` (1: each on
     # its own, as `GET /orders/{id}`). Smake pages hold at most 100.
     poll_batch_size: int = Field(default=100, ge=1, le=100)
+    # The artwork hand-off (contract, "One order, one flow"): the print-ready format read
+    # from Zakeke, the view of the variant the design goes on, the producer's production
+    # method, and the size in mm where Zakeke's design gives none.
+    artwork_format: Literal["PDF", "PNG"] = "PDF"
+    artwork_view: str = Field(default="front", min_length=1)
+    production_method: str = Field(default="dtg", min_length=1)
+    artwork_size_mm: Annotated[tuple[int, int], NoDecode] = (250, 300)
+
+    @field_validator("artwork_size_mm", mode="before")
+    @classmethod
+    def _parse_size(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            width, sep, height = value.strip().lower().partition("x")
+            if not sep or not width.strip().isdigit() or not height.strip().isdigit():
+                raise ValueError(f"{value!r} is not WIDTHxHEIGHT in mm (e.g. 250x300)")
+            size = (int(width), int(height))
+            if not all(1 <= side <= 10_000 for side in size):
+                raise ValueError(f"{value!r}: each side from 1 to 10000 mm")
+            return size
+        return value
+
+    @field_validator("artwork_format", mode="before")
+    @classmethod
+    def _upper_format(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("shipping_method_map", "payment_method_map", mode="before")
     @classmethod

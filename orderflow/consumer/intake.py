@@ -282,7 +282,7 @@ class Intake:
                 self._metrics.events_consumed.labels("unrouted").inc()
                 return []
             jobs: list[Job] = []
-            waiting = waits_for(vendors, self._settings)
+            waiting = waits_for(order, vendors, self._settings)
             for vendor in vendors:
                 key: JobKey = (order.order_id, vendor)
                 if key in seen or self._owner.table.knows(partition, key):

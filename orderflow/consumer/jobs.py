@@ -82,6 +82,11 @@ class Job:
     waits_for: Vendor | None = None
     # When the pair it waited for completed (the order fulfilled: Reevoo's fulfilment_date).
     fulfilled_at: float | None = None
+    # Files uploaded to the vendor for the pair, (order line id, the vendor's media id) each.
+    media: tuple[tuple[str, int], ...] = ()
+    # In memory only: the vendor's message of the last transient failure, for the reason of
+    # a `timed_out` (a restart forgets it; the next failure says it again).
+    last_error: str | None = field(default=None, compare=False)
     # The key, built once: the table and the due queue share this one tuple.
     key: JobKey = field(init=False, repr=False, compare=False)
 

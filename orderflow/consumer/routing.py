@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from orderflow.adapters.artwork import artwork_lines
 from orderflow.config.settings import Settings
 from orderflow.contracts.events import Order, OtherProvider, Vendor
 
@@ -27,11 +28,17 @@ def route(order: Order, settings: Settings) -> list[Vendor]:
     return vendors
 
 
-def waits_for(vendors: list[Vendor], settings: Settings) -> dict[Vendor, Vendor]:
+def waits_for(order: Order, vendors: list[Vendor], settings: Settings) -> dict[Vendor, Vendor]:
     """Which of the order's pairs waits for which other pair of the same order (contract,
-    "One order, one flow"): with `ORDERFLOW_REEVOO__SUBMIT_ON=fulfilled`, Reevoo waits for
-    the order's Smake pair to complete. Pairs not named here start at once."""
+    "One order, one flow"). Pairs not named here start at once.
+
+    - Smake waits for Zakeke when a line is designed at Zakeke and produced by Smake: the
+      printer gets the customer's print-ready file, which exists once Zakeke completed.
+    - With `ORDERFLOW_REEVOO__SUBMIT_ON=fulfilled`, Reevoo waits for the order's Smake pair
+      to complete (the parcel is on its way)."""
     waiting: dict[Vendor, Vendor] = {}
+    if Vendor.ZAKEKE in vendors and Vendor.SMAKE in vendors and artwork_lines(order):
+        waiting[Vendor.SMAKE] = Vendor.ZAKEKE
     if (settings.reevoo.submit_on == "fulfilled" and Vendor.REEVOO in vendors
             and Vendor.SMAKE in vendors):
         waiting[Vendor.REEVOO] = Vendor.SMAKE

@@ -132,7 +132,9 @@ class JobRunner:
                 assert order is not None
                 return await lane.adapter.submit(order, PairState(
                     job.vendor_order_ref, job.vendor_state, job.intent_at, job.fulfilled_at,
-                    record_intent=lambda: self._record_intent(running)))
+                    record_intent=lambda: self._record_intent(running), media=dict(job.media),
+                    record_media=lambda line_id, media_id: self._record_media(
+                        running, line_id, media_id)))
             return await lane.adapter.poll(order, PairState(job.vendor_order_ref, job.vendor_state))
         except Exception as exc:
             return exc
@@ -148,6 +150,13 @@ class JobRunner:
                 "the vendor no longer holds the order it accepted, and orderflow kept only "
                 "what following it needs: publish the order again to have it created anew")
         running.job = replace(running.job, intent_at=self._clock())
+        await self._journal.record_running(running.job)
+
+    async def _record_media(self, running: _Running, line_id: str, media_id: int) -> None:
+        """Record a file uploaded for the pair, and wait for the brokers, before anything
+        else is sent: a retry or a restart reuses it instead of uploading it again."""
+        media = tuple((line, known) for line, known in running.job.media if line != line_id)
+        running.job = replace(running.job, media=(*media, (line_id, media_id)))
         await self._journal.record_running(running.job)
 
     async def _publish_and_record(self, lane: VendorLane, before: Job, step: transitions.Step,
@@ -194,7 +203,8 @@ class JobRunner:
 
     def _dependents(self, after: Job) -> list[transitions.Step]:
         """The steps of the pairs of the same order that wait for this one and that its new
-        state releases (it completed) or ends (it ended otherwise)."""
+        state releases (it completed) or ends (it ended otherwise); a pair ended so ends
+        those waiting for it in turn (Reevoo waits for Smake, which waits for Zakeke)."""
         if after.status is not VendorStatus.COMPLETED and after.phase is not Phase.DONE:
             return []
         steps = []
@@ -204,6 +214,8 @@ class JobRunner:
             if waiting is not None:
                 moved = transitions.upstream_moved(waiting, after, self._clock())
                 if moved is not None:
+                    # Its own dependents first: each pair is recorded after those it moves.
+                    steps.extend(self._dependents(moved.job))
                     steps.append(moved)
         return steps
 

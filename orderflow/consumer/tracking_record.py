@@ -46,6 +46,7 @@ def encode_job(job: Job) -> bytes:
             **({"view": True} if job.order_view else {}),
             **({"waits_for": str(job.waits_for)} if job.waits_for is not None else {}),
             **({"fulfilled_at": job.fulfilled_at} if job.fulfilled_at is not None else {}),
+            **({"media": dict(job.media)} if job.media else {}),
         },
         separators=(",", ":"),
     ).encode()
@@ -85,6 +86,7 @@ def decode_job(raw: bytes, partition: int) -> Job:
         order_view=data.get("view", False),
         waits_for=None if data.get("waits_for") is None else Vendor(data["waits_for"]),
         fulfilled_at=_optional_float(data.get("fulfilled_at")),
+        media=tuple((data.get("media") or {}).items()),
     )
 
 
@@ -95,6 +97,7 @@ def decode_job(raw: bytes, partition: int) -> Job:
 # it is read, and a record that fails is skipped, never half-read.
 _MAX_TEXT = 1_024          # ids and state words; ours are far shorter
 _MAX_COUNT = 1 << 31       # attempts, polls, rounds
+_MAX_MEDIA_ID = 1 << 63    # a vendor's media id, an integer
 _MAX_TIME = 1e11           # epoch seconds (year 5138): finite, and a float without surprises
 _STATUS_NAMES = frozenset(str(s) for s in VendorStatus)
 
@@ -145,6 +148,11 @@ def record_head(data: Any) -> dict[str, Any]:
         _time(data, name, required=False)
     if data.get("waits_for") is not None and data.get("waits_for") not in _VENDOR_NAMES:
         raise ValueError(f"unknown vendor waited for {str(data.get('waits_for'))[:40]!r}")
+    media = data.get("media", {})
+    if not isinstance(media, dict) or len(media) > 500 or not all(
+            isinstance(k, str) and 0 < len(k) <= _MAX_TEXT and isinstance(v, int)
+            and not isinstance(v, bool) and 0 < v < _MAX_MEDIA_ID for k, v in media.items()):
+        raise ValueError("media is not line ids to media ids")
     if (data.get("phase") == Phase.WAIT) != (data.get("waits_for") is not None):
         raise ValueError("a waiting pair names the pair it waits for, and only a waiting one")
     for name in ("attempts", "polls_without_change", "round"):

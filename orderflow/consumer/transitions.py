@@ -120,8 +120,9 @@ def after_call(job: Job, outcome: Observation | Exception, now: float, poll: Pol
         if not outcome.retriable:
             if job.phase is Phase.SUBMIT:
                 return Decision(rejected(job, outcome.message, now), VendorSignal.ANSWERED)
-            return Decision(retry_later(job, now, poll, rng), VendorSignal.ANSWERED)
-        step = retry_later(job, now, poll, rng, outcome.retry_after)
+            return Decision(retry_later(job, now, poll, rng, error=outcome.message),
+                            VendorSignal.ANSWERED)
+        step = retry_later(job, now, poll, rng, outcome.retry_after, error=outcome.message)
         if outcome.nothing_created and job.phase is Phase.SUBMIT:
             step = Step(step.events, replace(step.job, intent_at=intent_before))
         signal = (VendorSignal.THROTTLED if outcome.throttles
@@ -208,6 +209,9 @@ def observed(job: Job, obs: Observation, now: float, poll: PollSettings, rng: ra
 _NOT_RELEASED: dict[tuple[Vendor, Vendor], tuple[VendorStatus, str]] = {
     (Vendor.REEVOO, Vendor.SMAKE): (
         VendorStatus.CANCELLED, "the order was never fulfilled: its Smake pair ended {status}"),
+    (Vendor.SMAKE, Vendor.ZAKEKE): (
+        VendorStatus.REJECTED,
+        "the customer's artwork was never made: its Zakeke pair ended {status}"),
 }
 _NOT_RELEASED_OTHERWISE = (VendorStatus.REJECTED, "its {upstream} pair ended {status}")
 
@@ -285,11 +289,13 @@ def rejected(job: Job, reason: str, now: float) -> Step:
 
 
 def retry_later(job: Job, now: float, poll: PollSettings, rng: random.Random,
-                retry_after_s: float | None = None) -> Step:
-    """A transient failure: try again after a backoff, but never past the deadline."""
+                retry_after_s: float | None = None, *, error: str | None = None) -> Step:
+    """A transient failure: try again after a backoff, but never past the deadline. The
+    vendor's message (`error`) is kept for the `timed_out` that may follow."""
     attempts = job.attempts + 1
     delay = retry_delay(attempts, poll.initial_interval_s, poll.max_interval_s, rng, retry_after_s)
-    return Step((), replace(job, attempts=attempts, due_at=min(now + delay, deadline(job, poll))))
+    return Step((), replace(job, attempts=attempts, due_at=min(now + delay, deadline(job, poll)),
+                            last_error=error[:500] if error else job.last_error))
 
 
 def deadline(job: Job, poll: PollSettings) -> float:
@@ -304,8 +310,13 @@ def past_deadline(job: Job, now: float, poll: PollSettings) -> bool:
     return now >= deadline(job, poll)
 
 
-def timed_out(job: Job, now: float,
-              reason: str = "no terminal state from the vendor within the polling deadline") -> Step:
+def timed_out(job: Job, now: float, reason: str | None = None) -> Step:
+    """No terminal state by the deadline (contract: `timed_out`, "with the vendor's last
+    error message (if any) in `reason`")."""
+    if reason is None:
+        reason = "no terminal state from the vendor within the polling deadline"
+        if job.last_error:
+            reason += f"; the vendor's last error: {job.last_error}"
     event = status_event(job, VendorStatus.TIMED_OUT, now, vendor_order_ref=job.vendor_order_ref,
                          vendor_state=job.vendor_state, reason=reason)
     return Step((event,), _finish(job, now, status=VendorStatus.TIMED_OUT))

@@ -76,6 +76,9 @@ async def retry(settings: Settings, order_id: str, vendor: Vendor | None, report
                                    "older release)"})
         else:
             to_reopen[pair_vendor] = pair
+    if Vendor.REEVOO in to_reopen:
+        report.say(f"{order_id} reevoo: Reevoo cannot be asked whether it holds the order: if "
+                   f"its earlier submission reached Reevoo, Reevoo gets the order twice")
     if to_reopen:
         async with producer_session(settings.kafka) as producer:
             for pair_vendor, pair in to_reopen.items():
@@ -96,14 +99,25 @@ async def retry(settings: Settings, order_id: str, vendor: Vendor | None, report
             outcome.append({
                 "vendor": str(pair_vendor), "action": "reopened" if taken else "sent",
                 "was": str(pair.job.status), "round": pair.job.round + 1,
-                "why": ("re-opened by its replica; it is submitted again (asking the vendor "
-                        "first)") if taken else
-                       (f"sent; no replica recorded it within {wait_s:g}s (it will when the "
+                "why": (f"re-opened by its replica; {_submitted_again(pair)}" if taken else
+                        f"sent; no replica recorded it within {wait_s:g}s (it will when the "
                         f"pair's owner runs)")})
     for item in outcome:
         report.say(f"{order_id} {item['vendor']}: {item['action']}: {item['why']}")
     if not to_reopen:
         report.exit_code = NOT_DONE
+
+
+def _submitted_again(pair: PairRecord) -> str:
+    """What a re-opened pair's next submission does, as the contract says it."""
+    job = pair.job
+    if job.vendor is Vendor.SMAKE:
+        previous = f" ({job.vendor_order_ref})" if job.vendor_order_ref else ""
+        return (f"it is submitted again: Smake is asked first, and its order that "
+                f"{job.status}{previous} is not taken again, so a new Smake order is created")
+    if job.vendor is Vendor.REEVOO:
+        return "it is submitted to Reevoo again (Reevoo cannot be asked first)"
+    return "it is submitted again (asking Zakeke first whether it holds the order)"
 
 
 async def _wait_for_owner(settings: Settings, order_id: str, sent: dict[Vendor, PairRecord],

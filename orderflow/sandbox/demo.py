@@ -13,6 +13,7 @@ import os
 import time
 from collections import Counter
 from typing import Any
+from urllib.parse import quote
 
 from aiokafka import AIOKafkaProducer
 from rich.console import Console, Group
@@ -114,7 +115,7 @@ async def run_demo(*, orders: int = 300, timeout_s: float = 180.0, seed: int = 7
                 await reader.stop()
                 await app.stop()
             _summary(console, events, expected, reader, zakeke, smake, reevoo,
-                     time.monotonic() - started, metrics_url)
+                     time.monotonic() - started, metrics_url, settings.smake.artwork_format)
     if not done:
         missing = len(all_pairs - reader.outcomes.finished_pairs())
         console.print(f"[bold red]{missing} pairs did not reach a terminal status within {timeout_s:.0f}s[/]")
@@ -163,10 +164,32 @@ async def _follow(console: Console, reader: OutputReader, expected: dict[str, se
     return False
 
 
+def _artwork_handed(events: list[dict[str, Any]], zakeke: ZakekeSimulator,
+                    smake: SmakeSimulator, file_format: str) -> tuple[int, int, int]:
+    """How many lines designed at Zakeke and produced by Smake reached Smake with their
+    design, how many of those with exactly Zakeke's file, and how many such lines there were."""
+    handed = exact = lines = 0
+    for event in events:
+        order = event["order"]
+        produced = [line for line in order["lines"] if "fulfilment" in line]
+        for made in smake.orders_with_external_identifier(order["order_id"])[:1]:
+            files = smake.production_files(made)
+            for index, line in enumerate(produced):
+                design = (line.get("customization") or {}).get("design_id")
+                if not design or index not in files:
+                    continue
+                handed += 1
+                name = f"{quote(design, safe='')}.{file_format.lower()}"
+                wanted = zakeke.print_file_digest(name)
+                exact += all((media.size, media.sha256) == wanted for media in files[index])
+        lines += sum(1 for line in produced if (line.get("customization") or {}).get("design_id"))
+    return handed, exact, lines
+
+
 def _summary(console: Console, events: list[dict[str, Any]], expected: dict[str, set[Pair]],
              reader: OutputReader, zakeke: SimulatorServer[ZakekeSimulator],
              smake: SimulatorServer[SmakeSimulator], reevoo: SimulatorServer[ReevooSimulator],
-             elapsed_s: float, metrics_url: str) -> None:
+             elapsed_s: float, metrics_url: str, artwork_format: str) -> None:
     outcomes = reader.outcomes
     table = Table(title="summary")
     table.add_column("vendor")
@@ -182,6 +205,9 @@ def _summary(console: Console, events: list[dict[str, Any]], expected: dict[str,
         table.add_row(vendor, str(len(expected[vendor])), counts or "-", str(ledger.total_created),
                       str(len(ledger.duplicates())))
     console.print(table)
+    handed, exact, lines = _artwork_handed(events, zakeke.state, smake.state, artwork_format)
+    console.print(f"artwork handed to Smake: {handed} of {lines} lines designed at Zakeke and "
+                  f"produced by Smake, {exact} of them byte for byte Zakeke's print-ready file")
     console.print(f"orders sent: {len(events)}; print-files events: {len(outcomes.print_files)}; "
                   f"status events: {sum(len(s) for s in outcomes.statuses.values())} "
                   f"({outcomes.repeated_events()} repeats); time: {elapsed_s:.1f}s")

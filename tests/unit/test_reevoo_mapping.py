@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
-from testkit import an_order
+from testkit import an_event, an_order
 
 from orderflow.adapters.errors import (
     VendorAuthFailed,
@@ -78,7 +78,7 @@ PAGE_ITEM_ATTRIBUTES = {"sku", "price", "currency", "metadata"}
 
 DATE_FORMAT = re.compile(r"^\d{2}-\d{2}-\d{4}$")  # dd-mm-yyyy
 PRICE_FORMAT = re.compile(r"^\d+(,\d+)?$")        # "just digits and a comma"
-METADATA_KEY = re.compile(r"^[a-z0-9_]+$")        # [a-z0-9], plus the example's underscore
+METADATA_KEY = re.compile(r"^[a-z0-9]+$")  # "Field names can contain only [a-z0-9] characters"
 
 
 # ----------------------------------------------------------------------------- body
@@ -120,7 +120,9 @@ def test_body_follows_the_formats_of_the_page_example() -> None:
     for item in (*body["order_items"], *PAGE_EXAMPLE["order_items"]):
         assert set(item) <= PAGE_ITEM_ATTRIBUTES
         assert PRICE_FORMAT.match(item["price"])
-        assert all(METADATA_KEY.match(key) for key in item.get("metadata", {}))
+    # Ours keep to the table's [a-z0-9] (the page's own example writes `field_1`).
+    assert all(METADATA_KEY.match(key) for item in body["order_items"]
+               for key in item.get("metadata", {}))
 
 
 def test_customer_ref_is_spelled_as_in_the_attribute_table() -> None:
@@ -212,15 +214,15 @@ def test_a_line_without_a_price_form_sends_no_price_nor_currency() -> None:
 @pytest.mark.parametrize(
     ("key", "expected"),
     [
-        ("field_1", "field_1"),  # the page's example keys pass unchanged
+        ("field_1", "field1"),  # the page's example key, made right by its table too
         ("colour", "colour"),
         ("Colour", "colour"),
-        ("Gift Wrap!", "gift_wrap"),
-        ("size-EU", "size_eu"),
-        ("  engraving text  ", "engraving_text"),
+        ("Gift Wrap!", "giftwrap"),
+        ("size-EU", "sizeeu"),
+        ("  engraving text  ", "engravingtext"),
         ("Größe", "groe"),
         ("café", "cafe"),
-        ("a..b--c", "a_b_c"),
+        ("a..b--c", "abc"),
         ("_private_", "private"),
         ("!!!", ""),
     ],
@@ -236,7 +238,7 @@ def test_metadata_collisions_keep_the_first_key_and_empty_keys_are_dropped() -> 
     metadata = {"Colour": "black", "colour": "white", "Gift wrap": "yes", "gift-wrap": "no",
                 "%%": "lost", "Engraving": "J.D."}
 
-    assert reevoo_metadata(metadata) == {"colour": "black", "gift_wrap": "yes",
+    assert reevoo_metadata(metadata) == {"colour": "black", "giftwrap": "yes",
                                          "engraving": "J.D."}
     assert reevoo_metadata(None) == {}
 
@@ -247,7 +249,7 @@ def test_line_metadata_reaches_the_item_with_reduced_keys() -> None:
     item = reevoo_order_body(an_order("order-created-minimal.json", lines=lines),
                              "T")["order_items"][0]
 
-    assert item["metadata"] == {"gift_wrap": "yes", "field_1": "Value 1"}
+    assert item["metadata"] == {"giftwrap": "yes", "field1": "Value 1"}
 
 
 # ----------------------------------------------------------------------------- answers
@@ -260,10 +262,10 @@ PAGE_202 = b'{"status": 202, "id": "3b9c1e2a-5f4d-4c7b-9a1e-2d3f4a5b6c7d", ' \
 def test_202_is_completed_with_reevoos_uuid() -> None:
     observation = observation_from_accepted(HttpAnswer(202, {}, PAGE_202))
 
+    # The 202 has no state word: none is made up.
     assert observation == Observation(
         VendorStatus.COMPLETED,
         vendor_order_ref="3b9c1e2a-5f4d-4c7b-9a1e-2d3f4a5b6c7d",
-        vendor_state="accepted",
     )
 
 
@@ -281,7 +283,7 @@ def test_a_202_without_a_readable_id_is_still_completed(body: bytes) -> None:
     [
         (400, VendorRejected),
         (401, VendorAuthFailed),
-        (403, VendorAuthFailed),
+        (403, VendorRejected),
         (404, VendorUnavailable),
         (405, VendorUnavailable),
         (409, VendorRejected),
@@ -326,10 +328,22 @@ def test_422_is_rejected_with_message_and_errors() -> None:
     assert "order_date must be dd-mm-yyyy" in error.message
 
 
-def test_403_access_denied_is_an_account_outage() -> None:
+def test_403_means_the_feature_is_not_enabled_and_is_not_retried() -> None:
+    """Vendor notes: "403 `Access denied` when the feature is not enabled for the
+    organisation": no retry changes that, so the pair ends rejected, saying so."""
     error = reevoo_error("submit_order", HttpAnswer(403, {}, b'{"message": "Access denied"}'))
 
-    assert isinstance(error, VendorAuthFailed) and error.message == "Access denied"
+    assert isinstance(error, VendorRejected) and not error.retriable
+    assert "not enabled for the organisation" in error.message and "Access denied" in error.message
+
+
+@pytest.mark.parametrize(("country", "sent"), [
+    ("GB", "GB"), ("gb", "GB"), (" de ", "DE"), ("United Kingdom", None), ("GBR", None), ("", None)])
+def test_the_customers_country_is_two_letters_or_left_out(country: str, sent: str | None) -> None:
+    """Page: country "optional ... Two letter code of the country as per ISO 3166-1"."""
+    customer = {**an_event()["order"]["customer"], "country": country}
+    body = reevoo_order_body(an_order(customer=customer), "T")
+    assert body["customer"].get("country") == sent
 
 
 def test_throttling_and_outage_carry_retry_after() -> None:
@@ -405,7 +419,7 @@ async def test_poll_never_calls_reevoo_and_restates_completion() -> None:
     observation = await adapter.poll(an_order(), PairState("uuid-1", "accepted"))
 
     assert observation == Observation(VendorStatus.COMPLETED, vendor_order_ref="uuid-1",
-                                      vendor_state="accepted")
+                                      vendor_state="accepted")  # what was recorded, as it was
     assert http.requests == []
 
 

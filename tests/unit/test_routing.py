@@ -107,6 +107,17 @@ def test_reevoo_waits_for_smake_only_when_submitted_on_fulfilment() -> None:
     placed = settings()
     fulfilled = placed.model_copy(update={"reevoo": placed.reevoo.model_copy(
         update={"submit_on": "fulfilled"})})
-    assert waits_for([ZAKEKE, SMAKE, REEVOO], placed) == {}
-    assert waits_for([ZAKEKE, SMAKE, REEVOO], fulfilled) == {REEVOO: SMAKE}
-    assert waits_for([ZAKEKE, REEVOO], fulfilled) == {}
+    printed = an_order(lines=[line("1", fulfilment=SMAKE_LINE)])
+    assert waits_for(printed, [SMAKE, REEVOO], placed) == {}
+    assert waits_for(printed, [SMAKE, REEVOO], fulfilled) == {REEVOO: SMAKE}
+    assert waits_for(printed, [REEVOO], fulfilled) == {}
+
+
+def test_a_line_designed_at_zakeke_and_produced_by_smake_makes_smake_wait_for_zakeke() -> None:
+    """Contract, "One order, one flow": the order's Smake pair waits until Zakeke's
+    print-ready files for each such line exist. Lines with one of the two go at once."""
+    example = an_order()  # its line L1: designed at Zakeke, produced by Smake
+    assert waits_for(example, [ZAKEKE, SMAKE, REEVOO], settings()) == {SMAKE: ZAKEKE}
+    apart = an_order(lines=[line("1", customization=DESIGN), line("2", fulfilment=SMAKE_LINE)])
+    assert waits_for(apart, [ZAKEKE, SMAKE, REEVOO], settings()) == {}
+    assert waits_for(example, [SMAKE, REEVOO], settings()) == {}, "no Zakeke pair: nothing to wait for"

@@ -156,6 +156,20 @@ def test_variable_names_are_case_insensitive(monkeypatch: pytest.MonkeyPatch) ->
     assert load_settings().poll.deadline_s == 60
 
 
+def test_the_artwork_hand_off_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, {**CREDENTIALS, "ORDERFLOW_SMAKE__ARTWORK_FORMAT": "png",
+                          "ORDERFLOW_SMAKE__ARTWORK_SIZE_MM": "210x297",
+                          "ORDERFLOW_SMAKE__ARTWORK_VIEW": "back",
+                          "ORDERFLOW_SMAKE__PRODUCTION_METHOD": "screen",
+                          "ORDERFLOW_ZAKEKE__FILE_HOSTS": "cdn.zakeke.com, Files.Example",
+                          "ORDERFLOW_ZAKEKE__BASE_CURRENCY": "GBP"})
+    settings = load_settings()
+    assert (settings.smake.artwork_format, settings.smake.artwork_size_mm) == ("PNG", (210, 297))
+    assert (settings.smake.artwork_view, settings.smake.production_method) == ("back", "screen")
+    assert settings.zakeke.file_hosts == {"cdn.zakeke.com", "files.example"}
+    assert settings.zakeke.base_currency == "GBP"
+
+
 def test_a_vendor_deadline_replaces_the_polling_deadline_for_that_vendor_only(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Contract: `ORDERFLOW_<VENDOR>__DEADLINE_S` is that vendor's polling deadline, in place
@@ -188,6 +202,11 @@ def test_a_vendor_deadline_replaces_the_polling_deadline_for_that_vendor_only(
     ("ORDERFLOW_KAFKA__SESSION_TIMEOUT_MS", "10"),
     ("ORDERFLOW_POLL", "not json"),  # a whole group as JSON
     ("ORDERFLOW_SMAKE__DEADLINE_S", "0"),
+    ("ORDERFLOW_SMAKE__ARTWORK_SIZE_MM", "big"),
+    ("ORDERFLOW_SMAKE__ARTWORK_SIZE_MM", "0x300"),
+    ("ORDERFLOW_SMAKE__ARTWORK_FORMAT", "TIFF"),
+    ("ORDERFLOW_ZAKEKE__BASE_CURRENCY", "euro"),
+    ("ORDERFLOW_REEVOO__SUBMIT_ON", "shipped"),
     ("ORDERFLOW_REEVOO__DEADLINE_S", "a week"),
 ])
 def test_bad_value_is_one_line_naming_the_variable(monkeypatch: pytest.MonkeyPatch, variable: str,

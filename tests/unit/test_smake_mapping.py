@@ -777,3 +777,40 @@ async def test_polling_keeps_nothing_of_the_order_and_a_poll_needs_only_the_refe
     with pytest.raises(VendorUnavailable):
         await adapter.poll(None, PairState(None, None))
     assert len(http.requests) == 1, "without a reference nothing is asked"
+
+
+@pytest.mark.parametrize(("country", "province", "sent_country", "sent_province"), [
+    ("de", "NW", "DE", None),       # province_code is only for US, CA, AU and IL
+    ("us", "AL", "US", "AL"),
+    ("AU", "QLD", "AU", "QLD"),
+    ("GB", None, "GB", None),
+])
+def test_country_is_alpha_2_in_capitals_and_province_only_where_the_page_says(
+        country: str, province: str | None, sent_country: str, sent_province: str | None) -> None:
+    """Page: country_code "ISO 3166-1-alpha-2 code ... Example: 'US' or 'DE'"; province_code
+    "Only for shipments to the United States, Canada, Australia and Israel"."""
+    address = load_event("order-created.json")["order"]["shipping_address"]
+    order = an_order(shipping_address={**address, "country_code": country,
+                                       "province_code": province})
+    sent = smake_create_body(order, SETTINGS)["shipping_address"]
+    assert sent["country_code"] == sent_country
+    assert sent.get("province_code") == sent_province
+
+
+async def test_a_failed_or_cancelled_smake_order_is_never_taken_again_a_new_one_is_created() -> None:
+    """Contract (`orderflow retry`): "The look-up counts only vendor orders that are not
+    `failed` or `cancelled`, so a retried Smake pair whose production failed gets a new
+    Smake order (Smake allows several orders with one `external_identifier`), and is never
+    re-adopted as the failed one"."""
+    adapter, http = adapter_with({
+        ("GET", "/orders"): [(200, {}, listed(
+            {"id": 4, "external_identifier": "SHOP-100234", "state": "failed"},
+            {"id": 7, "external_identifier": "SHOP-100234", "state": "cancelled"},
+        ))],
+        ("POST", "/orders"): [(202, {"X-Identifier": "12"}, b"")],
+    })
+
+    observation = await adapter.submit(an_order(), PairState("4", "failed", intent_at=1.0))
+
+    assert observation.vendor_order_ref == "12"
+    assert [request[1] for request in http.requests] == ["GET", "POST"]

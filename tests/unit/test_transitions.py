@@ -549,3 +549,18 @@ def test_a_waiting_pair_keeps_waiting_while_the_other_is_under_way() -> None:
     done_zakeke = replace(new_job(Vendor.ZAKEKE), phase=Phase.DONE, status=VendorStatus.FAILED)
     assert upstream_moved(waiting_reevoo(), done_zakeke, T0) is None, "not the pair it waits for"
     assert upstream_moved(new_job(Vendor.REEVOO), done_zakeke, T0) is None, "not waiting"
+
+
+def test_timed_out_carries_the_vendors_last_error_message() -> None:
+    """Contract: "No terminal state within the polling deadline is `timed_out`, with the
+    vendor's last error message (if any) in `reason`"."""
+    job = new_job(Vendor.ZAKEKE)
+    failing = after_call(job, VendorUnavailable(Vendor.ZAKEKE, "get_order", "Service Unavailable", 503),
+                         T0, POLL, rng(), intent_before=None).step.job
+    [event] = timed_out(failing, T0 + 4_000).events
+    assert isinstance(event, OrderVendorStatus) and event.reason == (
+        "no terminal state from the vendor within the polling deadline; "
+        "the vendor's last error: Service Unavailable")
+    [quiet] = timed_out(job, T0 + 4_000).events
+    assert isinstance(quiet, OrderVendorStatus)
+    assert quiet.reason == "no terminal state from the vendor within the polling deadline"

@@ -153,7 +153,9 @@ def test_register_body_of_the_contract_example() -> None:
                 "orderDetailCode": "L1",
                 "sku": "TSHIRT-BLK-M",
                 "designID": DESIGN_ID,
-                "modelUnitPrice": Decimal("12.00"),
+                # The page: "Product unit price without the design price"; the line's
+                # unit_price (12.00) includes its design (4.00).
+                "modelUnitPrice": Decimal("8.00"),
                 "designUnitPrice": Decimal("4.00"),
                 "quantity": 2,
             }
@@ -223,7 +225,7 @@ def test_missing_design_unit_price_is_taken_from_the_lookup() -> None:
 def test_money_goes_as_exact_json_numbers() -> None:
     text = dumps_exact_json(build_register_body(an_order()))
     assert '"total":57.20' in text
-    assert '"modelUnitPrice":12.00' in text
+    assert '"modelUnitPrice":8.00' in text
     assert '"designUnitPrice":4.00' in text
     assert '"unitPrice":9.90' in text
     decoded = json.loads(text, parse_float=Decimal)
@@ -577,16 +579,29 @@ def test_one_names_and_numbers_item_still_in_process_holds_its_line_back() -> No
 # ----------------------------------------------------------------------------- percentage prices
 
 
-@pytest.mark.parametrize(("answer", "base", "expected"), [
-    ({"designUnitPercentagePrice": Decimal(25)}, Decimal("12.00"), Decimal("3.00")),
+@pytest.mark.parametrize(("answer", "unit_price", "expected"), [
+    # 25% of a 12.00 product is 3.00: the customer paid 15.00.
+    ({"designUnitPercentagePrice": Decimal(25)}, Decimal("15.00"), Decimal("3.00")),
     ({"designUnitPercentagePrice": Decimal("12.5"), "designUnitPrice": Decimal(0)},
-     Decimal("9.99"), Decimal("1.25")),
-    ({"designUnitPercentagePrice": 10, "designUnitPrice": "1.50"}, Decimal("20"), Decimal("3.50")),
+     Decimal("11.24"), Decimal("1.25")),
+    # One or the other, never both: the percentage where it is set.
+    ({"designUnitPercentagePrice": 10, "designUnitPrice": "1.50"}, Decimal("22"), Decimal("2.00")),
     ({"designUnitPercentagePrice": 0, "designUnitPrice": "4.10"}, Decimal("20"), Decimal("4.10")),
 ])
 def test_a_percentage_design_price_is_that_share_of_the_product_price(
-        answer: dict[str, Any], base: Decimal, expected: Decimal) -> None:
-    assert design_unit_price_from(answer, base) == expected
+        answer: dict[str, Any], unit_price: Decimal, expected: Decimal) -> None:
+    """Page: designUnitPercentagePrice, "Percentage to be applied to the product base unit
+    price to obtain the mark-up price"; designUnitPrice, "Unit mark-up price to apply". The
+    line's unit_price includes the design (contract)."""
+    assert design_unit_price_from(answer, unit_price) == expected
+
+
+def test_a_design_price_above_the_lines_price_is_refused() -> None:
+    order = an_order()
+    lines = [line.model_dump(mode="json") for line in order.lines]
+    lines[0]["customization"]["design_unit_price"] = "99.00"
+    with pytest.raises(ValueError, match="more than its unit_price"):
+        build_register_body(an_order(lines=lines))
 
 
 def test_a_percentage_that_is_not_a_number_is_an_unreadable_answer() -> None:
@@ -619,3 +634,42 @@ async def test_a_first_submit_posts_with_a_customer_token_and_no_lookup_before()
     register = transport.requests[1]
     assert register.headers == {"Authorization": "Bearer tok-C-1122"}
     assert register.json_body["orderCode"] == "SHOP-100234"
+
+
+async def test_an_order_in_another_currency_than_the_accounts_is_rejected_before_any_call() -> None:
+    """Contract: with ORDERFLOW_ZAKEKE__BASE_CURRENCY set, an order in another currency is
+    `rejected` for Zakeke with a reason naming both (Zakeke's prices are the account's)."""
+    settings = ZakekeSettings(client_id="id", client_secret=SecretStr("secret"),
+                              base_currency="EUR")
+    transport = MockTransport(lambda request: HttpAnswer(500, {}, b""))
+    adapter = ZakekeAdapter(settings, http=VendorHttp.for_vendor(Vendor.ZAKEKE, settings,
+                                                                 transport=transport))
+    with pytest.raises(VendorRejected, match="the order is in USD, the Zakeke account's prices in EUR"):
+        await adapter.submit(an_order(currency="USD"), PairState())
+    assert transport.requests == []
+
+
+async def test_a_print_file_on_a_host_not_allowed_is_never_read() -> None:
+    """Contract: files are read only from the host of ORDERFLOW_ZAKEKE__BASE_URL or a host
+    listed in ORDERFLOW_ZAKEKE__FILE_HOSTS."""
+    def zakeke(request: SentRequest) -> HttpAnswer:
+        if request.path == "/token":
+            return HttpAnswer(200, {}, b'{"access_token": "t", "expires_in": 3600}')
+        if request.path.startswith("/v1/designs/"):
+            return HttpAnswer(200, {}, b'"https://elsewhere.example/file.pdf"')
+        raise AssertionError(f"read {request.path}")
+
+    for hosts, allowed in ((frozenset(), False), (frozenset({"elsewhere.example"}), True)):
+        settings = ZakekeSettings(client_id="id", client_secret=SecretStr("secret"),
+                                  file_hosts=hosts)
+        adapter = ZakekeAdapter(settings, http=VendorHttp.for_vendor(
+            Vendor.ZAKEKE, settings, transport=MockTransport(zakeke)))
+        line = an_order().lines[0]
+        if allowed:
+            with pytest.raises(AssertionError, match=r"read https://elsewhere\.example/file\.pdf"):
+                async with adapter.print_file(line, "PDF"):
+                    pass
+        else:
+            with pytest.raises(VendorRejected, match="not a host files may be read from"):
+                async with adapter.print_file(line, "PDF"):
+                    pass

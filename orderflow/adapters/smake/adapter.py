@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 import structlog
 
+from orderflow.adapters.artwork import CONTENT_TYPES, ArtworkSource, artwork_lines
 from orderflow.adapters.errors import (
     VendorError,
     VendorRejected,
@@ -23,13 +24,19 @@ from orderflow.adapters.smake.answers import (
     exact_matches,
     has_next_page,
     id_sort_key,
+    media_id_from,
     observation_from_order,
     order_id_of,
     smake_error,
 )
-from orderflow.adapters.smake.request import VENDOR, refusal_before_create, smake_create_body
+from orderflow.adapters.smake.request import (
+    VENDOR,
+    Artwork,
+    refusal_before_create,
+    smake_create_body,
+)
 from orderflow.config.settings import SmakeSettings
-from orderflow.contracts.events import Order, VendorStatus
+from orderflow.contracts.events import Order, OrderLine, VendorStatus
 
 log = structlog.get_logger(__name__)
 
@@ -37,6 +44,12 @@ log = structlog.get_logger(__name__)
 # many the lookup gives up (an error, retried later) rather than create on a guess.
 LOOKUP_PAGE_SIZE = 100
 LOOKUP_MAX_PAGES = 100
+
+
+# Smake orders that will never be produced: a look-up before creating passes them by.
+ENDED_UNMADE = frozenset({"failed", "cancelled"})
+# Streaming a print-ready file of up to 51.2 MB from Zakeke to Smake takes longer than a call.
+UPLOAD_TIMEOUT_S = 300.0
 
 
 class SmakeAdapter:
@@ -57,8 +70,12 @@ class SmakeAdapter:
         observer: RequestObserver | None = None,
         *,
         http: VendorHttp | None = None,
+        artwork: ArtworkSource | None = None,
     ) -> None:
         self._settings = settings
+        # Where the print-ready files of lines designed at Zakeke come from (None: Zakeke is
+        # not enabled, and such lines go without a design).
+        self._artwork = artwork
         self._headers: dict[str, str] = {}
         if settings.api_key is not None:
             self._headers["Authorization"] = f"Bearer {settings.api_key.get_secret_value()}"
@@ -158,7 +175,9 @@ class SmakeAdapter:
 
     async def _find(self, order_id: str) -> Observation | None:
         """The order Smake holds for our id, reading every page of the partial-match filter;
-        None when no order carries our id exactly."""
+        None when no order carries our id exactly. An order that failed or was cancelled
+        does not count (contract, `orderflow retry`): a pair submitted again after its
+        production failed gets a new Smake order, never the failed one again."""
         operation = "find_order"
         matches: list[tuple[str, dict[str, Any]]] = []
         for page in range(1, LOOKUP_MAX_PAGES + 1):
@@ -171,7 +190,8 @@ class SmakeAdapter:
             if answer.status != 200:
                 raise smake_error(operation, answer)
             listing = answer.read_json(VENDOR, operation)
-            matches.extend(exact_matches(listing, order_id, operation))
+            matches.extend(match for match in exact_matches(listing, order_id, operation)
+                           if str(match[1].get("state", "")).lower() not in ENDED_UNMADE)
             if not has_next_page(listing):
                 break
         else:
@@ -191,9 +211,46 @@ class SmakeAdapter:
             log.info("smake_order_adopted", order_id=order_id, adopted=ids[0])
         return observation_from_order(matches[0][1], operation)
 
+    async def _artwork_of(self, order: Order, state: PairState) -> dict[str, Artwork]:
+        """Each artwork line's design as Smake needs it: the print-ready file uploaded (once:
+        a media id recorded earlier is reused) and the design's size."""
+        lines = artwork_lines(order) if self._artwork is not None else []
+        found: dict[str, Artwork] = {}
+        for line in lines:
+            assert self._artwork is not None
+            media_id = state.media.get(line.line_id)
+            if media_id is None:
+                media_id = await self._upload(line)
+                await state.remember_media(line.line_id, media_id)
+            size = await self._artwork.design_size_mm(line) or self._settings.artwork_size_mm
+            found[line.line_id] = Artwork(media_id, *size)
+        return found
+
+    async def _upload(self, line: OrderLine) -> int:
+        """The line's print-ready file, streamed from where Zakeke keeps it into ``POST
+        /media`` (raw bytes, never held whole): Smake's media id for it."""
+        assert self._artwork is not None
+        operation, file_format = "upload_media", self._settings.artwork_format
+        async with self._artwork.print_file(line, file_format) as file:
+            headers = {**self._headers, "Content-Type": CONTENT_TYPES[file_format]}
+            if file.size is not None:
+                headers["Content-Length"] = str(file.size)
+            answer = await self._http.request(operation, "POST", "/media", body=file.chunks(),
+                                              headers=headers, timeout_s=UPLOAD_TIMEOUT_S)
+        if not answer.is_success:
+            raise smake_error(operation, answer)
+        try:
+            media_id = media_id_from(answer.read_json(VENDOR, operation))
+        except ValueError as exc:
+            raise VendorUnavailable(VENDOR, operation, str(exc), answer.status) from exc
+        log.info("artwork uploaded", line_id=line.line_id, media_id=media_id, bytes=file.read)
+        return media_id
+
     async def _create(self, order: Order, state: PairState) -> Observation:
         operation = "create_order"
-        body = build_or_refuse(VENDOR, operation, lambda: smake_create_body(order, self._settings))
+        artwork = await self._artwork_of(order, state)
+        body = build_or_refuse(VENDOR, operation,
+                               lambda: smake_create_body(order, self._settings, artwork))
         await state.intend_to_create()
         answer = await self._http.request(
             operation, "POST", "/orders", json_body=body, headers=self._headers,

@@ -191,4 +191,17 @@ def smake_error(operation: str, answer: HttpAnswer) -> VendorError:
     return default_error_for(VENDOR, operation, answer)
 
 
+def media_id_from(data: Any) -> int:
+    """The id of the media object ``POST /media`` answers (at the top, or under ``data`` as
+    Smake's other answers hold their resource)."""
+    if isinstance(data, dict) and isinstance(data.get("data"), dict):
+        data = data["data"]
+    media_id = data.get("id") if isinstance(data, dict) else None
+    if isinstance(media_id, str) and media_id.isdigit():
+        media_id = int(media_id)
+    if isinstance(media_id, int) and not isinstance(media_id, bool) and 0 < media_id < 1 << 63:
+        return media_id
+    raise ValueError("the media answer holds no id")
+
+
 # ----------------------------------------------------------------------------- adapter

@@ -4,6 +4,7 @@ of the order and the settings."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from orderflow.config.settings import SmakeSettings
@@ -65,9 +66,16 @@ def method_handle(method: str | None, mapping: Mapping[str, str] | None, default
     return word
 
 
+# The page: province_code is "Only for shipments to the United States, Canada, Australia
+# and Israel".
+PROVINCE_COUNTRIES = frozenset({"US", "CA", "AU", "IL"})
+
+
 def smake_address(address: Address, customer_email: str) -> dict[str, Any]:
     """Smake's address object: our fields under the same names, nulls left out, a missing
-    e-mail taken from the customer (the contact person for the parcel)."""
+    e-mail taken from the customer (the contact person for the parcel). `country_code` is
+    "ISO 3166-1-alpha-2 ... Example: 'US' or 'DE'": written in capitals; `province_code` goes
+    only to the countries the page names."""
     body: dict[str, Any] = {}
     for field in (
         "company", "first_name", "last_name", "street1", "street2", "zip", "city",
@@ -76,12 +84,44 @@ def smake_address(address: Address, customer_email: str) -> dict[str, Any]:
         value = getattr(address, field)
         if value is not None and value != "":
             body[field] = value
+    if isinstance(body.get("country_code"), str):
+        body["country_code"] = body["country_code"].strip().upper()
+    if body.get("country_code") not in PROVINCE_COUNTRIES:
+        body.pop("province_code", None)
     body.setdefault("email", customer_email)
     return body
 
 
-def smake_item(line: OrderLine) -> dict[str, Any]:
-    """One order item: the variant by Smake's numeric id when we have it, else by origin sku."""
+@dataclass(frozen=True, slots=True)
+class Artwork:
+    """A line's design as Smake prints it: the uploaded file's media id and its size in mm."""
+
+    media_id: int
+    width_mm: int
+    height_mm: int
+
+
+def artwork_views(artwork: Artwork, settings: SmakeSettings) -> list[dict[str, Any]]:
+    """``variant.views`` carrying the design, as the page's "Create order with designing a
+    variant with media ids" shows it: one view (ORDERFLOW_SMAKE__ARTWORK_VIEW) with one logo
+    customization printed by ORDERFLOW_SMAKE__PRODUCTION_METHOD from the production file."""
+    return [{
+        "handle": settings.artwork_view,
+        "customizations": [{
+            "resource_type": "logo",
+            "width": artwork.width_mm,
+            "height": artwork.height_mm,
+            "resource": {
+                "production_method": {"handle": settings.production_method},
+                "media": [{"id": artwork.media_id, "collection_name": "production-file"}],
+            },
+        }],
+    }]
+
+
+def smake_item(line: OrderLine, views: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """One order item: the variant by Smake's numeric id when we have it, else by origin sku;
+    with the customer's design (`views`) when the line has one."""
     fulfilment = line.smake
     if fulfilment is None:
         raise ValueError(f"line {line.line_id} is not fulfilled by Smake")
@@ -90,11 +130,15 @@ def smake_item(line: OrderLine) -> dict[str, Any]:
         variant["id"] = fulfilment.variant_id
     else:
         variant["origin"] = {"sku": fulfilment.sku}
+    if views:
+        variant["views"] = views
     return {"variant": variant, "quantity": line.quantity}
 
 
-def smake_create_body(order: Order, settings: SmakeSettings) -> dict[str, Any]:
-    """The body of ``POST /orders`` for our order. Call ``refusal_before_create`` first."""
+def smake_create_body(order: Order, settings: SmakeSettings,
+                      artwork: Mapping[str, Artwork] | None = None) -> dict[str, Any]:
+    """The body of ``POST /orders`` for our order, each line of `artwork` (line id -> its
+    uploaded design) carrying its design. Call ``refusal_before_create`` first."""
     if order.shipping_address is None:
         raise ValueError("Smake orders need a shipping address")
     email = order.customer.email
@@ -110,7 +154,9 @@ def smake_create_body(order: Order, settings: SmakeSettings) -> dict[str, Any]:
                                     settings.default_shipping_method)
     body: dict[str, Any] = {
         "customer": {"email": email},
-        "items": [smake_item(line) for line in smake_lines(order)],
+        "items": [smake_item(line, artwork_views(artwork[line.line_id], settings)
+                             if artwork and line.line_id in artwork else None)
+                  for line in smake_lines(order)],
         "external_identifier": order.order_id,
         "shipping_address": shipping,
         "billing_address": billing,

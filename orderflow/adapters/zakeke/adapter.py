@@ -3,13 +3,16 @@ Zakeke's read lag), then follow its print-ready files."""
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 import structlog
 
+from orderflow.adapters.artwork import MAX_ARTWORK_BYTES
 from orderflow.adapters.errors import (
     NotProvenAbsent,
     VendorAuthFailed,
@@ -19,11 +22,19 @@ from orderflow.adapters.errors import (
     build_or_refuse,
     require_credentials,
 )
-from orderflow.adapters.http import HttpAnswer, RequestObserver, VendorHttp, basic_authorization
+from orderflow.adapters.http import (
+    Download,
+    HttpAnswer,
+    RequestObserver,
+    VendorHttp,
+    basic_authorization,
+)
 from orderflow.adapters.outcomes import LinePrintFiles, Observation, PairState
 from orderflow.adapters.zakeke.answers import (
     GrantedToken,
+    design_size_from,
     design_unit_price_from,
+    file_url_from,
     is_auth_refusal,
     order_ref_from,
     parse_token_answer,
@@ -38,11 +49,13 @@ from orderflow.adapters.zakeke.request import (
     TokenCode,
     build_register_body,
     design_id_of,
+    design_items_path,
     design_path,
     dumps_exact_json,
     lines_needing_design_price,
     modification_id_of,
     order_path,
+    print_file_path,
     print_files_zip_path,
     registration_code,
     zakeke_lines,
@@ -53,6 +66,10 @@ from orderflow.config.settings import ZakekeSettings
 from orderflow.contracts.events import Order, OrderLine, Vendor, VendorStatus
 
 log = structlog.get_logger(__name__)
+
+
+# Reading a print-ready file of tens of MB takes longer than an API call.
+FILE_TIMEOUT_S = 300.0
 
 
 class ZakekeAdapter:
@@ -81,6 +98,9 @@ class ZakekeAdapter:
         self._tokens = S2STokenCache(
             self._request_token, max_codes=settings.token_cache_size, clock=clock
         )
+        # Print-ready files are read from Zakeke's own host and the ones the settings add.
+        self._file_hosts = frozenset({urlsplit(settings.base_url).hostname or "",
+                                      *settings.file_hosts})
 
     async def start(self) -> None:
         require_credentials(VENDOR, self._settings)
@@ -105,6 +125,13 @@ class ZakekeAdapter:
             )
         # Refused before any call when Zakeke's format cannot carry the order at all.
         build_or_refuse(VENDOR, "register_order", lambda: zakeke_order_date(order))
+        base = self._settings.base_currency
+        if base is not None and order.currency != base:
+            # Zakeke takes prices in the account's currency only: no conversion here.
+            raise VendorRejected(
+                VENDOR, "register_order",
+                f"the order is in {order.currency}, the Zakeke account's prices in {base} "
+                f"(ORDERFLOW_ZAKEKE__BASE_CURRENCY): Zakeke takes prices in that currency only")
         if state.intent_at is not None:
             # A registration may have happened (its answer lost, or its sender gone).
             existing = await self._get_order(order)
@@ -245,6 +272,49 @@ class ZakekeAdapter:
             return zip_url_from(answer.read_json(VENDOR, "get_print_files", exact_decimals=True))
         except ValueError as exc:
             raise VendorUnavailable(VENDOR, "get_print_files", str(exc), answer.status) from exc
+
+    # ------------------------------------------------------------------ the artwork (ArtworkSource)
+
+    @contextlib.asynccontextmanager
+    async def print_file(self, line: OrderLine, file_format: str) -> AsyncIterator[Download]:
+        """The line's print-ready file in `file_format`, from the URL Zakeke gives for it
+        (`/v1/designs/{id}/outputfiles/{format}`, with `?modificationID=`), read from that
+        URL only if its host is Zakeke's or one of ORDERFLOW_ZAKEKE__FILE_HOSTS."""
+        operation = "get_print_file"
+        modification_id = modification_id_of(line)
+        answer = await self._authorized(
+            operation, "GET", print_file_path(line, file_format), code=None,
+            params={"modificationID": modification_id} if modification_id else None)
+        if answer.status == 404:
+            raise VendorUnavailable(VENDOR, operation,
+                                    f"no {file_format} print-ready file yet: {answer.message()}", 404)
+        if not answer.is_success:
+            raise zakeke_error(operation, answer)
+        try:
+            url = file_url_from(answer.read_json(VENDOR, operation))
+        except ValueError as exc:
+            raise VendorUnavailable(VENDOR, operation, str(exc), answer.status) from exc
+        host = urlsplit(url).hostname or ""
+        if host not in self._file_hosts:
+            raise VendorRejected(
+                VENDOR, operation,
+                f"print-ready file on {host!r}, not a host files may be read from (the host of "
+                f"ORDERFLOW_ZAKEKE__BASE_URL or one of ORDERFLOW_ZAKEKE__FILE_HOSTS)")
+        async with self._http.download(operation, url, max_bytes=MAX_ARTWORK_BYTES,
+                                       timeout_s=FILE_TIMEOUT_S) as download:
+            yield download
+
+    async def design_size_mm(self, line: OrderLine) -> tuple[int, int] | None:
+        """The bounding box of the design's items, in mm (`/v1/designs/{id}/items`: their
+        coordinates and dimensions); None when Zakeke gives none."""
+        answer = await self._authorized("get_design_items", "GET", design_items_path(line),
+                                        code=None)
+        if not answer.is_success:
+            return None
+        try:
+            return design_size_from(answer.read_json(VENDOR, "get_design_items"))
+        except VendorError:
+            return None
 
     # ------------------------------------------------------------------ HTTP with tokens
 

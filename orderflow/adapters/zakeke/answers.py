@@ -93,23 +93,23 @@ def _price(raw: Any, name: str) -> Decimal | None:
     return price
 
 
-def design_unit_price_from(data: Any, model_unit_price: Decimal = Decimal(0)) -> Decimal:
-    """The design's unit mark-up from `GET /v3/designs/{designID}/{quantity}` (decode the
-    body with `parse_float=Decimal`): `designUnitPrice`, plus `designUnitPercentagePrice`
-    percent of the product's base unit price (our line's `unit_price`, Zakeke's
-    `modelUnitPrice`) where the back office prices designs by percentage; cents rounded half
-    up. Raises ValueError when neither is there."""
+def design_unit_price_from(data: Any, unit_price: Decimal = Decimal(0)) -> Decimal:
+    """The design's part of the line's `unit_price` (which includes it), from `GET
+    /v3/designs/{designID}/{quantity}` (decode the body with `parse_float=Decimal`). Zakeke
+    prices a design one way or the other: `designUnitPercentagePrice`, the "percentage to be
+    applied to the product base unit price to obtain the mark-up price", where it is set
+    (the base is then unit_price / (1 + p/100)); else `designUnitPrice`, the "unit mark-up
+    price". Never both added. Cents rounded half up. ValueError when neither is there."""
     if not isinstance(data, dict):
         raise ValueError("design answer is not a JSON object")
     fixed = _price(data.get("designUnitPrice"), "designUnitPrice")
     percentage = _price(data.get("designUnitPercentagePrice"), "designUnitPercentagePrice")
     if fixed is None and percentage is None:
         raise ValueError("design answer holds no designUnitPrice")
-    price = fixed if fixed is not None else Decimal(0)
     if percentage:
-        markup = model_unit_price * percentage / 100
-        price = (price + markup).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-    return price
+        base = unit_price / (1 + percentage / 100)
+        return (unit_price - base).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    return fixed if fixed is not None else Decimal(0)
 
 
 def zip_url_from(data: Any) -> str:
@@ -117,6 +117,50 @@ def zip_url_from(data: Any) -> str:
     if isinstance(data, dict) and isinstance(data.get("url"), str) and data["url"]:
         return str(data["url"])
     raise ValueError("print files answer holds no url")
+
+
+def file_url_from(data: Any) -> str:
+    """The answer of `/v1/designs/{id}/outputfiles/{format}`: "the string representing the
+    URL of the requested file" (the page); `{"url": ...}` is read too."""
+    if isinstance(data, dict):
+        data = data.get("url")
+    if isinstance(data, str) and data.startswith(("https://", "http://")):
+        return data
+    raise ValueError("print-ready file answer holds no http(s) URL")
+
+
+def design_size_from(data: Any) -> tuple[int, int] | None:
+    """The bounding box, in whole mm, of the items of the design's first side that has any
+    (`/v1/designs/{id}/items`: each item's `coordinates` and `dimensions`, in mm); None when
+    no item gives a size."""
+    sides = (data.get("variant") or {}).get("sides") if isinstance(data, dict) else None
+    for side in sides if isinstance(sides, list) else []:
+        boxes = []
+        for area in (side.get("areas") or []) if isinstance(side, dict) else []:
+            for item in (area.get("items") or []) if isinstance(area, dict) else []:
+                box = _item_box(item)
+                if box is not None:
+                    boxes.append(box)
+        if boxes:
+            width = max(b[2] for b in boxes) - min(b[0] for b in boxes)
+            height = max(b[3] for b in boxes) - min(b[1] for b in boxes)
+            if width >= 1 and height >= 1:
+                return round(width), round(height)
+    return None
+
+
+def _item_box(item: Any) -> tuple[float, float, float, float] | None:
+    if not isinstance(item, dict):
+        return None
+    where, size = item.get("coordinates") or {}, item.get("dimensions") or {}
+    if not isinstance(where, dict) or not isinstance(size, dict):
+        return None
+    values = [where.get("x", 0), where.get("y", 0), size.get("width"), size.get("height")]
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v < 1e5
+               for v in values):
+        return None
+    x, y, width, height = (float(v) for v in values)
+    return x, y, x + width, y + height
 
 
 def order_ref_from(data: Mapping[str, Any]) -> str | None:

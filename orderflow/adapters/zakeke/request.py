@@ -108,11 +108,17 @@ def build_register_body(
                 design_price = prices.get(line.line_id)
             if design_price is None:
                 raise ValueError(f"line {line.line_id!r} has no design unit price")
+            if design_price > line.unit_price:
+                raise ValueError(
+                    f"line {line.line_id!r}: its design_unit_price {design_price} is more than "
+                    f"its unit_price {line.unit_price}, which includes the design")
             detail: dict[str, Any] = {
                 "orderDetailCode": line.line_id,
                 "sku": line.sku,
                 "designID": customization.design_id,
-                "modelUnitPrice": line.unit_price,
+                # The page: "Product unit price without the design price". Our unit_price
+                # includes the design (contract), so the product is the difference.
+                "modelUnitPrice": line.unit_price - design_price,
                 "designUnitPrice": design_price,
                 "quantity": line.quantity,
             }
@@ -167,6 +173,19 @@ def design_path(line: OrderLine) -> str:
     design_id = design_id_of(line)
     assert design_id is not None
     return f"/v3/designs/{quote(design_id, safe='')}/{line.quantity}"
+
+
+def print_file_path(line: OrderLine, file_format: str) -> str:
+    """`/v1/designs/{designID}/outputfiles/{fileFormat}` (the modification goes in the query)."""
+    design_id = design_id_of(line)
+    assert design_id is not None
+    return f"/v1/designs/{quote(design_id, safe='')}/outputfiles/{quote(file_format, safe='')}"
+
+
+def design_items_path(line: OrderLine) -> str:
+    design_id = design_id_of(line)
+    assert design_id is not None
+    return f"/v1/designs/{quote(design_id, safe='')}/items"
 
 
 def print_files_zip_path(line: OrderLine) -> str:

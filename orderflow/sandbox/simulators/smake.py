@@ -21,6 +21,7 @@ Not documented, so chosen here: the shape of `GET /jobs/{id}`, the texts of mess
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 import time
@@ -40,6 +41,7 @@ from orderflow.sandbox.simulators.base import (
     MalformedBody,
     VendorSimulator,
     is_json_int,
+    is_json_number,
     json_response,
     mark_effect_applied,
     read_json,
@@ -61,6 +63,22 @@ FAILURE_MESSAGE = "An image could not be downloaded."
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _COUNTRY_CODE = re.compile(r"^[A-Z]{2}$")
+
+
+# `POST /media`: "the raw file as the body (JPEG, PNG or PDF, at most 51.2 MB)".
+MEDIA_TYPES = {"image/jpeg": "jpg", "image/png": "png", "application/pdf": "pdf"}
+MAX_MEDIA_BYTES = 51_200_000
+
+
+@dataclass(frozen=True, slots=True)
+class SmakeMedia:
+    """An uploaded file, as kept here: its digest and size, not its bytes."""
+
+    id: int
+    mime_type: str
+    size: int
+    sha256: str
+    uploaded_at: float
 
 
 @dataclass(slots=True)
@@ -156,6 +174,7 @@ class SmakeSimulator(VendorSimulator):
         self.shipping_price = shipping_price
         self.currency = currency
         self.orders: dict[int, SmakeOrder] = {}
+        self.media: dict[int, SmakeMedia] = {}
         self._by_external_identifier: dict[str, list[int]] = {}
         self._first_id = first_id
         self._next_id = first_id
@@ -166,6 +185,7 @@ class SmakeSimulator(VendorSimulator):
     def reset_state(self) -> None:
         self.webhooks.clear()
         self.orders.clear()
+        self.media.clear()
         self._by_external_identifier.clear()
         self._next_id = self._first_id
         self._next_job_id = 1
@@ -178,9 +198,22 @@ class SmakeSimulator(VendorSimulator):
     def state_of(self, order_id: int) -> str:
         return self.orders[order_id].state_at(self.clock())[0]
 
+    def production_files(self, order: SmakeOrder) -> dict[int, list[SmakeMedia]]:
+        """Per item index, the media its variant's views print from (collection
+        `production-file`)."""
+        found: dict[int, list[SmakeMedia]] = {}
+        for index, item in enumerate(order.request.get("items") or []):
+            for view in (item.get("variant") or {}).get("views") or []:
+                for customization in view.get("customizations") or []:
+                    for media in (customization.get("resource") or {}).get("media") or []:
+                        if media.get("collection_name") == "production-file":
+                            found.setdefault(index, []).append(self.media[media["id"]])
+        return found
+
     def add_routes(self, router: web.UrlDispatcher) -> None:
         prefix = self.api_prefix
         router.add_post(f"{prefix}/orders", self._create_order, name="create_order")
+        router.add_post(f"{prefix}/media", self._upload_media, name="upload_media")
         router.add_get(f"{prefix}/orders", self._list_orders, name="list_orders")
         router.add_get(f"{prefix}/orders/{{orderID}}", self._get_order, name="get_order")
         router.add_put(
@@ -197,6 +230,36 @@ class SmakeSimulator(VendorSimulator):
     def _authorized(self, request: web.Request) -> bool:
         scheme, _, key = request.headers.get("Authorization", "").partition(" ")
         return scheme.lower() == "bearer" and key.strip() in self.api_keys
+
+    # -- media
+
+    async def _upload_media(self, request: web.Request) -> web.Response:
+        """The raw file as the body; read as it arrives (files of tens of MB), kept as its
+        digest. Answers the media object with its id."""
+        if not self._authorized(request):
+            return _unauthenticated()
+        mime_type = request.content_type
+        if mime_type not in MEDIA_TYPES:
+            return _unprocessable({"file": ["The file must be a file of type: jpeg, png, pdf."]})
+        digest, size = hashlib.sha256(), 0
+        async for chunk in request.content.iter_chunked(256 * 1024):
+            size += len(chunk)
+            if size > MAX_MEDIA_BYTES:
+                return _unprocessable({"file": ["The file may not be greater than 51200 kilobytes."]})
+            digest.update(chunk)
+        if size == 0:
+            return _unprocessable({"file": ["The file field is required."]})
+        media = SmakeMedia(self._next_media_id(), mime_type, size, digest.hexdigest(), self.clock())
+        self.media[media.id] = media
+        mark_effect_applied(request)
+        return json_response({
+            "id": media.id, "mime_type": mime_type, "size": size,
+            "file_name": f"{media.id}.{MEDIA_TYPES[mime_type]}",
+            "created_at": _stamp(datetime.now(UTC)),
+        }, status=201)
+
+    def _next_media_id(self) -> int:
+        return 1000 + len(self.media) + 1
 
     # -- create
 
@@ -242,6 +305,7 @@ class SmakeSimulator(VendorSimulator):
         else:
             for index, item in enumerate(items):
                 _validate_item(errors, item, f"items.{index}")
+                self._validate_views(errors, item, f"items.{index}.variant.views")
         order_type = errors.object(body, "order_type", required=False)
         if order_type is not None:
             errors.string(order_type, "order_type.handle", required=True)
@@ -255,6 +319,48 @@ class SmakeSimulator(VendorSimulator):
                 _validate_address(errors, address, name)
         self._validate_payment_and_shipment(errors, body)
         return errors.by_field
+
+    def _validate_views(self, errors: _Errors, item: Any, path: str) -> None:
+        """A design on the variant ("Create order with designing a variant with media ids"):
+        each view a handle and customizations; each customization a resource type, its size
+        and a resource printed by a production method from media uploaded before."""
+        variant = item.get("variant") if isinstance(item, dict) else None
+        views = variant.get("views") if isinstance(variant, dict) else None
+        for v, view in enumerate(views if isinstance(views, list) else []):
+            vpath = f"{path}.{v}"
+            if not isinstance(view, dict):
+                errors.add(vpath, f"The {vpath} must be an object.")
+                continue
+            errors.string(view, f"{vpath}.handle", required=True)
+            customizations = view.get("customizations")
+            for c, customization in enumerate(customizations if isinstance(customizations, list)
+                                              else []):
+                cpath = f"{vpath}.customizations.{c}"
+                if not isinstance(customization, dict):
+                    errors.add(cpath, f"The {cpath} must be an object.")
+                    continue
+                errors.string(customization, f"{cpath}.resource_type", required=True)
+                for side in ("width", "height"):
+                    value: Any = customization.get(side)
+                    if not is_json_number(value) or value <= 0:
+                        errors.add(f"{cpath}.{side}",
+                                   f"The {cpath}.{side} must be a number greater than 0.")
+                resource = errors.object(customization, f"{cpath}.resource", required=True)
+                if resource is None:
+                    continue
+                method = errors.object(resource, f"{cpath}.resource.production_method",
+                                       required=True)
+                if method is not None:
+                    errors.string(method, f"{cpath}.resource.production_method.handle",
+                                  required=True)
+                media = resource.get("media")
+                for m, entry in enumerate(media if isinstance(media, list) else []):
+                    mpath = f"{cpath}.resource.media.{m}"
+                    if not isinstance(entry, dict) or entry.get("id") not in self.media:
+                        errors.add(f"{mpath}.id", f"The selected {mpath}.id is invalid.")
+                    elif entry.get("collection_name") not in ("production-file", "mockup"):
+                        errors.add(f"{mpath}.collection_name",
+                                   f"The selected {mpath}.collection_name is invalid.")
 
     def _validate_payment_and_shipment(self, errors: _Errors, body: dict[str, Any]) -> None:
         for name, method, accepted in (

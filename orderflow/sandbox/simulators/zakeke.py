@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import mimetypes
+import random
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -110,6 +112,7 @@ class ZakekeSimulator(VendorSimulator):
         read_lag_s: float = Field(ge=0)
         composition_files: bool
         echo_line_codes: bool
+        print_file_bytes: tuple[int, int]
 
         @field_validator("print_file_formats")
         @classmethod
@@ -133,6 +136,7 @@ class ZakekeSimulator(VendorSimulator):
         read_lag_s: float = 0.0,
         composition_files: bool = True,
         echo_line_codes: bool = True,
+        print_file_bytes: tuple[int, int] = (150_000, 1_500_000),
         clock: Clock = time.monotonic,
         knobs: FaultKnobs | None = None,
         seed: int | None = None,
@@ -146,7 +150,9 @@ class ZakekeSimulator(VendorSimulator):
         registered; `composition_files=False`, configurator items stay INPROCESS for ever
         (nothing says they ever get print files); `echo_line_codes=False`, items carry no
         `code` (our line id), only the design and, for Names and Numbers, the
-        `designModificationID`."""
+        `designModificationID`. `print_file_bytes`: the smallest and largest size of a
+        print-ready file (each file's size, and its bytes, follow from its name; real ones are
+        hundreds of KB to tens of MB)."""
         super().__init__(clock=clock, knobs=knobs, seed=seed)
         self.credentials = {client_id: client_secret}
         self.token_expires_in_s = token_expires_in_s
@@ -161,6 +167,7 @@ class ZakekeSimulator(VendorSimulator):
         self.read_lag_s = read_lag_s
         self.composition_files = composition_files
         self.echo_line_codes = echo_line_codes
+        self.print_file_bytes = print_file_bytes
         self.tokens: dict[str, ZakekeToken] = {}
         self.orders: dict[int, ZakekeOrder] = {}
         self._next_order_id = 1
@@ -174,6 +181,14 @@ class ZakekeSimulator(VendorSimulator):
 
     def orders_with_code(self, order_code: str) -> list[ZakekeOrder]:
         return [order for order in self.orders.values() if order.code == order_code]
+
+    def print_file_digest(self, file_name: str) -> tuple[int, str]:
+        """Size and SHA-256 of the print-ready file served as `file_name` (`{stem}.{pdf|png}`)."""
+        digest, size = hashlib.sha256(), 0
+        for chunk in print_file_chunks(file_name, self.print_file_bytes):
+            digest.update(chunk)
+            size += len(chunk)
+        return size, digest.hexdigest()
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
         router.add_post("/token", self._post_token, name="token")
@@ -197,6 +212,7 @@ class ZakekeSimulator(VendorSimulator):
             name="output_file",
         )
         router.add_get("/files/print/{fileName}", self._get_print_file, name="print_file")
+        router.add_get("/v1/designs/{designID}/items", self._get_design_items, name="design_items")
 
     # -- auth
 
@@ -478,12 +494,42 @@ class ZakekeSimulator(VendorSimulator):
         ready = [line for line in lines if now >= line.files_ready_at]
         return ready[0] if ready else not_found
 
-    async def _get_print_file(self, request: web.Request) -> web.Response:
-        # Placeholder bytes: what matters to the service is the URL, not the artwork.
+    async def _get_print_file(self, request: web.Request) -> web.StreamResponse:
+        """The file's bytes, streamed: a PDF or PNG header, then bytes that follow from the
+        file's name (so a test can tell a file from another, and the same file again)."""
         name = request.match_info["fileName"]
         content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        body = f"simulated print file {name}\n".encode()
-        return web.Response(body=body, content_type=content_type)
+        if name.endswith(".zip"):
+            return web.Response(body=f"simulated print files {name}\n".encode(),
+                                content_type=content_type)
+        response = web.StreamResponse(headers={"Content-Type": content_type})
+        response.content_length = print_file_size(name, self.print_file_bytes)
+        await response.prepare(request)
+        for chunk in print_file_chunks(name, self.print_file_bytes):
+            await response.write(chunk)
+        await response.write_eof()
+        return response
+
+    async def _get_design_items(self, request: web.Request) -> web.Response:
+        """The design's items (`/v1/designs/{id}/items`): one side, one area, two items whose
+        coordinates and dimensions (mm) follow from the design id."""
+        if self._token(request) is None:
+            return _unauthorized()
+        design_id = request.match_info["designID"]
+        if self.known_designs is not None and design_id not in self.known_designs:
+            return _error(404, f"Design id: {design_id} not found")
+        width, height = design_size_mm(design_id)
+        # Together they span exactly `design_size_mm(design_id)`.
+        items = [
+            {"name": "artwork", "coordinates": {"x": 0, "y": 0, "unit": "mm"},
+             "dimensions": {"width": width, "height": height - 20}},
+            {"name": "caption", "text": "custom", "fontFamily": "Arial",
+             "coordinates": {"x": 10, "y": height - 18, "unit": "mm"},
+             "dimensions": {"width": width - 20, "height": 18}},
+        ]
+        return json_response({"variant": {"name": "default", "code": design_id, "sides": [
+            {"name": "Front", "ppcm": 40, "sidePrintTypeName": "DTG",
+             "areas": [{"name": "Print area", "gridName": None, "items": items}]}]}})
 
 
 # ----------------------------------------------------------------------------- validation
@@ -578,3 +624,37 @@ def _oauth_error(error: str, status: int, description: str | None = None) -> web
     if description:
         body["error_description"] = description
     return json_response(body, status=status)
+
+
+# ----------------------------------------------------------------------------- print files
+
+
+def print_file_size(name: str, sizes: tuple[int, int]) -> int:
+    """The size of the print-ready file `name`, within `sizes`, log-uniform (most are a few
+    hundred KB, some tens of MB when the range allows)."""
+    low, high = sizes
+    draw = random.Random(f"size:{name}").random()
+    return int(low * (high / low) ** draw) if high > low else low
+
+
+def print_file_chunks(name: str, sizes: tuple[int, int], chunk: int = 256 * 1024) -> Iterator[bytes]:
+    """The bytes of the print-ready file `name`, chunk by chunk, never all at once: its
+    format's header, then bytes drawn from a generator seeded by the name, then its trailer."""
+    size = print_file_size(name, sizes)
+    head = b"\x89PNG\r\n\x1a\n" if name.lower().endswith(".png") else b"%PDF-1.7\n"
+    tail = b"" if name.lower().endswith(".png") else b"\n%%EOF\n"
+    body = max(0, size - len(head) - len(tail))
+    rng = random.Random(f"bytes:{name}")
+    yield head
+    while body > 0:
+        step = min(chunk, body)
+        yield rng.randbytes(step)
+        body -= step
+    if tail:
+        yield tail
+
+
+def design_size_mm(design_id: str) -> tuple[int, int]:
+    """The bounding box of the design's items, in mm (what `/items` describes)."""
+    rng = random.Random(f"design:{design_id}")
+    return rng.randint(120, 300), rng.randint(150, 380)
