@@ -32,6 +32,16 @@ class LinePrintFiles:
     files: tuple[PrintFileRef, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class ShipmentSeen:
+    """One of the vendor's shipments for a pair; its number may come later."""
+
+    tracking_number: str | None
+    carrier_handle: str | None = None
+    carrier_title: str | None = None
+    created_at: str | None = None
+
+
 # Bounds on what an observation carries into events and the tracking record: a vendor's
 # texts can be anything, and a job's record must stay within what the brokers take.
 MAX_TRACKING_NUMBERS = 50
@@ -52,8 +62,10 @@ class Observation:
     tracking_numbers: tuple[str, ...] = ()
     print_files: tuple[LinePrintFiles, ...] = ()
     # The vendor adds tracking numbers at or after completion (Smake's shipments): a pair
-    # completed without them is looked at again until they come.
+    # completed while a shipment has no number yet is looked at again until every one has.
     tracking_expected: bool = False
+    # The shipments as the vendor lists them (carrier, time), those without a number too.
+    shipments: tuple[ShipmentSeen, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("vendor_order_ref", "vendor_state", "reason"):
@@ -62,6 +74,11 @@ class Observation:
                 object.__setattr__(self, name, publishable(str(value)))
         object.__setattr__(self, "tracking_numbers", tuple(
             publishable(str(number)) for number in self.tracking_numbers[:MAX_TRACKING_NUMBERS]))
+        object.__setattr__(self, "shipments", tuple(
+            ShipmentSeen(*(None if value is None else publishable(str(value)) for value in (
+                shipment.tracking_number, shipment.carrier_handle, shipment.carrier_title,
+                shipment.created_at)))
+            for shipment in self.shipments[:MAX_TRACKING_NUMBERS]))
 
 
 class CreateNotAllowed(Exception):

@@ -84,6 +84,8 @@ class Job:
     fulfilled_at: float | None = None
     # Files uploaded to the vendor for the pair, (order line id, the vendor's media id) each.
     media: tuple[tuple[str, int], ...] = ()
+    # While TRACKING: the tracking numbers announced so far (a new set is announced again).
+    announced_numbers: tuple[str, ...] = ()
     # In memory only: the vendor's message of the last transient failure, for the reason of
     # a `timed_out` (a restart forgets it; the next failure says it again).
     last_error: str | None = field(default=None, compare=False)

@@ -47,6 +47,7 @@ def encode_job(job: Job) -> bytes:
             **({"waits_for": str(job.waits_for)} if job.waits_for is not None else {}),
             **({"fulfilled_at": job.fulfilled_at} if job.fulfilled_at is not None else {}),
             **({"media": dict(job.media)} if job.media else {}),
+            **({"numbers": list(job.announced_numbers)} if job.announced_numbers else {}),
         },
         separators=(",", ":"),
     ).encode()
@@ -87,6 +88,7 @@ def decode_job(raw: bytes, partition: int) -> Job:
         waits_for=None if data.get("waits_for") is None else Vendor(data["waits_for"]),
         fulfilled_at=_optional_float(data.get("fulfilled_at")),
         media=tuple((data.get("media") or {}).items()),
+        announced_numbers=tuple(data.get("numbers") or ()),
     )
 
 
@@ -148,6 +150,10 @@ def record_head(data: Any) -> dict[str, Any]:
         _time(data, name, required=False)
     if data.get("waits_for") is not None and data.get("waits_for") not in _VENDOR_NAMES:
         raise ValueError(f"unknown vendor waited for {str(data.get('waits_for'))[:40]!r}")
+    numbers = data.get("numbers", [])
+    if not isinstance(numbers, list) or len(numbers) > 50 or not all(
+            isinstance(n, str) and 0 < len(n) <= _MAX_TEXT for n in numbers):
+        raise ValueError("numbers is not a list of tracking numbers")
     media = data.get("media", {})
     if not isinstance(media, dict) or len(media) > 500 or not all(
             isinstance(k, str) and 0 < len(k) <= _MAX_TEXT and isinstance(v, int)

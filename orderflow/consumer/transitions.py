@@ -31,6 +31,7 @@ from orderflow.contracts.events import (
     OrderShipmentTracking,
     OrderVendorStatus,
     PrintFile,
+    Shipment,
     Vendor,
     VendorStatus,
     print_files_event_id,
@@ -190,12 +191,14 @@ def observed(job: Job, obs: Observation, now: float, poll: PollSettings, rng: ra
     }
     if obs.status.terminal:
         if (obs.status is VendorStatus.COMPLETED and obs.tracking_expected
-                and not obs.tracking_numbers and poll.tracking_deadline_s > 0):
-            # Announced as completed; the tracking numbers are still to come (the tracking
+                and poll.tracking_deadline_s > 0):
+            # Announced as completed (with the numbers known so far); numbers of parcels
+            # still to come are looked for until every shipment has one (the tracking
             # deadline counts from now, the completion).
             due = min(now + poll.tracking_interval_s, now + poll.tracking_deadline_s)
             return Step(tuple(events), replace(job, **learnt, phase=Phase.TRACKING,
                                                finished_at=now, polls_without_change=0,
+                                               announced_numbers=obs.tracking_numbers,
                                                due_at=due))  # attempts: 0 in `learnt`
         return Step(tuple(events), _finish(job, now, **learnt))
     polls = 0 if changed or job.phase is Phase.SUBMIT else job.polls_without_change + 1
@@ -257,9 +260,15 @@ def tracking_observed(job: Job, obs: Observation, now: float, poll: PollSettings
     """A completed pair waiting for tracking numbers was looked at: announce them once they
     are there (`order.shipment_tracking`; the terminal status stays the one announced), or
     look again later, until the tracking deadline."""
-    if obs.tracking_numbers:
+    events: tuple[OutputEvent, ...] = ()
+    announced = job.announced_numbers
+    if obs.tracking_numbers and set(obs.tracking_numbers) != set(job.announced_numbers):
+        # A new set (a first parcel, or one more): announced whole, with the parcels' carriers.
         numbers = list(obs.tracking_numbers)
-        event = OrderShipmentTracking(
+        shipped = [Shipment(tracking_number=s.tracking_number, carrier_handle=s.carrier_handle,
+                            carrier_title=s.carrier_title, created_at=s.created_at)
+                   for s in obs.shipments if s.tracking_number is not None]
+        events = (OrderShipmentTracking(
             event_id=shipment_tracking_event_id(job.order_id, job.vendor, numbers),
             occurred_at=_timestamp(now),
             order_id=job.order_id,
@@ -267,12 +276,14 @@ def tracking_observed(job: Job, obs: Observation, now: float, poll: PollSettings
             vendor_order_ref=obs.vendor_order_ref or job.vendor_order_ref,
             tracking_numbers=numbers,
             source_event_id=job.source_event_id,
-        )
-        return Step((event,), _finish(job, now))
-    if now >= deadline(job, poll):
-        return tracking_given_up(job, now)
-    return Step((), replace(job, attempts=0,
-                            due_at=min(now + poll.tracking_interval_s, deadline(job, poll))))
+            shipments=shipped or None,
+        ),)
+        announced = obs.tracking_numbers
+    if not obs.tracking_expected or now >= deadline(job, poll):
+        # Every shipment has its number (or the tracking deadline passed): nothing more to say.
+        return Step(events, _finish(job, now, announced_numbers=announced))
+    return Step(events, replace(job, attempts=0, announced_numbers=announced,
+                                due_at=min(now + poll.tracking_interval_s, deadline(job, poll))))
 
 
 def tracking_given_up(job: Job, now: float) -> Step:

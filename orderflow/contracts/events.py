@@ -360,10 +360,21 @@ class OrderPrintFilesReady(_Model):
     source_event_id: NonEmptyStr
 
 
+class Shipment(_Model):
+    """One parcel of a pair: its tracking number and the carrier that carries it (Smake's
+    `shipping_method` of that shipment), so a consumer can build the carrier's tracking link."""
+
+    tracking_number: EventText
+    carrier_handle: EventText | None = None
+    carrier_title: EventText | None = None
+    created_at: EventText | None = None
+
+
 class OrderShipmentTracking(_Model):
     """`order.shipment_tracking` v1, on the status topic: a pair's tracking numbers that
     became known only after its terminal `completed` (numbers known at `completed` travel in
-    that event). Tell it apart from `order.vendor_status` by `event_type`."""
+    that event). Each new set is one more event, with the full set known so far, until every
+    shipment has a number. Tell it apart from `order.vendor_status` by `event_type`."""
 
     event_id: NonEmptyStr
     event_type: Literal["order.shipment_tracking"] = "order.shipment_tracking"
@@ -374,3 +385,5 @@ class OrderShipmentTracking(_Model):
     vendor_order_ref: EventText | None = None
     tracking_numbers: list[EventText] = Field(min_length=1)
     source_event_id: NonEmptyStr
+    # Per parcel with a number: the number, the carrier and when it was shipped (optional).
+    shipments: list[Shipment] | None = None

@@ -20,12 +20,13 @@ pytestmark = pytest.mark.integration
 
 
 class Sandbox:
-    def __init__(self, *, smake_failure_rate: float = 0.0) -> None:
+    def __init__(self, *, smake_failure_rate: float = 0.0, second_parcel_rate: float = 0.0) -> None:
         # The vendors as they really are (world.py): read lag, partial filters, handles.
         self.zakeke = SimulatorServer(ZakekeSimulator(print_files_delay_s=0.5,
                                                       **world.zakeke_options()))
         self.smake = SimulatorServer(SmakeSimulator(seconds_per_state=0.2,
                                                     failure_rate=smake_failure_rate, seed=5,
+                                                    second_parcel_rate=second_parcel_rate,
                                                     **world.smake_options()))
         self.reevoo = SimulatorServer(ReevooSimulator())
 
@@ -179,3 +180,32 @@ async def test_with_submit_on_fulfilled_reviews_follow_the_production_and_never_
             assert outcomes.terminal_status[(order_id, "reevoo")] == "cancelled"
             assert outcomes.reasons[(order_id, "reevoo")].startswith(
                 "the order was never fulfilled")
+
+
+async def test_a_second_parcel_is_announced_when_its_number_comes(broker, topics, monkeypatch):
+    """Contract: "each new set of numbers is one more `order.shipment_tracking` (until every
+    shipment has a number ...)", carrying the full set and `shipments[]` with the carrier."""
+    events = sample_orders(4, seed=26, prefix="PARCEL", shape="smake")
+    orders = [event["order"]["order_id"] for event in events]
+    pairs = {(order_id, vendor) for order_id in orders for vendor in ("smake", "reevoo")}
+
+    async def until_both_parcels(reader: OutputReader) -> None:
+        deadline = asyncio.get_running_loop().time() + 30
+        while any(len(reader.outcomes.shipment_tracking.get((o, "smake"), [])) < 2 for o in orders):
+            assert asyncio.get_running_loop().time() < deadline, "the second parcel was never announced"
+            await reader.poll()
+
+    async with Sandbox(second_parcel_rate=1.0) as sandbox:
+        await run_service(broker, topics, monkeypatch, sandbox, events, pairs,
+                          then=until_both_parcels)
+    announced = [json.loads(record.value)
+                 for record in await read_topic(broker.bootstrap_servers, topics.status)
+                 if json.loads(record.value)["event_type"] == "order.shipment_tracking"]
+    for order_id in orders:
+        mine = [event for event in announced if event["order_id"] == order_id]
+        first, second = mine[0], mine[-1]
+        assert len(first["tracking_numbers"]) == 1 and len(second["tracking_numbers"]) == 2
+        assert set(first["tracking_numbers"]) < set(second["tracking_numbers"])
+        assert [s["carrier_handle"] for s in second["shipments"]] == [
+            s["carrier_handle"] for s in second["shipments"][:1]] * 2
+        assert all(s["tracking_number"] and s["carrier_title"] for s in second["shipments"])

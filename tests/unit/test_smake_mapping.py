@@ -19,7 +19,7 @@ from orderflow.adapters.errors import (
     VendorUnavailable,
 )
 from orderflow.adapters.http import HttpAnswer, MockTransport, VendorHttp
-from orderflow.adapters.outcomes import Observation, PairState
+from orderflow.adapters.outcomes import Observation, PairState, ShipmentSeen
 from orderflow.adapters.smake import (
     LOOKUP_MAX_PAGES,
     STATE_TO_STATUS,
@@ -570,10 +570,24 @@ async def test_poll_reads_the_order_by_its_ref() -> None:
 
     observation = await adapter.poll(an_order(), PairState("137", "prepared"))
 
-    assert observation == Observation(VendorStatus.COMPLETED, vendor_order_ref="137",
-                                      vendor_state="completed",
-                                      tracking_numbers=("2229446017085",), tracking_expected=True)
+    # Its one shipment has its number: nothing more to wait for.
+    assert observation == Observation(
+        VendorStatus.COMPLETED, vendor_order_ref="137", vendor_state="completed",
+        tracking_numbers=("2229446017085",), tracking_expected=False,
+        shipments=(ShipmentSeen("2229446017085", "pickup", "Pickup"),))
     assert http.requests[0][:3] == ("get_order", "GET", "/orders/137")
+
+
+def test_a_completed_order_with_a_shipment_still_without_a_number_is_looked_at_again() -> None:
+    """Facts: "Tracking numbers live on the order's `shipments[]`; they can appear when the
+    order is `completed` or later"; every shipment is announced once it has a number."""
+    order = PAGE_GET_EXAMPLE | {"shipments": [
+        PAGE_GET_EXAMPLE["shipments"][0],
+        {"id": 2, "shipping_method": {"handle": "dhl", "title": "DHL"}, "tracking_number": None}]}
+    observation = observation_from_order(order)
+    assert observation.tracking_numbers == ("2229446017085",)
+    assert observation.tracking_expected, "the second parcel's number is still to come"
+    assert [s.carrier_handle for s in observation.shipments] == ["pickup", "dhl"]
 
 
 async def test_poll_without_a_ref_looks_up_and_never_creates() -> None:

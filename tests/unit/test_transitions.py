@@ -19,9 +19,10 @@ from orderflow.adapters.errors import (
     VendorThrottled,
     VendorUnavailable,
 )
-from orderflow.adapters.outcomes import LinePrintFiles, Observation, PrintFileRef
+from orderflow.adapters.outcomes import LinePrintFiles, Observation, PrintFileRef, ShipmentSeen
 from orderflow.config.settings import PollSettings
 from orderflow.consumer.jobs import Job, Phase
+from orderflow.consumer.tracking_record import decode_job, encode_job
 from orderflow.consumer.transitions import (
     OutputEvent,
     Step,
@@ -384,9 +385,15 @@ def test_steps_leave_the_given_job_untouched() -> None:
 # ----------------------------------------------------------------------------- tracking numbers
 
 
-def smake_completed(*numbers: str) -> Observation:
+def smake_completed(*numbers: str, parcels: int | None = None) -> Observation:
+    """Smake's completed order with `parcels` shipments (as many as numbers unless said),
+    the first ones with `numbers`."""
+    parcels = len(numbers) if parcels is None else parcels
+    shipments = tuple(ShipmentSeen(numbers[i] if i < len(numbers) else None, "dhl", "DHL",
+                                   f"2026-12-0{i + 1}T10:00:00Z") for i in range(parcels))
     return Observation(COMPLETED, vendor_order_ref="137", vendor_state="completed",
-                       tracking_numbers=numbers, tracking_expected=True)
+                       tracking_numbers=numbers, shipments=shipments,
+                       tracking_expected=not shipments or len(numbers) < parcels)
 
 
 def completed_without_numbers() -> Job:
@@ -416,6 +423,26 @@ def test_tracking_numbers_that_appear_later_are_one_shipment_tracking_event() ->
     assert (event.order_id, event.vendor, event.vendor_order_ref) == (job.order_id, Vendor.SMAKE, "137")
     assert event.event_id == shipment_tracking_event_id(job.order_id, Vendor.SMAKE, ["TRK1", "TRK2"])
     assert found.job.phase is Phase.DONE and found.job.status is COMPLETED
+
+
+def test_every_parcel_is_announced_as_its_number_comes_with_its_carrier() -> None:
+    """Contract: "each new set of numbers is one more `order.shipment_tracking` (until every
+    shipment has a number, or the tracking deadline)", with `shipments[]` (number, carrier
+    handle and title, time); each event carries the full set known so far."""
+    in_production = replace(new_job(Vendor.SMAKE), phase=Phase.POLL, status=IN_PROGRESS,
+                            vendor_order_ref="137")
+    first = observed(in_production, smake_completed("TRK1", parcels=2), T0, POLL, rng())
+    assert first.job.phase is Phase.TRACKING, "a second parcel still has no number"
+    same = tracking_observed(first.job, smake_completed("TRK1", parcels=2), T0 + 10, POLL)
+    assert same.events == () and same.job.phase is Phase.TRACKING
+    second = tracking_observed(same.job, smake_completed("TRK1", "TRK2"), T0 + 20, POLL)
+    (event,) = second.events
+    assert isinstance(event, OrderShipmentTracking) and event.tracking_numbers == ["TRK1", "TRK2"]
+    assert event.shipments is not None
+    assert [(s.tracking_number, s.carrier_handle, s.carrier_title) for s in event.shipments] == [
+        ("TRK1", "dhl", "DHL"), ("TRK2", "dhl", "DHL")]
+    assert second.job.phase is Phase.DONE, "every shipment has its number"
+    assert decode_job(encode_job(same.job), partition=2).announced_numbers == ("TRK1",)
 
 
 def test_tracking_numbers_known_at_completion_need_no_second_event() -> None:

@@ -14,7 +14,7 @@ from orderflow.adapters.errors import (
     VendorUnavailable,
 )
 from orderflow.adapters.http import HttpAnswer, default_error_for, path_safe_ref
-from orderflow.adapters.outcomes import Observation
+from orderflow.adapters.outcomes import Observation, ShipmentSeen
 from orderflow.adapters.smake.request import VENDOR
 from orderflow.contracts.events import VendorStatus
 
@@ -55,6 +55,29 @@ def tracking_numbers(order: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(found)
 
 
+def shipments_of(order: Mapping[str, Any]) -> tuple[ShipmentSeen, ...]:
+    """The order's shipments: each one's tracking number (None while it has none) and its
+    ``shipping_method`` (handle, title) as the carrier."""
+    found: list[ShipmentSeen] = []
+    shipments = order.get("shipments")
+    for shipment in shipments if isinstance(shipments, list) else []:
+        if not isinstance(shipment, dict):
+            continue
+        method = shipment.get("shipping_method")
+        method = method if isinstance(method, dict) else {}
+        number = shipment.get("tracking_number")
+        found.append(ShipmentSeen(
+            tracking_number=None if number in (None, "") else str(number),
+            carrier_handle=_text_or_none(method.get("handle")),
+            carrier_title=_text_or_none(method.get("title")),
+            created_at=_text_or_none(shipment.get("created_at"))))
+    return tuple(found)
+
+
+def _text_or_none(value: Any) -> str | None:
+    return None if value in (None, "") or isinstance(value, dict | list) else str(value)
+
+
 def observation_from_order(order: Any, operation: str = "get_order") -> Observation:
     """Smake's order resource (``GET /orders/{id}`` or an item of the list) as an Observation.
 
@@ -72,14 +95,18 @@ def observation_from_order(order: Any, operation: str = "get_order") -> Observat
     if status is VendorStatus.FAILED:
         message = order.get("failure_message")
         reason = str(message) if message else "Smake reports the order failed (no failure_message)"
+    shipments = shipments_of(order)
     return Observation(
         status=status,
         vendor_order_ref=order_id_of(order),
         vendor_state=state,
         reason=reason,
         tracking_numbers=tracking_numbers(order),
-        # Shipments' tracking numbers "can appear when the order is completed or later".
-        tracking_expected=status is VendorStatus.COMPLETED,
+        # Shipments' tracking numbers "can appear when the order is completed or later": a
+        # completed order is looked at until every shipment it lists has one.
+        tracking_expected=status is VendorStatus.COMPLETED and (
+            not shipments or any(s.tracking_number is None for s in shipments)),
+        shipments=shipments,
     )
 
 

@@ -121,6 +121,7 @@ class SmakeSimulator(VendorSimulator):
         shipping_methods: set[str] | None
         partial_match_filters: bool
         tracking_delay_s: float = Field(ge=0)
+        second_parcel_rate: float = Field(ge=0, le=1)
         unit_price: float = Field(ge=0)
         tax_rate: float = Field(ge=0)
         shipping_price: float = Field(ge=0)
@@ -138,6 +139,7 @@ class SmakeSimulator(VendorSimulator):
         shipping_methods: Iterable[str] | None = None,
         partial_match_filters: bool = True,
         tracking_delay_s: float = 0.0,
+        second_parcel_rate: float = 0.0,
         unit_price: float = 12.0,
         tax_rate: float = 19.0,
         shipping_price: float = 4.9,
@@ -156,7 +158,9 @@ class SmakeSimulator(VendorSimulator):
         and `filter[external_reference]` match any value that contains the one asked for,
         longer values first, newest first among equals, so an exact match comes last.
         `tracking_delay_s`: a shipment's tracking number appears this long after the order
-        completed (Smake's numbers "can appear when the order is completed or later")."""
+        completed (Smake's numbers "can appear when the order is completed or later").
+        `second_parcel_rate`: the share of orders the producer ships in two parcels; the
+        second one's number comes a second after the first's."""
         super().__init__(clock=clock, knobs=knobs, seed=seed, api_prefix=api_prefix)
         self.api_keys = {api_key}
         self.seconds_per_state: float | dict[str, float] = (
@@ -169,6 +173,7 @@ class SmakeSimulator(VendorSimulator):
         self.shipping_methods = set(shipping_methods) if shipping_methods is not None else None
         self.partial_match_filters = partial_match_filters
         self.tracking_delay_s = tracking_delay_s
+        self.second_parcel_rate = second_parcel_rate
         self.unit_price = unit_price
         self.tax_rate = tax_rate
         self.shipping_price = shipping_price
@@ -671,7 +676,7 @@ class SmakeSimulator(VendorSimulator):
             ],
             "shipments": [
                 self._shipment_json(order, index, shipment, state, created, updated)
-                for index, shipment in enumerate(body["shipments"])
+                for index, shipment in enumerate(self._parcels(order, body["shipments"]))
             ],
         }
 
@@ -701,6 +706,14 @@ class SmakeSimulator(VendorSimulator):
             "id_tags": [order.id_base + index + 1],
         }
 
+    def _parcels(self, order: SmakeOrder, shipments: list[Any]) -> list[Any]:
+        """The order's shipments: as created, and for some orders a second parcel (a split
+        the producer made; its method is the first one's)."""
+        if (not shipments or self.second_parcel_rate <= 0
+                or random.Random(f"parcels:{order.id}").random() >= self.second_parcel_rate):
+            return shipments
+        return [*shipments, {"shipping_method": dict(shipments[0]["shipping_method"])}]
+
     def _shipment_json(
         self,
         order: SmakeOrder,
@@ -713,7 +726,8 @@ class SmakeSimulator(VendorSimulator):
         tracking = shipment.get("tracking_number")
         if tracking is None and state == "completed":
             completed_at = order.state_at(self.clock())[1]
-            if self.clock() - completed_at >= self.tracking_delay_s:
+            # A later parcel's number comes a second after the one before it.
+            if self.clock() - completed_at >= self.tracking_delay_s + index * 1.0:
                 tracking = f"SMK{order.id:08d}{index:02d}"
         handle = shipment["shipping_method"]["handle"]
         return {
