@@ -255,6 +255,9 @@ class ChaosRun:
             env.update({
                 "ORDERFLOW_TOPICS__CONTROL": "chaos.orderflow.control",
                 "ORDERFLOW_SMAKE__WEBHOOK_TOKEN": WEBHOOK_TOKEN,
+                # One order, one flow, under the faults: mixed orders' artwork goes from
+                # Zakeke to Smake, and reviews wait for the production.
+                "ORDERFLOW_REEVOO__SUBMIT_ON": "fulfilled",
                 "PYTHONUNBUFFERED": "1",  # a SIGKILLed replica's last log lines are kept
                 "ORDERFLOW_POLL__INITIAL_INTERVAL_S": "0.5",
                 "ORDERFLOW_POLL__MAX_INTERVAL_S": "2",
