@@ -108,6 +108,9 @@ class PairState:
     # Media the vendor holds for the pair (order line id -> the vendor's media id), each
     # recorded as soon as it was uploaded: a retry or a restart reuses it, never uploads again.
     media: Mapping[str, int] = field(default_factory=dict)
+    # Re-opened by an operator (`orderflow retry`) after it ended failed, rejected or
+    # timed out: a vendor order that failed or was cancelled is not taken again.
+    again: bool = False
     record_media: Callable[[str, int], Awaitable[None]] | None = field(
         default=None, compare=False, repr=False)
 

@@ -133,6 +133,7 @@ class JobRunner:
                 return await lane.adapter.submit(order, PairState(
                     job.vendor_order_ref, job.vendor_state, job.intent_at, job.fulfilled_at,
                     record_intent=lambda: self._record_intent(running), media=dict(job.media),
+                    again=job.round > 0,
                     record_media=lambda line_id, media_id: self._record_media(
                         running, line_id, media_id)))
             return await lane.adapter.poll(order, PairState(job.vendor_order_ref, job.vendor_state))

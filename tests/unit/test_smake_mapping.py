@@ -824,7 +824,24 @@ async def test_a_failed_or_cancelled_smake_order_is_never_taken_again_a_new_one_
         ("POST", "/orders"): [(202, {"X-Identifier": "12"}, b"")],
     })
 
-    observation = await adapter.submit(an_order(), PairState("4", "failed", intent_at=1.0))
+    observation = await adapter.submit(an_order(), PairState("4", "failed", intent_at=1.0,
+                                                             again=True))
 
     assert observation.vendor_order_ref == "12"
     assert [request[1] for request in http.requests] == ["GET", "POST"]
+
+
+async def test_a_first_submission_adopts_a_failed_order_rather_than_producing_twice() -> None:
+    """A create whose answer was lost, and whose order failed before the look-up: that
+    failed order is the pair's (it ends failed; `orderflow retry` produces it anew). A
+    second production of one order is never made on a guess."""
+    adapter, http = adapter_with({
+        ("GET", "/orders"): [(200, {}, listed(
+            {"id": 4, "external_identifier": "SHOP-100234", "state": "failed",
+             "failure_message": "An image could not be downloaded."}))],
+    })
+
+    observation = await adapter.submit(an_order(), PairState(intent_at=1.0))
+
+    assert (observation.status, observation.vendor_order_ref) == (VendorStatus.FAILED, "4")
+    assert [request[1] for request in http.requests] == ["GET"]

@@ -104,7 +104,7 @@ class SmakeAdapter:
             raise VendorRejected(VENDOR, "create_order", refusal)
         if state.intent_at is not None:
             # A create may have happened (its answer lost, or its sender gone): ask first.
-            existing = await self._find(order.order_id)
+            existing = await self._find(order.order_id, again=state.again)
             if existing is not None:
                 return existing
         return await self._create(order, state)
@@ -173,11 +173,13 @@ class SmakeAdapter:
                 break
         return found
 
-    async def _find(self, order_id: str) -> Observation | None:
+    async def _find(self, order_id: str, *, again: bool = False) -> Observation | None:
         """The order Smake holds for our id, reading every page of the partial-match filter;
-        None when no order carries our id exactly. An order that failed or was cancelled
-        does not count (contract, `orderflow retry`): a pair submitted again after its
-        production failed gets a new Smake order, never the failed one again."""
+        None when no order carries our id exactly. For a pair submitted `again` (`orderflow
+        retry` after its production failed), an order that failed or was cancelled does not
+        count: it gets a new Smake order, never the failed one again. A first submission
+        adopts whatever Smake holds, failed too: its create's answer may only have been
+        lost, and a second production of one order is never made on a guess."""
         operation = "find_order"
         matches: list[tuple[str, dict[str, Any]]] = []
         for page in range(1, LOOKUP_MAX_PAGES + 1):
@@ -191,7 +193,8 @@ class SmakeAdapter:
                 raise smake_error(operation, answer)
             listing = answer.read_json(VENDOR, operation)
             matches.extend(match for match in exact_matches(listing, order_id, operation)
-                           if str(match[1].get("state", "")).lower() not in ENDED_UNMADE)
+                           if not again
+                           or str(match[1].get("state", "")).lower() not in ENDED_UNMADE)
             if not has_next_page(listing):
                 break
         else:
