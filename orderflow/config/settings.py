@@ -20,6 +20,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
@@ -216,6 +217,20 @@ class SmakeSettings(VendorSettings):
                 raise ValueError(f"{ours.strip()!r} is mapped twice")
             mapping[ours.strip()] = theirs.strip()
         return mapping or None
+
+    @model_validator(mode="after")
+    def _default_methods_are_mapped(self) -> SmakeSettings:
+        # With a map set, an order naming no method gets the default: one the map does not
+        # know as ours or as Smake's handle was sent unmapped, and Smake answered 422.
+        for kind in ("shipping", "payment"):
+            mapping = getattr(self, f"{kind}_method_map")
+            default = getattr(self, f"default_{kind}_method")
+            if mapping is not None and default not in mapping and default not in mapping.values():
+                raise ValueError(
+                    f"{env_name('smake', f'default_{kind}_method')}={default!r} is neither a "
+                    f"word nor a Smake handle of {env_name('smake', f'{kind}_method_map')}: "
+                    f"an order naming no {kind} method would be refused by Smake")
+        return self
 
     def missing_credentials(self) -> list[str]:
         return [] if _present(self.api_key) else ["api_key"]

@@ -156,6 +156,19 @@ def test_variable_names_are_case_insensitive(monkeypatch: pytest.MonkeyPatch) ->
     assert load_settings().poll.deadline_s == 60
 
 
+def test_a_default_method_a_set_map_does_not_know_stops_start_up_naming_both(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a method map set, an order naming no method got the default sent unmapped, and
+    Smake refused it (422): caught at start now, naming the two settings."""
+    message = config_error(monkeypatch, {**CREDENTIALS,
+                                         "ORDERFLOW_SMAKE__SHIPPING_METHOD_MAP": "express=dhl-express"})
+    assert "ORDERFLOW_SMAKE__DEFAULT_SHIPPING_METHOD='standard'" in message
+    assert "ORDERFLOW_SMAKE__SHIPPING_METHOD_MAP" in message
+    for default in ("express", "dhl-express"):  # our word, or the producer's handle: fine
+        set_env(monkeypatch, {"ORDERFLOW_SMAKE__DEFAULT_SHIPPING_METHOD": default})
+        assert load_settings().smake.default_shipping_method == default
+
+
 def test_the_artwork_hand_off_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     set_env(monkeypatch, {**CREDENTIALS, "ORDERFLOW_SMAKE__ARTWORK_FORMAT": "png",
                           "ORDERFLOW_SMAKE__ARTWORK_SIZE_MM": "210x297",

@@ -673,3 +673,11 @@ async def test_a_print_file_on_a_host_not_allowed_is_never_read() -> None:
             with pytest.raises(VendorRejected, match="not a host files may be read from"):
                 async with adapter.print_file(line, "PDF"):
                     pass
+
+
+def test_unable_to_place_the_order_is_a_refusal_of_that_order_not_an_outage() -> None:
+    """Legacy order page: "500 Unable to place the order". A bare 500 stays an outage."""
+    refused = zakeke_error("register_order", answer(500, b'{"message": "Unable to place the order"}'))
+    assert isinstance(refused, VendorRejected) and not refused.retriable
+    down = zakeke_error("register_order", answer(500, b'{"message": "Internal Server Error"}'))
+    assert isinstance(down, VendorUnavailable) and down.retriable

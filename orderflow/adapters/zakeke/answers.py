@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from orderflow.adapters.errors import VendorAuthFailed, VendorError
+from orderflow.adapters.errors import VendorAuthFailed, VendorError, VendorRejected
 from orderflow.adapters.http import HttpAnswer, default_error_for
 from orderflow.adapters.outcomes import LinePrintFiles, PrintFileRef
 from orderflow.adapters.zakeke.request import (
@@ -310,6 +310,10 @@ def summarize_zakeke_order(order: Order, data: Any) -> ZakekeOrderSummary:
 # ----------------------------------------------------------------------------- HTTP -> errors
 
 
+# What Zakeke's legacy order page says a 500 of the registration means.
+UNABLE_TO_PLACE = "unable to place the order"
+
+
 def zakeke_error(operation: str, answer: HttpAnswer) -> VendorError:
     """The one reading of a Zakeke status that is not the success the caller wanted.
 
@@ -321,6 +325,11 @@ def zakeke_error(operation: str, answer: HttpAnswer) -> VendorError:
     taxonomy: 429 throttled (Retry-After), 5xx unavailable, 401/403 auth, other 4xx
     rejected with Zakeke's `message`."""
     status = answer.status
+    if (operation == "register_order" and status == 500
+            and UNABLE_TO_PLACE in answer.message().lower()):
+        # The legacy order page: "500 Unable to place the order". Said of this order, not of
+        # Zakeke: a refusal, neither retried for days nor held against every Zakeke call.
+        return VendorRejected(VENDOR, operation, answer.message(), status)
     if operation == "token" and 400 <= status < 500 and status != 429:
         hint = ("check ORDERFLOW_ZAKEKE__BASE_URL" if status in (404, 405)
                 else "check ORDERFLOW_ZAKEKE__CLIENT_ID and __CLIENT_SECRET")
