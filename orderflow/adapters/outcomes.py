@@ -42,6 +42,16 @@ class ShipmentSeen:
     created_at: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class CancelledItemSeen:
+    """An item of the vendor's order that its producer cancelled."""
+
+    vendor_item_ref: str
+    variant_id: int | None = None
+    quantity: int | None = None
+    cancelled_at: str | None = None
+
+
 # Bounds on what an observation carries into events and the tracking record: a vendor's
 # texts can be anything, and a job's record must stay within what the brokers take.
 MAX_TRACKING_NUMBERS = 50
@@ -66,6 +76,8 @@ class Observation:
     tracking_expected: bool = False
     # The shipments as the vendor lists them (carrier, time), those without a number too.
     shipments: tuple[ShipmentSeen, ...] = ()
+    # Items the producer cancelled (the order goes on without them).
+    cancelled_items: tuple[CancelledItemSeen, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("vendor_order_ref", "vendor_state", "reason"):
@@ -79,6 +91,11 @@ class Observation:
                 shipment.tracking_number, shipment.carrier_handle, shipment.carrier_title,
                 shipment.created_at)))
             for shipment in self.shipments[:MAX_TRACKING_NUMBERS]))
+        object.__setattr__(self, "cancelled_items", tuple(
+            CancelledItemSeen(publishable(str(item.vendor_item_ref)), item.variant_id,
+                              item.quantity, None if item.cancelled_at is None
+                              else publishable(str(item.cancelled_at)))
+            for item in self.cancelled_items[:MAX_TRACKING_NUMBERS]))
 
 
 class CreateNotAllowed(Exception):

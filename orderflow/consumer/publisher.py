@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaProducer
 from orderflow.config.settings import TopicSettings
 from orderflow.consumer.metrics import Metrics
 from orderflow.consumer.transitions import OutputEvent
-from orderflow.contracts.events import OrderPrintFilesReady
+from orderflow.contracts.events import OrderPrintFilesReady, wire_json
 
 
 class Publisher:
@@ -32,7 +32,7 @@ class Publisher:
         for event in events:
             topic = self.topic_of(event)
             pending.append((topic, await self._producer.send(
-                topic, event.model_dump_json().encode(), key=event.order_id.encode())))
+                topic, wire_json(event), key=event.order_id.encode())))
         await asyncio.gather(*(future for _, future in pending))
         for topic, _ in pending:
             self._metrics.events_published.labels(topic).inc()

@@ -21,11 +21,12 @@ from enum import StrEnum
 from typing import Any
 
 from orderflow.adapters.errors import VendorError
-from orderflow.adapters.outcomes import CreateNotAllowed, Observation
+from orderflow.adapters.outcomes import CancelledItemSeen, CreateNotAllowed, Observation
 from orderflow.config.settings import PollSettings
 from orderflow.consumer.backoff import poll_interval, retry_delay
 from orderflow.consumer.jobs import Job, Phase
 from orderflow.contracts.events import (
+    CancelledItem,
     Order,
     OrderPrintFilesReady,
     OrderShipmentTracking,
@@ -140,7 +141,8 @@ def _timestamp(epoch: float) -> datetime:
 
 def status_event(job: Job, status: VendorStatus, now: float, *, vendor_order_ref: str | None,
                  vendor_state: str | None, reason: str | None = None,
-                 tracking_numbers: tuple[str, ...] = ()) -> OrderVendorStatus:
+                 tracking_numbers: tuple[str, ...] = (),
+                 cancelled_items: tuple[CancelledItemSeen, ...] = ()) -> OrderVendorStatus:
     return OrderVendorStatus(
         event_id=status_event_id(job.order_id, job.vendor, status, vendor_state, job.round),
         occurred_at=_timestamp(now),
@@ -153,6 +155,10 @@ def status_event(job: Job, status: VendorStatus, now: float, *, vendor_order_ref
         reason=reason,
         tracking_numbers=list(tracking_numbers),
         source_event_id=job.source_event_id,
+        cancelled_items=[CancelledItem(vendor_item_ref=item.vendor_item_ref,
+                                       variant_id=item.variant_id, quantity=item.quantity,
+                                       cancelled_at=item.cancelled_at)
+                         for item in cancelled_items] or None,
     )
 
 
@@ -181,7 +187,8 @@ def observed(job: Job, obs: Observation, now: float, poll: PollSettings, rng: ra
             events.extend(print_files_events(job, obs, now))
         events.append(status_event(job, obs.status, now, vendor_order_ref=ref,
                                    vendor_state=obs.vendor_state, reason=obs.reason,
-                                   tracking_numbers=obs.tracking_numbers))
+                                   tracking_numbers=obs.tracking_numbers,
+                                   cancelled_items=obs.cancelled_items))
     # What the answer changes, applied once below (a step builds one new Job, not several).
     learnt: dict[str, Any] = {
         "status": job.status if not changed else obs.status,

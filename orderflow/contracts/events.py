@@ -314,6 +314,16 @@ def print_files_event_id(order_id: str, line_id: str) -> str:
     return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{order_id}\x1fzakeke\x1fprint_files\x1f{line_id}"))
 
 
+class CancelledItem(_Model):
+    """An item of the vendor's order that its producer cancelled (Smake's item
+    `cancelled_at`): the order goes on without it."""
+
+    vendor_item_ref: EventText
+    variant_id: int | None = None
+    quantity: int | None = None
+    cancelled_at: EventText | None = None
+
+
 class OrderVendorStatus(_Model):
     """`order.vendor_status` v1: one event per change of an (order, vendor) pair."""
 
@@ -330,6 +340,8 @@ class OrderVendorStatus(_Model):
     reason: EventText | None = None
     tracking_numbers: list[EventText] = Field(default_factory=list)
     source_event_id: NonEmptyStr
+    # Items the vendor's producer cancelled, as known at this change (optional).
+    cancelled_items: list[CancelledItem] | None = None
 
     @model_validator(mode="after")
     def _terminal_matches_status(self) -> OrderVendorStatus:
@@ -387,3 +399,16 @@ class OrderShipmentTracking(_Model):
     source_event_id: NonEmptyStr
     # Per parcel with a number: the number, the carrier and when it was shipped (optional).
     shipments: list[Shipment] | None = None
+
+
+# Optional fields added to a v1 output event after it was first published: they travel only
+# when they say something, so every consumer built before them sees the event as it always
+# was (and the JSON Schemas do not require them).
+ADDED_OPTIONAL_FIELDS = ("cancelled_items", "shipments")
+
+
+def wire_json(event: BaseModel) -> bytes:
+    """An output event as it is published: every field of its version (null where there is
+    nothing), the added optional ones only when set."""
+    absent = {name for name in ADDED_OPTIONAL_FIELDS if getattr(event, name, ()) is None}
+    return event.model_dump_json(exclude=absent or None).encode()

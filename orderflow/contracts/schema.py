@@ -29,6 +29,7 @@ from pydantic import BaseModel
 from orderflow.config.settings import TopicSettings, env_name
 from orderflow.contracts import dead_letters
 from orderflow.contracts.events import (
+    ADDED_OPTIONAL_FIELDS,
     OrderCreated,
     OrderPrintFilesReady,
     OrderShipmentTracking,
@@ -141,7 +142,8 @@ def _check_properties(target: dict[str, Any], names: list[str]) -> None:
 def _all_fields_required(schema: dict[str, Any]) -> None:
     for target in (schema, *schema.get("$defs", {}).values()):
         if target.get("type") == "object" and "properties" in target:
-            target["required"] = list(target["properties"])
+            target["required"] = [name for name in target["properties"]
+                                  if target is not schema or name not in ADDED_OPTIONAL_FIELDS]
 
 
 def event_schemas() -> dict[str, dict[str, Any]]:

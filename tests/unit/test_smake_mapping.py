@@ -4,6 +4,7 @@ the reading of every answer, and the submit/poll flow over a scripted fake trans
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,8 +35,10 @@ from orderflow.adapters.smake import (
     smake_error,
     tracking_numbers,
 )
-from orderflow.config.settings import SmakeSettings
-from orderflow.contracts.events import Vendor, VendorStatus
+from orderflow.config.settings import PollSettings, SmakeSettings
+from orderflow.consumer.jobs import Job, Phase
+from orderflow.consumer.transitions import observed
+from orderflow.contracts.events import Vendor, VendorStatus, wire_json
 
 
 def load_event(name: str) -> dict[str, Any]:
@@ -845,3 +848,24 @@ async def test_a_first_submission_adopts_a_failed_order_rather_than_producing_tw
 
     assert (observation.status, observation.vendor_order_ref) == (VendorStatus.FAILED, "4")
     assert [request[1] for request in http.requests] == ["GET"]
+
+
+def test_items_the_producer_cancelled_are_reported_on_the_status_event() -> None:
+    """Smake's item `cancelled_at` (the page's order items): reported in the optional
+    `cancelled_items` of the next status event; an event without any leaves it out."""
+    order = PAGE_GET_EXAMPLE | {"state": "prepared", "items": [
+        {"id": 1, "quantity": 4, "variant": 27, "cancelled_at": None},
+        {"id": 2, "quantity": 1, "variant": 31, "cancelled_at": "2026-12-01T10:00:00+00:00"}]}
+    observation = observation_from_order(order)
+    assert [(i.vendor_item_ref, i.variant_id, i.quantity) for i in observation.cancelled_items] == [
+        ("2", 31, 1)]
+    job = Job(order_id="SHOP-1", vendor=Vendor.SMAKE, partition=0, source_event_id="e",
+              phase=Phase.POLL, status=VendorStatus.SUBMITTED, vendor_order_ref="1")
+    events = observed(job, observation, 1_800_000_000.0, PollSettings(), random.Random(1)).events
+    published = json.loads(wire_json(events[-1]))
+    assert published["cancelled_items"] == [{"vendor_item_ref": "2", "variant_id": 31,
+                                             "quantity": 1,
+                                             "cancelled_at": "2026-12-01T10:00:00+00:00"}]
+    quiet = observed(job, observation_from_order(PAGE_GET_EXAMPLE), 1_800_000_000.0,
+                     PollSettings(), random.Random(1)).events
+    assert "cancelled_items" not in json.loads(wire_json(quiet[-1]))

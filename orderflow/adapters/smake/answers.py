@@ -14,7 +14,7 @@ from orderflow.adapters.errors import (
     VendorUnavailable,
 )
 from orderflow.adapters.http import HttpAnswer, default_error_for, path_safe_ref
-from orderflow.adapters.outcomes import Observation, ShipmentSeen
+from orderflow.adapters.outcomes import CancelledItemSeen, Observation, ShipmentSeen
 from orderflow.adapters.smake.request import VENDOR
 from orderflow.contracts.events import VendorStatus
 
@@ -74,6 +74,28 @@ def shipments_of(order: Mapping[str, Any]) -> tuple[ShipmentSeen, ...]:
     return tuple(found)
 
 
+def cancelled_items_of(order: Mapping[str, Any]) -> tuple[CancelledItemSeen, ...]:
+    """The order's items its producer cancelled (an item's ``cancelled_at`` is set)."""
+    found: list[CancelledItemSeen] = []
+    items = order.get("items")
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict) or item.get("cancelled_at") in (None, ""):
+            continue
+        variant = item.get("variant")
+        variant_id = variant.get("id") if isinstance(variant, dict) else variant
+        quantity = item.get("quantity")
+        found.append(CancelledItemSeen(
+            vendor_item_ref=str(item.get("id")),
+            variant_id=variant_id if is_int(variant_id) else None,
+            quantity=quantity if is_int(quantity) else None,
+            cancelled_at=_text_or_none(item.get("cancelled_at"))))
+    return tuple(found)
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) < 1 << 53
+
+
 def _text_or_none(value: Any) -> str | None:
     return None if value in (None, "") or isinstance(value, dict | list) else str(value)
 
@@ -107,6 +129,7 @@ def observation_from_order(order: Any, operation: str = "get_order") -> Observat
         tracking_expected=status is VendorStatus.COMPLETED and (
             not shipments or any(s.tracking_number is None for s in shipments)),
         shipments=shipments,
+        cancelled_items=cancelled_items_of(order),
     )
 
 
