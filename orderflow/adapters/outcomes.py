@@ -128,6 +128,9 @@ class PairState:
     # Re-opened by an operator (`orderflow retry`) after it ended failed, rejected or
     # timed out: a vendor order that failed or was cancelled is not taken again.
     again: bool = False
+    # The earliest moment a vendor order for the pair can have been created (the pair's
+    # creation, epoch seconds): a look-up need not read older ones. None: no bound.
+    since: float | None = None
     record_media: Callable[[str, int], Awaitable[None]] | None = field(
         default=None, compare=False, repr=False)
 

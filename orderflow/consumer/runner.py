@@ -134,6 +134,8 @@ class JobRunner:
                     job.vendor_order_ref, job.vendor_state, job.intent_at, job.fulfilled_at,
                     record_intent=lambda: self._record_intent(running), media=dict(job.media),
                     again=job.round > 0,
+                    # A re-opened pair may adopt an order older than its new round.
+                    since=None if job.round > 0 else job.created_at,
                     record_media=lambda line_id, media_id: self._record_media(
                         running, line_id, media_id)))
             return await lane.adapter.poll(order, PairState(job.vendor_order_ref, job.vendor_state))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -869,3 +870,21 @@ def test_items_the_producer_cancelled_are_reported_on_the_status_event() -> None
     quiet = observed(job, observation_from_order(PAGE_GET_EXAMPLE), 1_800_000_000.0,
                      PollSettings(), random.Random(1)).events
     assert "cancelled_items" not in json.loads(wire_json(quiet[-1]))
+
+
+async def test_the_look_up_reads_only_orders_created_since_the_pair_a_day_earlier() -> None:
+    """Page: `/orders?filter[created_at_min]=2017-09-27`. A short id is part of many others'
+    ids; bounded by the pair's creation, the partial-match look-up ends."""
+    adapter, http = adapter_with({
+        ("GET", "/orders"): [(200, {}, listed())],
+        ("POST", "/orders"): [(202, {"X-Identifier": "9"}, b"")],
+    })
+    created = datetime(2026, 12, 6, 0, 30, tzinfo=UTC).timestamp()
+    await adapter.submit(an_order(), PairState(intent_at=created + 5, since=created))
+    assert http.requests[0][4]["filter[created_at_min]"] == "2026-12-05"
+    again, http_again = adapter_with({
+        ("GET", "/orders"): [(200, {}, listed())],
+        ("POST", "/orders"): [(202, {"X-Identifier": "10"}, b"")],
+    })
+    await again.submit(an_order(), PairState(intent_at=created + 5))
+    assert "filter[created_at_min]" not in http_again.requests[0][4]

@@ -4,6 +4,7 @@ holds nothing for the order, then follow it (one order, or up to 100 at a time).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -104,7 +105,7 @@ class SmakeAdapter:
             raise VendorRejected(VENDOR, "create_order", refusal)
         if state.intent_at is not None:
             # A create may have happened (its answer lost, or its sender gone): ask first.
-            existing = await self._find(order.order_id, again=state.again)
+            existing = await self._find(order.order_id, again=state.again, since=state.since)
             if existing is not None:
                 return existing
         return await self._create(order, state)
@@ -173,20 +174,27 @@ class SmakeAdapter:
                 break
         return found
 
-    async def _find(self, order_id: str, *, again: bool = False) -> Observation | None:
+    async def _find(self, order_id: str, *, again: bool = False,
+                    since: float | None = None) -> Observation | None:
         """The order Smake holds for our id, reading every page of the partial-match filter;
         None when no order carries our id exactly. For a pair submitted `again` (`orderflow
         retry` after its production failed), an order that failed or was cancelled does not
         count: it gets a new Smake order, never the failed one again. A first submission
         adopts whatever Smake holds, failed too: its create's answer may only have been
-        lost, and a second production of one order is never made on a guess."""
+        lost, and a second production of one order is never made on a guess.
+
+        `since` (the pair's creation) bounds the look-up with ``filter[created_at_min]``, a
+        day earlier for clocks that disagree: a short id is part of many others' ids, and the
+        partial-match filter would otherwise page through all of them."""
+        params = {"filter[external_identifier]": order_id, "per_page": str(LOOKUP_PAGE_SIZE)}
+        if since is not None:
+            params["filter[created_at_min]"] = datetime.fromtimestamp(
+                since - 86_400, UTC).date().isoformat()
         operation = "find_order"
         matches: list[tuple[str, dict[str, Any]]] = []
         for page in range(1, LOOKUP_MAX_PAGES + 1):
             answer = await self._http.request(
-                operation, "GET", "/orders",
-                params={"filter[external_identifier]": order_id,
-                        "per_page": str(LOOKUP_PAGE_SIZE), "page": str(page)},
+                operation, "GET", "/orders", params={**params, "page": str(page)},
                 headers=self._headers,
             )
             if answer.status != 200:
