@@ -881,10 +881,10 @@ async def test_the_look_up_reads_only_orders_created_since_the_pair_a_day_earlie
     })
     created = datetime(2026, 12, 6, 0, 30, tzinfo=UTC).timestamp()
     await adapter.submit(an_order(), PairState(intent_at=created + 5, since=created))
-    assert http.requests[0][4]["filter[created_at_min]"] == "2026-12-05"
+    assert (http.requests[0].params or {})["filter[created_at_min]"] == "2026-12-05"
     again, http_again = adapter_with({
         ("GET", "/orders"): [(200, {}, listed())],
         ("POST", "/orders"): [(202, {"X-Identifier": "10"}, b"")],
     })
     await again.submit(an_order(), PairState(intent_at=created + 5))
-    assert "filter[created_at_min]" not in http_again.requests[0][4]
+    assert "filter[created_at_min]" not in (http_again.requests[0].params or {})
