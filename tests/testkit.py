@@ -67,6 +67,23 @@ def a_job(order: Order | None = None, *, vendor: Vendor = Vendor.ZAKEKE, partiti
                due_at=now if due_at is None else due_at, **fields)
 
 
+class QuietVendor:
+    """What every fake vendor adapter shares: nothing to start, stop or check, and polls
+    that read the whole order. Subclasses answer `submit` and `poll`."""
+
+    vendor: Vendor = Vendor.ZAKEKE
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def verify_credentials(self) -> str:
+        return "ok"
+
+    def polling_view(self, order: Order) -> Order | None:
+        return order
+
+
 class FakePublisher:
     """Keeps what was published."""
 

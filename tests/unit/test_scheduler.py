@@ -12,6 +12,7 @@ from testkit import (
     Engine,
     FakePublisher,
     FakeStore,
+    QuietVendor,
     an_order,
     started_engine,
     zakeke_only,
@@ -30,21 +31,9 @@ EXAMPLE = EXAMPLE_ORDER_CREATED
 FakeTracking = FakeStore
 
 
-class ReadyOnThirdPoll:
-    vendor = Vendor.ZAKEKE
-
+class ReadyOnThirdPoll(QuietVendor):
     def __init__(self) -> None:
         self.polls = 0
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-    async def verify_credentials(self) -> str:
-        return "ok"
-
-    def polling_view(self, order: Order) -> Order | None:
-        return order
 
     async def submit(self, order: Order, state: PairState) -> Observation:
         return Observation(VendorStatus.SUBMITTED, vendor_order_ref="1")
@@ -149,25 +138,13 @@ async def test_a_failed_tracking_write_is_retried_without_asking_the_vendor_agai
     assert [e.status for e in publisher.events] == [VendorStatus.SUBMITTED, VendorStatus.COMPLETED]
 
 
-class DownThenUp:
+class DownThenUp(QuietVendor):
     """Every call fails (503, or 429 with Retry-After) until `up_at`; then orders complete."""
-
-    vendor = Vendor.ZAKEKE
 
     def __init__(self, up_at: float, throttle: bool) -> None:
         self.up_at = up_at
         self.throttle = throttle
         self.calls: list[float] = []
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-    async def verify_credentials(self) -> str:
-        return "ok"
-
-    def polling_view(self, order: Order) -> Order | None:
-        return order
 
     async def submit(self, order: Order, state: PairState) -> Observation:
         self.calls.append(time.monotonic())

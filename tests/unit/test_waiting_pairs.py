@@ -9,7 +9,7 @@ import asyncio
 import time
 from dataclasses import replace
 
-from testkit import Engine, FakeTrackingTopic, a_job, started_engine
+from testkit import Engine, FakeTrackingTopic, QuietVendor, a_job, started_engine
 
 from orderflow.adapters.outcomes import Observation, PairState
 from orderflow.config.settings import Settings
@@ -23,7 +23,7 @@ SETTINGS = Settings(zakeke={"enabled": False}, smake={"api_key": "k"},
                           "tracking_deadline_s": 0})
 
 
-class FakeVendor:
+class FakeVendor(QuietVendor):
     """Accepts at once; its second poll ends the pair with `ends_as`."""
 
     def __init__(self, vendor: Vendor, ends_as: VendorStatus = VendorStatus.COMPLETED) -> None:
@@ -31,16 +31,6 @@ class FakeVendor:
         self.ends_as = ends_as
         self.submitted: list[tuple[float, PairState]] = []
         self.polls = 0
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-    async def verify_credentials(self) -> str:
-        return "ok"
-
-    def polling_view(self, order: Order) -> Order | None:
-        return None
 
     async def submit(self, order: Order, state: PairState) -> Observation:
         self.submitted.append((time.time(), state))
@@ -70,8 +60,8 @@ async def both_finished(engine: Engine, *jobs: Job) -> None:
     raise AssertionError("the pairs did not finish within 10 s")
 
 
-async def test_reviews_wait_for_the_production_to_complete() -> None:
-    smake, reevoo = FakeVendor(Vendor.SMAKE), FakeVendor(Vendor.REEVOO)
+async def run_order(smake: FakeVendor, reevoo: FakeVendor) -> Engine:
+    """The order's two pairs through the engine, until both finished."""
     engine = await started_engine({Vendor.SMAKE: smake, Vendor.REEVOO: reevoo}, SETTINGS)
     smake_job, reevoo_job = order_pairs()
     try:
@@ -80,6 +70,12 @@ async def test_reviews_wait_for_the_production_to_complete() -> None:
         await both_finished(engine, smake_job, reevoo_job)
     finally:
         await engine.stop()
+    return engine
+
+
+async def test_reviews_wait_for_the_production_to_complete() -> None:
+    smake, reevoo = FakeVendor(Vendor.SMAKE), FakeVendor(Vendor.REEVOO)
+    engine = await run_order(smake, reevoo)
     completed_at = next(e.occurred_at.timestamp() for e in engine.publisher.events
                         if e.vendor is Vendor.SMAKE and e.status is VendorStatus.COMPLETED)
     [(sent_at, state)] = reevoo.submitted
@@ -93,14 +89,7 @@ async def test_reviews_wait_for_the_production_to_complete() -> None:
 async def test_an_order_never_fulfilled_gets_no_review_request() -> None:
     smake = FakeVendor(Vendor.SMAKE, ends_as=VendorStatus.FAILED)
     reevoo = FakeVendor(Vendor.REEVOO)
-    engine = await started_engine({Vendor.SMAKE: smake, Vendor.REEVOO: reevoo}, SETTINGS)
-    smake_job, reevoo_job = order_pairs()
-    try:
-        engine.add(reevoo_job)
-        engine.add(smake_job)
-        await both_finished(engine, smake_job, reevoo_job)
-    finally:
-        await engine.stop()
+    engine = await run_order(smake, reevoo)
     assert reevoo.submitted == [], "Reevoo must never be called for an order that failed"
     [ended] = [e for e in engine.publisher.events if e.vendor is Vendor.REEVOO]
     assert (ended.status, ended.terminal) == (VendorStatus.CANCELLED, True)
