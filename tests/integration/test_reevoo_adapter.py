@@ -74,7 +74,7 @@ async def test_202_completes_with_reevoos_uuid(rig: Rig) -> None:
     (submission,) = rig.simulator.submissions_for("SHOP-100234")
     assert observation.status is VendorStatus.COMPLETED
     assert observation.vendor_order_ref == submission.id
-    assert observation.vendor_state == "accepted"
+    assert observation.vendor_state is None  # the 202 carries no state word
     assert submission.trkref == "TRKREF123"
     assert submission.body["order_date"] == "22-11-2026"
     assert [item["price"] for item in submission.body["order_items"]] == [
@@ -102,7 +102,7 @@ async def test_metadata_keys_are_reduced_to_what_reevoo_accepts(rig: Rig) -> Non
     (submission,) = rig.simulator.submissions
     assert submission.body["order_items"] == [{
         "sku": "BOOK-9", "price": "10", "currency": "GBP",
-        "metadata": {"gift_wrap": "yes", "groe": "M", "field_1": "Value 1"},
+        "metadata": {"giftwrap": "yes", "groe": "M", "field1": "Value 1"},
     }]
 
 
@@ -182,13 +182,15 @@ async def test_wrong_credentials_are_an_auth_failure(rig: Rig) -> None:
     assert "wrong-secret" not in str(caught.value) and API_KEY not in str(caught.value)
 
 
-async def test_feature_not_enabled_is_an_auth_failure(rig: Rig) -> None:
+async def test_feature_not_enabled_is_a_refusal_not_retried(rig: Rig) -> None:
+    """Vendor notes: "403 `Access denied` when the feature is not enabled for the
+    organisation": the pair ends rejected, saying so, instead of being retried for days."""
     rig.simulator.access_denied = True
 
-    with pytest.raises(VendorAuthFailed, match="Access denied") as caught:
+    with pytest.raises(VendorRejected, match="not enabled for the organisation") as caught:
         await rig.adapter.submit(an_order(), PairState())
 
-    assert caught.value.status == 403
+    assert caught.value.status == 403 and not caught.value.retriable
 
 
 async def test_a_slow_answer_is_a_timeout(rig: Rig) -> None:

@@ -93,7 +93,10 @@ async def test_a_broker_that_comes_up_late_is_joined(broker, topics, tmp_path: P
     with log_path.open("wb") as log:
         service = start_service(env, log)
     try:
-        await asyncio.sleep(2.0)
+        # The service tries again after 0.5, 1, 2, 4 and 8 s: started at 8 s, the broker and
+        # the topics it needs have until the next try, at 15.5 s, to be there (created
+        # within the first second or two, they raced an earlier try on a loaded machine).
+        await asyncio.sleep(8.0)
         assert service.running, log_path.read_text()
         with late:
             await create_topics(late.bootstrap_servers, [(topics.orders_created, 2, None)])

@@ -126,7 +126,8 @@ async def test_register_then_poll_until_print_files(sandbox: Sandbox) -> None:
     assert sent == [("L1", DESIGN_ID, None), ("L2", None, "315-abc123")]
     assert registered[0].total == 57.20
     assert registered[0].session_id == "sess-8f2c41"
-    assert registered[0].lines[0].unit_price == 16.00  # model 12.00 + design 4.00
+    # The line's 12.00 includes its 4.00 design: model 8.00 + design 4.00, as the customer paid.
+    assert registered[0].lines[0].unit_price == 12.00
 
     state = PairState(submitted.vendor_order_ref, submitted.vendor_state)
     waiting = await adapter.poll(order, state)
@@ -185,7 +186,7 @@ async def test_missing_design_price_is_asked_of_zakeke(sandbox_factory: SandboxF
     order = with_l1(an_order(), design_unit_price=None, modification_id="mod-1")
     await adapter.submit(order, PairState())
     line = sandbox.sim.orders_with_code("SHOP-100234")[0].lines[0]
-    assert (line.unit_price, line.modification_id) == (14.5, "mod-1")  # 12.00 + 2.50
+    assert (line.unit_price, line.modification_id) == (12.0, "mod-1")  # model 9.50 + design 2.50
     assert sandbox.sim.ledger.request_count("get_design_qty") == 1
     assert "get_design" in sandbox.observer.operations()
 
