@@ -63,8 +63,9 @@ class Application:
                                  self.metrics)
         # One owner of the partitions' lives and of what is kept per partition; one write
         # path for a job's state. Every part below is handed them.
-        self.partitions = PartitionOwner(JobTable(), tracking, self.metrics,
-                                         critical=self.critical)
+        self.partitions = PartitionOwner(
+            JobTable(), tracking, self.metrics, critical=self.critical,
+            session_timeout_s=settings.kafka.session_timeout_ms / 1000)
         self.table = self.partitions.table
         journal = JobJournal(tracking, self.partitions)
         self._publisher = Publisher(self._producer, settings.topics, self.metrics)

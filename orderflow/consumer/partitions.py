@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -102,13 +103,23 @@ class PartitionOwner:
     """The one owner of the partitions' lives, and of what is kept per partition."""
 
     def __init__(self, table: JobTable, tracking: TrackingReader, metrics: Metrics, *,
-                 critical: CriticalTasks | None = None) -> None:
+                 critical: CriticalTasks | None = None, session_timeout_s: float = 10.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.table = table
         self._tracking = tracking
         self._metrics = metrics
         self._critical = critical or CriticalTasks()
         self._owned: dict[int, OwnedPartition] = {}
         self._listeners: list[PartitionListener] = []
+        # A process that stood still (frozen, starved) as long as its group session lasts
+        # has been counted out of the group: its partitions may be another replica's now,
+        # though nothing has told it yet. `tick` (housekeeping, every second) and
+        # `ownership_in_doubt` see such a gap; until the group assigns again, nothing of it
+        # may create a vendor order (another owner may be creating the same one).
+        self._session_timeout_s = session_timeout_s
+        self._monotonic = monotonic
+        self._last_tick = monotonic()
+        self._doubt_since: float | None = None
 
     def listen(self, listener: PartitionListener) -> None:
         self._listeners.append(listener)
@@ -148,6 +159,28 @@ class PartitionOwner:
         """Whether `job` is its pair's current state in an open partition: what a due-queue
         entry must be to run."""
         return self.is_open(job.partition) and self.table.get(job.partition, job.key) is job
+
+    # ------------------------------------------------------------------ a process that stood still
+
+    def tick(self) -> None:
+        """The process is running now (called about once a second)."""
+        self.ownership_in_doubt()
+        self._last_tick = self._monotonic()
+
+    def ownership_in_doubt(self) -> bool:
+        """Whether this process stood still long enough to have been counted out of its
+        group since the last assignment (then no vendor order may be created here until the
+        group assigns again; after three session timeouts without one, the membership
+        evidently held)."""
+        now = self._monotonic()
+        if now - self._last_tick >= self._session_timeout_s and self._doubt_since is None:
+            self._doubt_since = now
+            log.warning("the process stood still for as long as its group session: creating "
+                        "nothing until the group assigns partitions again",
+                        stood_still_s=round(now - self._last_tick, 1))
+        if self._doubt_since is not None and now - self._doubt_since >= 3 * self._session_timeout_s:
+            self._doubt_since = None
+        return self._doubt_since is not None
 
     # ------------------------------------------------------------------ what is kept per partition
 
@@ -212,6 +245,7 @@ class PartitionOwner:
         timeout, say: then our table of it is stale and it is restored afresh); the rest are
         restored in the background, their input paused until their jobs are known. Returns
         the partitions being restored."""
+        self._doubt_since = None  # the group has spoken: what is assigned is ours
         for gone in self.owned() - partitions:
             self.forget(gone)
         kept = self.owned() & partitions

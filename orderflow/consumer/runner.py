@@ -148,6 +148,10 @@ class JobRunner:
         """Record the job with the intent to create, and wait for the brokers, before an
         adapter's create call. The running job carries the intent from then on, so every
         later state of the pair (a retry after a lost answer included) keeps it."""
+        if self._owner.ownership_in_doubt():
+            raise OwnershipInDoubt(
+                "this replica stood still as long as its group session: the pair may be "
+                "another replica's now, so nothing is created until the group assigns again")
         if running.job.order_view:
             raise CreateNotAllowed(
                 "the vendor no longer holds the order it accepted, and orderflow kept only "
@@ -258,6 +262,11 @@ class JobRunner:
                     max(0.0, self._clock() - order.placed_at.timestamp()))
 
 
+class OwnershipInDoubt(Exception):
+    """A create refused because this replica may no longer own the pair (see
+    `PartitionOwner.ownership_in_doubt`): tried again later, by whoever owns it then."""
+
+
 class _Running:
     """The job of a run in progress: its intent to create, once recorded, replaces it."""
 
@@ -278,6 +287,8 @@ def _log_outcome(job: Job, outcome: Observation | Exception) -> None:
                      attempt=job.attempts + 1, retry_after=outcome.retry_after)
     elif isinstance(outcome, KafkaError):
         log.warning("could not record the intent to create, will retry", error=str(outcome))
+    elif isinstance(outcome, OwnershipInDoubt):
+        log.warning("create held back: ownership in doubt", error=str(outcome))
     elif isinstance(outcome, CreateNotAllowed):
         log.warning("create not allowed, the pair ends rejected", error=str(outcome))
     else:

@@ -88,6 +88,7 @@ class Scheduler:
                        for vendor, lane in self._lanes.items()]
         self._tasks.append(self._critical.spawn(self._housekeeping.run(),
                                                 name="scheduler-housekeeping"))
+        self._tasks.append(self._critical.spawn(self._tick_forever(), name="liveness-tick"))
 
     async def stop(self, grace_s: float) -> None:
         """Start nothing new, let running calls finish within `grace_s`, then cancel."""
@@ -194,6 +195,13 @@ class Scheduler:
     def held_back(self, now: float) -> dict[Vendor, dict[str, bool]]:
         """Per vendor, whether its calls are held, by reason: operator, backoff."""
         return {vendor: lane.held_back(now) for vendor, lane in self._lanes.items()}
+
+    async def _tick_forever(self) -> None:
+        """Tell the partition owner the process runs, every second, on its own: a task that
+        waits for Kafka (a sweep during a broker stall) must not look like a frozen process."""
+        while True:
+            self._owner.tick()
+            await asyncio.sleep(1.0)
 
     # ------------------------------------------------------------------ dispatch
 

@@ -163,3 +163,28 @@ async def test_a_committed_offset_from_the_group_keeps_the_dead_letters_noted() 
     assert owner.dead_lettered(0) == {7} and owner.committed(0) == 5
     owner.note_committed(0, 8)
     assert owner.dead_lettered(0) == set()
+
+
+async def test_a_process_that_stood_still_a_whole_session_creates_nothing_until_assigned_again() -> None:
+    """A replica frozen (or starved) as long as its group session was counted out: another
+    replica may own its partitions and be creating the same vendor orders. Until the group
+    assigns again, `ownership_in_doubt` holds its creates back."""
+    now = [1_000.0]
+    owner = PartitionOwner(JobTable(), FakeTrackingTopic(), Metrics(process_collectors=False),
+                           session_timeout_s=10.0, monotonic=lambda: now[0])
+    owner.tick()
+    now[0] += 9.0
+    assert not owner.ownership_in_doubt(), "shorter than a session: still a member"
+    owner.tick()
+    now[0] += 10.5  # frozen past the session, and nothing has run since
+    assert owner.ownership_in_doubt()
+    owner.tick()
+    now[0] += 1.0
+    assert owner.ownership_in_doubt(), "running again does not make it the owner again"
+    await owner.assigned({0}, 12, FakeInput())
+    assert not owner.ownership_in_doubt(), "the group has assigned: what is assigned is ours"
+    owner.tick()
+    now[0] += 10.0
+    assert owner.ownership_in_doubt()
+    now[0] += 30.0
+    assert not owner.ownership_in_doubt(), "no rebalance in three sessions: it was still a member"
