@@ -148,16 +148,23 @@ class JobRunner:
         """Record the job with the intent to create, and wait for the brokers, before an
         adapter's create call. The running job carries the intent from then on, so every
         later state of the pair (a retry after a lost answer included) keeps it."""
-        if self._owner.ownership_in_doubt():
-            raise OwnershipInDoubt(
-                "this replica stood still as long as its group session: the pair may be "
-                "another replica's now, so nothing is created until the group assigns again")
+        self._refuse_if_in_doubt()
         if running.job.order_view:
             raise CreateNotAllowed(
                 "the vendor no longer holds the order it accepted, and orderflow kept only "
                 "what following it needs: publish the order again to have it created anew")
         running.job = replace(running.job, intent_at=self._clock())
         await self._journal.record_running(running.job)
+        # Asked again once the write is acknowledged, the moment before the create leaves:
+        # a freeze during the write leaves the create to the pair's next owner (who finds
+        # the intent and asks the vendor first).
+        self._refuse_if_in_doubt()
+
+    def _refuse_if_in_doubt(self) -> None:
+        if self._owner.ownership_in_doubt():
+            raise OwnershipInDoubt(
+                "this replica stood still as long as its group session: the pair may be "
+                "another replica's now, so nothing is created until the group assigns again")
 
     async def _record_media(self, running: _Running, line_id: str, media_id: int) -> None:
         """Record a file uploaded for the pair, and wait for the brokers, before anything
