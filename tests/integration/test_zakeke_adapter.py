@@ -400,6 +400,46 @@ class ZiplessZakeke(ZakekeSimulator):
         return item
 
 
+async def test_a_names_and_numbers_line_gets_its_files_per_format_from_the_designs_api(
+    sandbox: Sandbox,
+) -> None:
+    """Designs page: "In the case of a design created with the Names and numbers tool ...
+    GET .../outputfiles/{fileFormat}?modificationID={modificationID}" and
+    ".../outputfiles/zip/{modificationID}"; the order's items document no modification."""
+    adapter = await sandbox.adapter()
+    order = with_l1(an_order(), modification_id="mod-1")
+    await adapter.submit(order, PairState())
+    sandbox.clock.advance(31)
+    done = await adapter.poll(order, PairState())
+    assert done.status is VendorStatus.COMPLETED
+    files = done.print_files[0]
+    assert files.modification_id == "mod-1"
+    assert files.zip_url is not None and files.zip_url.endswith(f"/print/{DESIGN_ID}-mod-1.zip")
+    assert [(f.format, f.url.rsplit("/", 1)[-1]) for f in files.files] == [
+        ("PDF", f"{DESIGN_ID}-mod-1.pdf"), ("PNG", f"{DESIGN_ID}-mod-1.png")]
+    assert sandbox.sim.ledger.request_count("output_zip_modification") == 1
+    assert sandbox.sim.ledger.request_count("output_file") == 2
+
+
+async def test_files_that_need_a_modification_id_the_line_lacks_end_the_pair_rejected(
+    sandbox_factory: SandboxFactory,
+) -> None:
+    """Designs page, error codes: "Design Files have ModificationID: need to specify
+    ModificationID." No later poll can get the files: the pair ends with Zakeke's words
+    instead of being asked again until its deadline."""
+    sandbox: Sandbox = await sandbox_factory(ZiplessZakeke)  # the zip is asked of the designs API
+    adapter = await sandbox.adapter()
+    registered = with_l1(an_order(), modification_id="mod-1")
+    await adapter.submit(registered, PairState())
+    sandbox.clock.advance(31)
+    # The same order as it reached us without the line's modification id.
+    done = await adapter.poll(an_order(), PairState())
+    assert done.status is VendorStatus.REJECTED
+    assert done.reason is not None
+    assert "need to specify ModificationID" in done.reason
+    assert "modification_id" in done.reason
+
+
 async def test_missing_zip_url_is_asked_of_the_designs_api(
     sandbox_factory: SandboxFactory,
 ) -> None:

@@ -29,13 +29,14 @@ from orderflow.adapters.http import (
     VendorHttp,
     basic_authorization,
 )
-from orderflow.adapters.outcomes import LinePrintFiles, Observation, PairState
+from orderflow.adapters.outcomes import LinePrintFiles, Observation, PairState, PrintFileRef
 from orderflow.adapters.zakeke.answers import (
     GrantedToken,
     design_size_from,
     design_unit_price_from,
     file_url_from,
     is_auth_refusal,
+    needs_modification_id,
     order_ref_from,
     parse_token_answer,
     summarize_zakeke_order,
@@ -70,6 +71,10 @@ log = structlog.get_logger(__name__)
 
 # Reading a print-ready file of tens of MB takes longer than an API call.
 FILE_TIMEOUT_S = 300.0
+
+# The formats `files[]` lists when they are asked for one by one: the two Smake takes as
+# artwork (contract, "One order, one flow"); the zip holds every format Zakeke rendered.
+LISTED_FILE_FORMATS = ("PDF", "PNG")
 
 
 class ZakekeAdapter:
@@ -213,19 +218,66 @@ class ZakekeAdapter:
         if not summary.ready:
             return Observation(VendorStatus.SUBMITTED, ref, summary.vendor_state)
         print_files: list[LinePrintFiles] = []
-        for entry in summary.lines:
-            files = entry.files
-            if files is None or files.zip_url is None:
-                # READY without a zip URL on the item (or no item for the line): the
-                # designs API hands out the zip, or 404 while it is not rendered yet.
-                zip_url = await self._print_files_zip(entry.line)
-                if zip_url is None:
+        try:
+            for entry in summary.lines:
+                files = await self._line_files(entry.line, entry.files)
+                if files is None:
                     return Observation(VendorStatus.SUBMITTED, ref, PRINT_FILES_IN_PROCESS)
-                files = _with_zip(entry.line, files, zip_url)
-            print_files.append(files)
+                print_files.append(files)
+        except VendorRejected as exc:
+            if not needs_modification_id(exc):
+                raise
+            # The design has one file per name-and-number (or variant) and our line names
+            # none: no poll will ever get its files, so waiting out the deadline helps no one.
+            return Observation(
+                VendorStatus.REJECTED, ref, summary.vendor_state,
+                reason=f"Zakeke needs the line's modification_id to give its print-ready "
+                       f"files: {exc.message}")
         return Observation(
             VendorStatus.COMPLETED, ref, PRINT_FILES_READY, print_files=tuple(print_files)
         )
+
+    async def _line_files(self, line: OrderLine, listed: LinePrintFiles | None
+                          ) -> LinePrintFiles | None:
+        """The print files of a READY design line, or None while they are not rendered yet.
+
+        The order's item gives them for a plain design line. A names-and-numbers line (one
+        with a modification id) is read from the designs API, which the page documents per
+        modification (`outputfiles/zip/{modificationID}`, `outputfiles/{format}
+        ?modificationID=`); so is a line whose item gives no zip or no files."""
+        modification_id = modification_id_of(line)
+        zip_url = listed.zip_url if listed is not None and modification_id is None else None
+        if zip_url is None:
+            zip_url = await self._print_files_zip(line)
+            if zip_url is None:
+                return None
+        files = listed.files if listed is not None and modification_id is None else ()
+        if not files:
+            files = await self._files_by_format(line)
+        design_id = design_id_of(line)
+        assert design_id is not None
+        return LinePrintFiles(line_id=line.line_id, design_id=design_id,
+                              modification_id=modification_id, zip_url=zip_url, files=files)
+
+    async def _files_by_format(self, line: OrderLine) -> tuple[PrintFileRef, ...]:
+        """The line's file in each format a printer takes (`outputfiles/{format}`); a format
+        Zakeke did not render (404) is left out."""
+        files: list[PrintFileRef] = []
+        modification_id = modification_id_of(line)
+        for file_format in LISTED_FILE_FORMATS:
+            answer = await self._authorized(
+                "get_print_file", "GET", print_file_path(line, file_format), code=None,
+                params={"modificationID": modification_id} if modification_id else None)
+            if answer.status == 404:
+                continue
+            if not answer.is_success:
+                raise zakeke_error("get_print_file", answer)
+            try:
+                url = file_url_from(answer.read_json(VENDOR, "get_print_file"))
+            except ValueError as exc:
+                raise VendorUnavailable(VENDOR, "get_print_file", str(exc), answer.status) from exc
+            files.append(PrintFileRef(format=file_format, url=url))
+        return tuple(files)
 
     async def _get_order(self, order: Order) -> dict[str, Any] | None:
         """Zakeke's order for our code, or None when Zakeke does not know it (yet)."""
@@ -363,14 +415,3 @@ class ZakekeAdapter:
         except ValueError as exc:
             raise VendorUnavailable(VENDOR, "token", str(exc), answer.status) from exc
 
-
-def _with_zip(line: OrderLine, files: LinePrintFiles | None, zip_url: str) -> LinePrintFiles:
-    design_id = design_id_of(line)
-    assert design_id is not None
-    return LinePrintFiles(
-        line_id=line.line_id,
-        design_id=design_id,
-        modification_id=modification_id_of(line),
-        zip_url=zip_url,
-        files=files.files if files is not None else (),
-    )

@@ -339,5 +339,11 @@ def zakeke_error(operation: str, answer: HttpAnswer) -> VendorError:
     return default_error_for(VENDOR, operation, answer)
 
 
+def needs_modification_id(error: VendorError) -> bool:
+    """Zakeke's 400 for a design with a file per modification asked for without one: "Design
+    Files have ModificationID: need to specify ModificationID." (designs page, error codes)."""
+    return error.status == 400 and "need to specify modificationid" in error.message.lower()
+
+
 def is_auth_refusal(answer: HttpAnswer) -> bool:
     return answer.status in (401, 403)
