@@ -44,6 +44,7 @@ from typing import Any
 import aiohttp
 from aiokafka.errors import KafkaError
 
+from chaos.flows import flow_figures
 from chaos.load import MAX_RECORD_BYTES, Producer, Stream, build_stream
 from chaos.plan import ChaosPlan, ChaosReport
 from chaos.replicas import Replicas
@@ -250,6 +251,7 @@ class ChaosRun:
                 "--slow-s", str(plan.request_timeout_s * 2),
                 "--print-files-delay-s", "2", "--print-files-jitter-s", "2",
                 "--smake-seconds-per-state", "1", "--smake-failure-rate", "0.05",
+                "--smake-second-parcel-rate", "0.2",
             ], sim_log)
             env = sandbox_env(broker.bootstrap_servers, topics, urls, abilities=broker.abilities)
             env.update({
@@ -368,6 +370,11 @@ class ChaosRun:
         for vendor, url in urls.items():
             async with session.get(f"{url}/_sim/ledger") as answer:
                 ledgers[vendor] = await answer.json()
+        flows = {}
+        for vendor, url in urls.items():
+            async with session.get(f"{url}/_sim/flows") as answer:
+                flows[vendor] = await answer.json()
+        report.figures.update(flow_figures(stream.events, flows, reader.outcomes))
         async with session.get(f"{urls['smake']}/_sim/webhooks") as answer:
             report.figures["smake_webhooks"] = await answer.json()
         report.figures["pause_command_exits"] = self.pause_exits

@@ -152,6 +152,11 @@ def failures(f: dict[str, Any], o: Observed) -> list[str]:
                                                     "were never announced"),
         (f["print_files_missing"] > 0, f"{f['print_files_missing']} completed Zakeke lines without "
                                        "a print-files event"),
+        *((count > 0, f"{count} {breach.replace('_', ' ')}, e.g. "
+                       f"{f['flow_breach_examples'].get(breach)}")
+          for breach, count in f.get("flow_breaches", {}).items()),
+        (f.get("artwork_lines_produced", 1) == 0, "no line designed at Zakeke reached Smake"),
+        (f.get("smake_orders_in_several_parcels", 1) == 0, "no Smake order came in two parcels"),
         (f["dead_letters_distinct"] != f["poison_produced"],
          f"{f['dead_letters_distinct']} dead letters for {f['poison_produced']} poison records"),
         (f["dead_letters_without_headers"] > 0, f"{f['dead_letters_without_headers']} dead letters "

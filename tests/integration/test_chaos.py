@@ -33,4 +33,8 @@ async def test_chaos_short_run_loses_nothing_and_duplicates_nothing(tmp_path):
     assert f["kills"] >= 3 and f["broker_stalls"] >= 1
     assert f["replicas_exited_on_their_own"] == []
     assert "503" not in f["healthz_answers"]
+    # One order, one flow: the artwork reached the printer, reviews waited for delivery,
+    # every parcel was announced.
+    assert f["artwork_lines_produced"] > 0 and f["smake_orders_in_several_parcels"] > 0
+    assert f["flow_breaches"] == dict.fromkeys(f["flow_breaches"], 0)
     assert report.passed, report.failures

@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     smake.add_argument("--smake-prefix", default=defaults.SMAKE_API_PREFIX)
     smake.add_argument("--smake-seconds-per-state", type=float, default=1.0)
     smake.add_argument("--smake-failure-rate", type=float, default=0.0)
+    smake.add_argument("--smake-second-parcel-rate", type=float, default=0.0,
+                       help="the share of orders shipped in two parcels")
 
     reevoo = parser.add_argument_group("reevoo")
     reevoo.add_argument("--reevoo-api-key", default=defaults.REEVOO_API_KEY)
@@ -107,6 +109,7 @@ def build_simulator(vendor: str, args: argparse.Namespace) -> VendorSimulator:
             api_prefix=args.smake_prefix,
             seconds_per_state=args.smake_seconds_per_state,
             failure_rate=args.smake_failure_rate,
+            second_parcel_rate=args.smake_second_parcel_rate,
             knobs=knobs,
             seed=args.seed,
         )

@@ -417,6 +417,15 @@ class VendorSimulator(abc.ABC):
         self.knobs.restore(self._baseline_knobs)
         self.rng = random.Random(self.seed)
 
+    def flows_snapshot(self) -> dict[str, Any]:
+        """What this vendor holds that a harness checks an order's flow against (served at
+        `GET /_sim/flows`); times are wall-clock seconds (`wall_time`)."""
+        return {}
+
+    def wall_time(self, at: float) -> float:
+        """A reading of this simulator's clock as wall-clock seconds."""
+        return time.time() - self.clock() + at
+
     def config_snapshot(self) -> dict[str, Any]:
         return {
             name: _jsonable(getattr(self, name)) for name in type(self).Config.model_fields
@@ -443,6 +452,7 @@ class VendorSimulator(abc.ABC):
             return f"sim.{short}" if named else None
 
         router.add_get(f"{root}/ledger", self._get_ledger, name=name("ledger"))
+        router.add_get(f"{root}/flows", self._get_flows, name=name("flows"))
         router.add_get(f"{root}/faults", self._get_faults, name=name("faults"))
         router.add_post(f"{root}/faults", self._post_faults, name=name("faults_patch"))
         router.add_get(f"{root}/config", self._get_config, name=name("config"))
@@ -499,6 +509,9 @@ class VendorSimulator(abc.ABC):
 
     async def _get_ledger(self, request: web.Request) -> web.Response:
         return json_response({"vendor": self.vendor, **self.ledger.summary()})
+
+    async def _get_flows(self, request: web.Request) -> web.Response:
+        return json_response(self.flows_snapshot())
 
     async def _get_faults(self, request: web.Request) -> web.Response:
         return json_response(self.knobs.snapshot())

@@ -93,6 +93,12 @@ class ReevooSimulator(VendorSimulator):
     def reset_state(self) -> None:
         self.submissions.clear()
 
+    def flows_snapshot(self) -> dict[str, Any]:
+        """Each submission accepted: its order_ref, when, and the fulfilment date it gave."""
+        return {"submissions": [
+            {"order_ref": s.order_ref, "received_at": self.wall_time(s.received_at),
+             "fulfilment_date": s.body.get("fulfilment_date")} for s in self.submissions]}
+
     def submissions_for(self, order_ref: str) -> list[ReevooSubmission]:
         return [s for s in self.submissions if s.order_ref == order_ref]
 

@@ -215,6 +215,26 @@ class SmakeSimulator(VendorSimulator):
                             found.setdefault(index, []).append(self.media[media["id"]])
         return found
 
+    def flows_snapshot(self) -> dict[str, Any]:
+        """Each order: its external identifier, when it was created and reached each state,
+        the production files of each item (by index), and the tracking numbers its parcels
+        get; and how many media were uploaded."""
+        return {
+            "media_uploaded": len(self.media),
+            "orders": [
+                {"external_identifier": order.external_identifier,
+                 "created_at": self.wall_time(order.created_clock),
+                 "timeline": [[self.wall_time(at), state] for at, state in order.timeline],
+                 "production_files": {
+                     str(index): [{"id": m.id, "sha256": m.sha256, "size": m.size,
+                                   "uploaded_at": self.wall_time(m.uploaded_at)} for m in media]
+                     for index, media in self.production_files(order).items()},
+                 "tracking_numbers": [
+                     _tracking_number(order, index) for index, _ in enumerate(
+                         self._parcels(order, order.request.get("shipments") or []))]}
+                for order in self.orders.values()],
+        }
+
     def add_routes(self, router: web.UrlDispatcher) -> None:
         prefix = self.api_prefix
         router.add_post(f"{prefix}/orders", self._create_order, name="create_order")
@@ -728,7 +748,7 @@ class SmakeSimulator(VendorSimulator):
             completed_at = order.state_at(self.clock())[1]
             # A later parcel's number comes a second after the one before it.
             if self.clock() - completed_at >= self.tracking_delay_s + index * 1.0:
-                tracking = f"SMK{order.id:08d}{index:02d}"
+                tracking = _tracking_number(order, index)
         handle = shipment["shipping_method"]["handle"]
         return {
             "id": order.id_base + 301 + index,
@@ -746,6 +766,11 @@ class SmakeSimulator(VendorSimulator):
             "created_at": created,
             "updated_at": updated,
         }
+
+
+def _tracking_number(order: SmakeOrder, index: int) -> str:
+    """The number the producer gives the order's `index`-th parcel once it is on its way."""
+    return f"SMK{order.id:08d}{index:02d}"
 
 
 # ----------------------------------------------------------------------------- validation

@@ -190,6 +190,19 @@ class ZakekeSimulator(VendorSimulator):
             size += len(chunk)
         return size, digest.hexdigest()
 
+    def flows_snapshot(self) -> dict[str, Any]:
+        """Each registered design line: its order code, when its print files came to exist
+        and the name they are served under (`{file_stem}.{format}`), and the file sizes."""
+        return {
+            "print_file_bytes": list(self.print_file_bytes),
+            "lines": [
+                {"order_code": order.code, "design_id": line.design_id,
+                 "modification_id": line.modification_id, "file_stem": line.file_stem,
+                 "files_ready_at": self.wall_time(line.files_ready_at)}
+                for order in self.orders.values() for line in order.lines
+                if line.design_id is not None],
+        }
+
     def add_routes(self, router: web.UrlDispatcher) -> None:
         router.add_post("/token", self._post_token, name="token")
         router.add_post("/v2/order", self._post_order, name="create_order")
