@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from bench.observe import percentile
 from bench.rig import Bench
 from orderflow.adapters.reevoo import reevoo_order_body
-from orderflow.consumer.decode import Undecodable, decode_order_created
+from orderflow.consumer.decode import Undecodable, decode_input
 from orderflow.contracts.events import OrderCreated
 from orderflow.sandbox.simulators import defaults
 from orderflow.sandbox.simulators.defaults import VENDORS
@@ -56,7 +56,7 @@ async def consume_ceiling(bench: Bench, start: Mapping[int, int], end: Mapping[i
     finally:
         await consumer.stop()
     began = time.perf_counter()
-    invalid = sum(isinstance(decode_order_created(v, 1 << 20), Undecodable) for v in values)
+    invalid = sum(isinstance(decode_input(v, 1 << 20), Undecodable) for v in values)
     validate_s = time.perf_counter() - began
     return {
         "consume_records": len(values),

@@ -1,6 +1,6 @@
 """Input records to orders, or to the reason they go to the dead-letter topic. Pure logic.
 
-`decode_order_created` never raises, whatever the bytes: one bad record must not stop its
+`decode_input` never raises, whatever the bytes: one bad record must not stop its
 partition (intake still guards against a bug here, see `Intake._verdict`).
 
 The JSON is read strictly, as RFC 8259 writes it, before the event is validated: a record
@@ -26,7 +26,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from orderflow.contracts.events import OrderCreated
+from orderflow.contracts.events import OrderCancelled, OrderCreated
+
+InputEvent = OrderCreated | OrderCancelled
 
 # No order field holds an integer anywhere near this long (quantities, variant ids).
 MAX_INTEGER_DIGITS = 100
@@ -45,7 +47,9 @@ class StrictJSONError(ValueError):
     """Valid for Python's lenient reader, but not strict JSON."""
 
 
-def decode_order_created(value: bytes | None, max_bytes: int) -> OrderCreated | Undecodable:
+def decode_input(value: bytes | None, max_bytes: int) -> InputEvent | Undecodable:
+    """An input record as `order.cancelled` v1 when its `event_type` says so, else as
+    `order.created` v1 (whose errors a record of any other type is then told)."""
     if not value:
         return Undecodable("empty", "EmptyRecord", "record has no value")
     if len(value) > max_bytes:
@@ -56,21 +60,26 @@ def decode_order_created(value: bytes | None, max_bytes: int) -> OrderCreated | 
     except UnicodeDecodeError as err:
         return Undecodable("invalid_utf8", "UnicodeDecodeError", f"not UTF-8: {err}")
     try:
-        read_strict_json(text)
+        data = read_strict_json(text)
     except RecursionError:
         return Undecodable("invalid_json", "RecursionError",
                            "not JSON: nested deeper than the reader's recursion limit")
     except ValueError as err:  # JSONDecodeError, StrictJSONError, int conversion limits
         return Undecodable("invalid_json", type(err).__name__, f"not JSON: {err}")
+    model: type[OrderCreated] | type[OrderCancelled] = OrderCreated
+    if isinstance(data, dict) and data.get("event_type") == "order.cancelled":
+        model = OrderCancelled
     try:
-        return OrderCreated.model_validate_json(value)
+        return model.model_validate_json(value)
     except ValidationError as exc:
         if any(error["type"] == "json_invalid" for error in exc.errors()):
             # The strict reader took it but the validator's parser did not (a lone
             # surrogate escape, nesting past its own limit): bad JSON, not a bad event.
             return Undecodable("invalid_json", "JSONDecodeError",
                                f"not JSON: {describe_validation_error(exc, prefix='')}")
-        return Undecodable("schema", "ValidationError", describe_validation_error(exc))
+        kind = "order.cancelled" if model is OrderCancelled else "order.created"
+        return Undecodable("schema", "ValidationError",
+                           describe_validation_error(exc, prefix=f"not a valid {kind} v1: "))
 
 
 def read_strict_json(text: str) -> Any:

@@ -14,6 +14,14 @@ change), and compaction keeps only the latest record of each key:
 | `retry/<vendor>/<order_id>` | `Retry` | `orderflow retry` | the replica owning the pair |
 | `hint/<vendor>/<delivery digest>` | `Hint` | the webhook endpoint of any replica | the owner |
 | `replayed/<topic>/<partition>/<offset>` | `Replayed` | `orderflow dlq replay` | nobody: a marker |
+| `cancel/<order_id>` | `Cancel` | the intake reading an `order.cancelled` | each owner of the order's pairs |
+
+A cancellation goes through here because the `order.cancelled` may come on another input
+partition than its order (another partitioner upstream), before it, or after it: every
+replica keeps every cancellation it read (one small record per cancelled order) and applies
+it to the order's pairs it owns, now or when the order or its partition comes. The first
+cancellation of an order is the one applied; it is removed after the retention of finished
+pairs (`ORDERFLOW_TRACKING__TERMINAL_RETENTION_S`), as a pair's record is.
 
 A retry carries the finished state it re-opens (`finished_at`), so reading it again after a
 restart, or giving the same command twice, re-opens nothing more.
@@ -115,11 +123,23 @@ class Replayed(_Record):
         return replayed_key(self.topic, self.partition, self.offset)
 
 
-ControlRecord = Annotated[Pause | Retry | Hint | Replayed, Field(discriminator="kind")]
-_RECORD: TypeAdapter[Pause | Retry | Hint | Replayed] = TypeAdapter(ControlRecord)
+class Cancel(_Record):
+    """An `order.cancelled` read from the input topic: for every pair of the order."""
+
+    kind: Literal["cancel"] = "cancel"
+    order_id: str = Field(min_length=1, max_length=_TEXT)
+    event_id: str = Field(min_length=1, max_length=_TEXT)
+    reason: str | None = Field(default=None, max_length=500)
+
+    def key(self) -> bytes:
+        return cancel_key(self.order_id)
 
 
-def parse(value: bytes) -> Pause | Retry | Hint | Replayed:
+ControlRecord = Annotated[Pause | Retry | Hint | Replayed | Cancel, Field(discriminator="kind")]
+_RECORD: TypeAdapter[Pause | Retry | Hint | Replayed | Cancel] = TypeAdapter(ControlRecord)
+
+
+def parse(value: bytes) -> Pause | Retry | Hint | Replayed | Cancel:
     """A control record from its bytes; ValueError when it is none, whatever the bytes
     (pydantic's own errors are ValueErrors; anything else its parser raises becomes one)."""
     try:
@@ -140,6 +160,10 @@ def pause_key(vendor: Vendor | str) -> bytes:
 
 def retry_key(vendor: Vendor | str, order_id: str) -> bytes:
     return f"retry/{vendor}/{order_id}".encode()
+
+
+def cancel_key(order_id: str) -> bytes:
+    return f"cancel/{order_id}".encode()
 
 
 def replayed_key(topic: str, partition: int, offset: int) -> bytes:

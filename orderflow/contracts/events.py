@@ -279,6 +279,18 @@ class OrderCreated(_Model):
     order: Order
 
 
+class OrderCancelled(_Model):
+    """`order.cancelled` v1, on the input topic: the customer or the shop cancelled the whole
+    order (contract, "order.cancelled")."""
+
+    event_id: NonEmptyStr
+    event_type: Literal["order.cancelled"]
+    schema_version: Literal[1]
+    occurred_at: AwareDatetime
+    order_id: Annotated[PathSafeId, StringConstraints(min_length=1, max_length=64)]
+    reason: Annotated[str, StringConstraints(max_length=500)] | None = None
+
+
 # ----------------------------------------------------------------------------- outputs
 
 # Deterministic ids: the same transition of the same pair always gets the same id, so a
@@ -308,6 +320,12 @@ def shipment_tracking_event_id(order_id: str, vendor: Vendor, tracking_numbers: 
     """Id of a pair's tracking numbers: the same numbers (in any order) always get the same id."""
     numbers = "\x1e".join(sorted(set(tracking_numbers)))
     return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{order_id}\x1f{vendor}\x1fshipment_tracking\x1f{numbers}"))
+
+
+def cancellation_refused_event_id(order_id: str, vendor: Vendor, cancellation_id: str) -> str:
+    """Id of a pair's refusal of one cancellation: the same pair and cancellation, one id."""
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE,
+                          f"{order_id}\x1f{vendor}\x1fcancellation_refused\x1f{cancellation_id}"))
 
 
 def print_files_event_id(order_id: str, line_id: str) -> str:
@@ -399,6 +417,22 @@ class OrderShipmentTracking(_Model):
     source_event_id: NonEmptyStr
     # Per parcel with a number: the number, the carrier and when it was shipped (optional).
     shipments: list[Shipment] | None = None
+
+
+class OrderCancellationRefused(_Model):
+    """`order.cancellation_refused` v1, on the status topic: a pair that could not be
+    cancelled (the vendor refused, or has no way to withdraw an order it took); the pair
+    goes on to its real end."""
+
+    event_id: NonEmptyStr
+    event_type: Literal["order.cancellation_refused"] = "order.cancellation_refused"
+    schema_version: Literal[1] = 1
+    occurred_at: datetime
+    order_id: NonEmptyStr
+    vendor: Vendor
+    vendor_order_ref: EventText | None = None
+    reason: EventText
+    source_event_id: NonEmptyStr
 
 
 # Optional fields added to a v1 output event after it was first published: they travel only

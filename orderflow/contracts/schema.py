@@ -30,6 +30,8 @@ from orderflow.config.settings import TopicSettings, env_name
 from orderflow.contracts import dead_letters
 from orderflow.contracts.events import (
     ADDED_OPTIONAL_FIELDS,
+    OrderCancellationRefused,
+    OrderCancelled,
     OrderCreated,
     OrderPrintFilesReady,
     OrderShipmentTracking,
@@ -41,7 +43,7 @@ JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 ASYNCAPI_VERSION = "3.0.0"
 # The version of the API the document describes: topics plus the v1 events. Bump it when
 # an optional field or a topic is added (renaming or removing is not allowed by the contract).
-API_VERSION = "1.0.0"
+API_VERSION = "1.1.0"
 KAFKA_BINDING_VERSION = "0.5.0"
 
 ASYNCAPI_FILE = "asyncapi.json"
@@ -81,7 +83,18 @@ SHIPMENT_TRACKING = EventSchema(
     "A pair's tracking numbers that became known after its terminal completed (on the status "
     "topic; told apart by event_type).",
 )
-EVENTS: tuple[EventSchema, ...] = (ORDER_CREATED, VENDOR_STATUS, PRINT_FILES_READY, SHIPMENT_TRACKING)
+ORDER_CANCELLED = EventSchema(
+    "order.cancelled", OrderCancelled, "validation",
+    "The customer or the shop cancelled the whole order (on the input topic; told apart from "
+    "order.created by event_type).",
+)
+CANCELLATION_REFUSED = EventSchema(
+    "order.cancellation_refused", OrderCancellationRefused, "serialization",
+    "A pair that could not be cancelled: the vendor refused, or cannot withdraw an order it "
+    "took (on the status topic; told apart by event_type).",
+)
+EVENTS: tuple[EventSchema, ...] = (ORDER_CREATED, VENDOR_STATUS, PRINT_FILES_READY, SHIPMENT_TRACKING,
+                                   ORDER_CANCELLED, CANCELLATION_REFUSED)
 
 # Headers of a dead-letter record (all UTF-8 strings), as the contract names them.
 DEAD_LETTER_HEADERS: dict[str, str] = dead_letters.REQUIRED
@@ -197,7 +210,9 @@ def asyncapi_document(topics: TopicSettings | None = None) -> dict[str, Any]:
     messages: dict[str, Any] = {}
     for name, event in (("orderCreated", ORDER_CREATED), ("orderVendorStatus", VENDOR_STATUS),
                         ("orderPrintFilesReady", PRINT_FILES_READY),
-                        ("orderShipmentTracking", SHIPMENT_TRACKING)):
+                        ("orderShipmentTracking", SHIPMENT_TRACKING),
+                        ("orderCancelled", ORDER_CANCELLED),
+                        ("orderCancellationRefused", CANCELLATION_REFUSED)):
         messages[name] = {
             "name": event.event_type,
             "title": f"{event.event_type} v1",
@@ -238,14 +253,15 @@ def asyncapi_document(topics: TopicSettings | None = None) -> dict[str, Any]:
     channels = {
         "ordersCreated": _channel(
             topics.orders_created, "orders_created",
-            "Orders from checkout. Producers may use any partitioner.",
-            {"orderCreated": "orderCreated"}),
+            "Orders from checkout, and their cancellations. Producers may use any partitioner.",
+            {"orderCreated": "orderCreated", "orderCancelled": "orderCancelled"}),
         "orderStatus": _channel(
             topics.status, "status",
             "Status of each (order, vendor) pair, and tracking numbers known only after it "
             "completed. event_id is deterministic: drop repeats by it.",
             {"orderVendorStatus": "orderVendorStatus",
-             "orderShipmentTracking": "orderShipmentTracking"}),
+             "orderShipmentTracking": "orderShipmentTracking",
+             "orderCancellationRefused": "orderCancellationRefused"}),
         "printFilesReady": _channel(
             topics.print_files_ready, "print_files_ready",
             "Print-ready files of Zakeke design lines. event_id is deterministic.",
@@ -268,6 +284,13 @@ def asyncapi_document(topics: TopicSettings | None = None) -> dict[str, Any]:
             "receive", "ordersCreated", "orderCreated",
             "Route each order to its vendors; invalid records go to the dead-letter topic.",
             groupId=group_id),
+        "receiveOrderCancelled": _operation(
+            "receive", "ordersCreated", "orderCancelled",
+            "Cancel every pair of the order wherever it is owned, before or after the order.",
+            groupId=group_id),
+        "sendCancellationRefused": _operation(
+            "send", "orderStatus", "orderCancellationRefused",
+            "Say that a pair could not be cancelled, and why."),
         "sendVendorStatus": _operation(
             "send", "orderStatus", "orderVendorStatus",
             "Announce each change of an (order, vendor) pair."),

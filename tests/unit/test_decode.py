@@ -9,7 +9,7 @@ import json
 import pytest
 from testkit import FIXTURES
 
-from orderflow.consumer.decode import Undecodable, decode_order_created
+from orderflow.consumer.decode import Undecodable, decode_input
 from orderflow.contracts.events import OrderCreated
 
 VALID = (FIXTURES / "order-created.json").read_bytes()
@@ -17,7 +17,7 @@ LIMIT = 1_048_576
 
 
 def undecodable(value: bytes | None, limit: int = LIMIT) -> Undecodable:
-    decoded = decode_order_created(value, limit)
+    decoded = decode_input(value, limit)
     assert isinstance(decoded, Undecodable), decoded
     return decoded
 
@@ -25,13 +25,13 @@ def undecodable(value: bytes | None, limit: int = LIMIT) -> Undecodable:
 @pytest.mark.parametrize("name", ["order-created.json", "order-created-minimal.json"])
 def test_a_valid_event_decodes(name: str) -> None:
     raw = (FIXTURES / name).read_bytes()
-    decoded = decode_order_created(raw, LIMIT)
+    decoded = decode_input(raw, LIMIT)
     assert isinstance(decoded, OrderCreated)
     assert decoded == OrderCreated.model_validate_json(raw)
 
 
 def test_a_record_exactly_at_the_limit_is_read() -> None:
-    assert isinstance(decode_order_created(VALID, len(VALID)), OrderCreated)
+    assert isinstance(decode_input(VALID, len(VALID)), OrderCreated)
 
 
 @pytest.mark.parametrize("value", [None, b""])
@@ -127,11 +127,11 @@ def test_a_repeated_key_is_refused_naming_it() -> None:
 
 
 def test_a_surrogate_pair_is_a_character_and_is_fine() -> None:
-    assert isinstance(decode_order_created(with_member('"\\ud83d\\ude00"'), LIMIT), OrderCreated)
+    assert isinstance(decode_input(with_member('"\\ud83d\\ude00"'), LIMIT), OrderCreated)
 
 
 def test_an_integer_of_a_hundred_digits_is_still_json() -> None:
-    assert isinstance(decode_order_created(with_member("9" * 100), LIMIT), OrderCreated)
+    assert isinstance(decode_input(with_member("9" * 100), LIMIT), OrderCreated)
 
 
 @pytest.mark.parametrize(("field", "value"), [
@@ -159,7 +159,7 @@ def test_ids_with_slashes_spaces_and_percent_signs_are_kept_as_they_are() -> Non
     # They are percent-encoded into the path, so they are not refused.
     event = json.loads(VALID)
     event["order"]["order_id"] = "A/B %2e%2e ü"
-    decoded = decode_order_created(json.dumps(event).encode(), LIMIT)
+    decoded = decode_input(json.dumps(event).encode(), LIMIT)
     assert isinstance(decoded, OrderCreated)
     assert decoded.order.order_id == "A/B %2e%2e ü"
 
@@ -170,3 +170,18 @@ def test_the_message_never_repeats_a_long_input() -> None:
     why = undecodable(json.dumps(event).encode())
     assert why.reason == "schema"
     assert len(why.message) < 1_000
+
+
+def test_an_order_cancelled_is_told_apart_by_its_event_type() -> None:
+    from orderflow.contracts.events import OrderCancelled
+
+    cancel = {"event_id": "c-1", "event_type": "order.cancelled", "schema_version": 1,
+              "occurred_at": "2026-11-22T11:02:10Z", "order_id": "SHOP-100234",
+              "reason": "customer asked to cancel"}
+    decoded = decode_input(json.dumps(cancel).encode(), LIMIT)
+    assert isinstance(decoded, OrderCancelled) and decoded.reason == "customer asked to cancel"
+    too_long = decode_input(json.dumps({**cancel, "reason": "x" * 501}).encode(), LIMIT)
+    assert isinstance(too_long, Undecodable)
+    assert too_long.message.startswith("not a valid order.cancelled v1: reason:")
+    unsafe = decode_input(json.dumps({**cancel, "order_id": ".."}).encode(), LIMIT)
+    assert isinstance(unsafe, Undecodable) and "order_id" in unsafe.message
