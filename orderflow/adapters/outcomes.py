@@ -128,9 +128,14 @@ class PairState:
     # Re-opened by an operator (`orderflow retry`) after it ended failed, rejected or
     # timed out: a vendor order that failed or was cancelled is not taken again.
     again: bool = False
-    # The earliest moment a vendor order for the pair can have been created (the pair's
-    # creation, epoch seconds): a look-up need not read older ones. None: no bound.
+    # The earliest moment a vendor order for the pair can have been created (the order's
+    # placing, epoch seconds): a look-up need not read older ones. None: no bound.
     since: float | None = None
+    # Ask the vendor whether it holds the order before creating it, even without an intent
+    # of ours (where it can be asked): another copy of the order (another input partition,
+    # or a repeat after its pairs' records were dropped) may have created it. A miss then
+    # proves absence at once; only our own recent intent needs the vendor's read lag waited.
+    ask_first: bool = False
     record_media: Callable[[str, int], Awaitable[None]] | None = field(
         default=None, compare=False, repr=False)
 

@@ -72,14 +72,19 @@ class Application:
         self.scheduler = Scheduler(settings, self._adapters, self.partitions, journal,
                                    self._publisher, self.metrics, clock=clock, rng=rng,
                                    critical=self.critical)
+        # The cancellations every replica knows (the control topic's `cancel/` records): the
+        # control reader fills it, the intake forwards new ones, the engine applies them.
+        cancellations = self.scheduler.cancellations
         self.intake = Intake(settings, self.partitions, journal, self._producer, self.metrics,
-                             clock=clock, critical=self.critical)
+                             clock=clock, critical=self.critical, cancellations=cancellations)
         # The deliveries noted on the control topic, by any replica: the reader fills it, the
         # webhook door asks it.
         deliveries = DeliveryLedger(clock)
         self.control = ControlReader(settings, self.scheduler, self.partitions, journal,
                                      self._producer, self.metrics, clock=clock,
-                                     critical=self.critical, deliveries=deliveries)
+                                     critical=self.critical, deliveries=deliveries,
+                                     cancellations=cancellations)
+        self.scheduler.fence_creates_with(self.control.caught_up)
         for topic in (settings.topics.tracking, settings.topics.control):
             self.metrics.internal_records_skipped.labels(topic)
         self._webhooks: SmakeWebhooks | None = None

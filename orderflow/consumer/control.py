@@ -4,6 +4,8 @@ the replica runs, and acts on what concerns this replica:
 - `pause/<vendor>`: hold or let go every call to the vendor (every replica);
 - `retry/<vendor>/<order>`: re-open the pair, if this replica owns it and it is still
   finished as the command saw it (kept until then: the owner may be restoring);
+- `cancel/<order>`: an order's cancellation, kept (every replica) and applied to the pairs
+  of the order this replica owns, now and whenever it comes to own more of them;
 - `hint/<vendor>/<digest>`: poll the pair now, if this replica owns it; then the hint is
   removed (a tombstone), so the topic holds only hints not yet served. Every hint key read,
   tombstones included, is noted in the delivery ledger the webhook endpoint asks, so a
@@ -33,6 +35,7 @@ from aiokafka.errors import KafkaError
 
 from orderflow.config.settings import Settings
 from orderflow.consumer.backoff import RetryPause
+from orderflow.consumer.cancellations import Cancellations
 from orderflow.consumer.critical import CriticalTasks
 from orderflow.consumer.jobs import Job, JobKey, Phase
 from orderflow.consumer.journal import JobJournal
@@ -55,6 +58,7 @@ SWEEP_MARKERS_EVERY_S = 600.0
 # The replica owning this input partition sweeps.
 SWEEPER_PARTITION = 0
 _HINT_PREFIX = b"hint/"
+_CANCEL_PREFIX = b"cancel/"
 
 
 class ControlReader:
@@ -64,7 +68,8 @@ class ControlReader:
                  journal: JobJournal, producer: AIOKafkaProducer, metrics: Metrics, *,
                  clock: Callable[[], float] = time.time,
                  critical: CriticalTasks | None = None,
-                 deliveries: DeliveryLedger | None = None) -> None:
+                 deliveries: DeliveryLedger | None = None,
+                 cancellations: Cancellations | None = None) -> None:
         self._settings = settings
         self._topic = settings.topics.control
         self._commands = commands
@@ -86,6 +91,15 @@ class ControlReader:
         self._markers: dict[bytes, tuple[str, int, int]] = {}
         self._swept_hints_at = 0.0
         self._swept_markers_at = 0.0
+        self._swept_cancels_at = 0.0
+        self.cancellations = cancellations if cancellations is not None else Cancellations()
+        # The fence before creates (`caught_up`): the offsets read so far, and the moment of
+        # the latest end-offset reading that the reads have reached.
+        self._read_up_to: dict[TopicPartition, int] = {}
+        self._tps: list[TopicPartition] = []
+        self._synced_at = 0.0
+        self._sync: asyncio.Future[None] | None = None
+        self._advanced = asyncio.Event()
 
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(**client_options(self._settings.kafka),
@@ -98,10 +112,12 @@ class ControlReader:
                 await consumer.topics()  # fresh metadata, then ask again
                 partitions = consumer.partitions_for_topic(self._topic) or {0}
             tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
+            self._tps = tps
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
             # Catch up before anything calls a vendor: the pauses in force are known.
             await read_to_end(consumer, tps, self._take, max_records=500)
+            await self._note_read(consumer)
         except BaseException:
             await self.stop()
             raise
@@ -152,6 +168,7 @@ class ControlReader:
         batch = await consumer.getmany(timeout_ms=timeout_ms, max_records=500)
         for tp, records in batch.items():
             await self._take(tp, records)
+        await self._note_read(consumer)
 
     async def _take(self, tp: TopicPartition, records: list[Any]) -> None:
         for record in records:
@@ -161,6 +178,37 @@ class ControlReader:
                 raise
             except Exception as exc:  # whatever the record: the topic goes on
                 self._skipped(record, f"{type(exc).__name__}: {exc}")
+
+    async def caught_up(self, since: float) -> None:
+        """Return once every record written to the control topic before `since` has been
+        read and acted on here. Before a first create: an `order.cancelled` read by any
+        replica (of any input partition) before the order's pair was created is then known,
+        and the order is never sent. One end-offset request serves every caller waiting
+        meanwhile; raises KafkaError when the brokers cannot say (the create waits)."""
+        while self._synced_at < since:
+            if self._sync is None or self._sync.done():
+                self._sync = asyncio.ensure_future(self._sync_once())
+            await asyncio.shield(self._sync)
+
+    async def _sync_once(self) -> None:
+        consumer = self._consumer
+        if consumer is None or not self._tps:
+            self._synced_at = self._clock()
+            return
+        asked_at = self._clock()
+        ends = await consumer.end_offsets(self._tps)
+        while any(self._read_up_to.get(tp, 0) < end for tp, end in ends.items()):
+            self._advanced.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._advanced.wait(), 1.0)
+        self._synced_at = max(self._synced_at, asked_at)
+
+    async def _note_read(self, consumer: AIOKafkaConsumer) -> None:
+        """Every record before the consumer's position has been acted on (a compacted gap
+        at the end holds no record to act on, but the position passes it)."""
+        for tp in self._tps:
+            self._read_up_to[tp] = await consumer.position(tp)
+        self._advanced.set()
 
     def _skipped(self, record: Any, why: str) -> None:
         self._metrics.internal_records_skipped.labels(self._topic).inc()
@@ -180,7 +228,9 @@ class ControlReader:
                 return
         if value is None:
             self._markers.pop(key or b"", None)
-            return  # a tombstone: a hint served, or a marker withdrawn
+            if key is not None and key.startswith(_CANCEL_PREFIX):
+                self.cancellations.forget(key[len(_CANCEL_PREFIX):].decode("utf-8", "replace"))
+            return  # a tombstone: a hint served, a marker withdrawn, a cancellation expired
         record = control.parse(value)  # ValueError: skipped by the caller, whatever the bytes
         self._metrics.control_records.labels(record.kind).inc()
         if isinstance(record, control.Pause):
@@ -193,6 +243,9 @@ class ControlReader:
             await self._retry_kept(record)
         elif isinstance(record, control.Hint):
             await self._hint(record, key, written_at)
+        elif isinstance(record, control.Cancel):
+            if self.cancellations.note(record):
+                await self._commands.cancel(record)
         elif (isinstance(record, control.Replayed) and key is not None
               and record.topic == self._settings.topics.dead_letter):
             # Only markers of our dead-letter topic: a marker naming another topic (nothing
@@ -241,6 +294,16 @@ class ControlReader:
                 await self._remove(key, "a stale hint")
             if stale:
                 log.info("stale webhook hints removed", count=len(stale))
+        if now - self._swept_cancels_at >= SWEEP_MARKERS_EVERY_S:
+            self._swept_cancels_at = now
+            expired = self.cancellations.older_than(
+                now - self._settings.tracking.terminal_retention_s)
+            for cancel in expired:
+                self.cancellations.forget(cancel.order_id)
+                await self._remove(cancel.key(), "an expired cancellation")
+            if expired:
+                log.info("cancellations older than finished pairs are kept removed",
+                         count=len(expired))
         if self._markers and now - self._swept_markers_at >= SWEEP_MARKERS_EVERY_S:
             self._swept_markers_at = now
             letters = {TopicPartition(t, p) for t, p, _ in self._markers.values()}

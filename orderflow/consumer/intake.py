@@ -1,4 +1,5 @@
-"""Intake: consume `order.created`, validate, route, write the pending jobs, then commit.
+"""Intake: consume `order.created`, validate, route, write the pending jobs, then commit;
+and forward each `order.cancelled` to the control topic, where every replica reads it.
 
 It never waits on a vendor (docs/architecture.md, decision 2). A batch's input offsets are
 committed only after its tracking records (and dead letters) are acknowledged, so a crash
@@ -25,9 +26,10 @@ from aiokafka.errors import (
 
 from orderflow.config.settings import Settings, env_name
 from orderflow.consumer.backoff import RetryPause
+from orderflow.consumer.cancellations import Cancellations
 from orderflow.consumer.critical import CriticalTasks
 from orderflow.consumer.dead_letters import DeadLetters
-from orderflow.consumer.decode import Undecodable, decode_order_created
+from orderflow.consumer.decode import Undecodable, decode_input
 from orderflow.consumer.jobs import Job, JobKey, Phase
 from orderflow.consumer.journal import JobJournal
 from orderflow.consumer.kafka import client_options
@@ -36,6 +38,8 @@ from orderflow.consumer.metrics import Metrics
 from orderflow.consumer.partitions import PartitionOwner
 from orderflow.consumer.routing import route, unknown_providers, waits_for
 from orderflow.consumer.tracking_record import encode_job
+from orderflow.contracts import control
+from orderflow.contracts.events import OrderCancelled
 
 log = get_logger(__name__)
 
@@ -73,8 +77,10 @@ class Intake:
         *,
         clock: Callable[[], float] = time.time,
         critical: CriticalTasks | None = None,
+        cancellations: Cancellations | None = None,
     ) -> None:
         self._settings = settings
+        self._cancellations = cancellations if cancellations is not None else Cancellations()
         self._critical = critical or CriticalTasks()
         self._topic = settings.topics.orders_created
         self._owner = owner
@@ -236,13 +242,21 @@ class Intake:
         done_before = self._owner.dead_lettered(partition)
         seen: set[JobKey] = set()
         verdicts: list[tuple[Record, list[Job] | Undecodable]] = []
+        cancels: list[control.Cancel] = []
         for record in records:
             if record.offset in done_before:
                 continue
             verdict = self._verdict(partition, record, now, seen)
+            if isinstance(verdict, control.Cancel):
+                cancels.append(verdict)
+                self._metrics.events_consumed.labels("cancellation").inc()
+                continue
             verdicts.append((record, verdict))
             if not isinstance(verdict, Undecodable):
                 self._metrics.events_consumed.labels("valid" if verdict else "duplicate").inc()
+        # Cancellations go to the control topic, where every replica reads them, before the
+        # batch's orders become jobs: an order after its cancellation is never sent.
+        await self._forward(cancels)
 
         refused = await self._journal.record_new(partition, {
             record.offset: verdict for record, verdict in verdicts
@@ -263,16 +277,31 @@ class Intake:
             self._metrics.events_consumed.labels("invalid").inc()
             done_before.add(record.offset)
 
+    async def _forward(self, cancels: list[control.Cancel]) -> None:
+        """Each cancellation not known yet, written to the control topic and acknowledged
+        (a crash before the commit writes it again: the same order's first one counts)."""
+        pending = [await self._producer.send(self._settings.topics.control,
+                                             cancel.model_dump_json().encode(), key=cancel.key())
+                   for cancel in cancels if self._cancellations.of(cancel.order_id) is None]
+        for future in pending:
+            await future
+        for cancel in cancels:
+            log.info("order cancellation forwarded", order_id=cancel.order_id,
+                     cancel_event_id=cancel.event_id)
+
     def _verdict(self, partition: int, record: Record, now: float,
-                 seen: set[JobKey]) -> list[Job] | Undecodable:
+                 seen: set[JobKey]) -> list[Job] | Undecodable | control.Cancel:
         """The new jobs of a record (none for a repeat), or why it is a dead letter. Never
         raises: an unexpected error is that record's dead letter (reason `internal`), so one
         record that trips a bug cannot stop its partition."""
         order_id: str | None = None
         try:
-            decoded = decode_order_created(record.value, self._settings.kafka.max_record_bytes)
+            decoded = decode_input(record.value, self._settings.kafka.max_record_bytes)
             if isinstance(decoded, Undecodable):
                 return decoded
+            if isinstance(decoded, OrderCancelled):
+                return control.Cancel(at=now, order_id=decoded.order_id,
+                                      event_id=decoded.event_id, reason=decoded.reason)
             order = decoded.order
             order_id = order.order_id
             for where, count in unknown_providers(order).items():

@@ -86,6 +86,11 @@ class Job:
     media: tuple[tuple[str, int], ...] = ()
     # While TRACKING: the tracking numbers announced so far (a new set is announced again).
     announced_numbers: tuple[str, ...] = ()
+    # The cancellation (`order.cancelled`) applied to the pair, once: its event id and reason;
+    # `cancelling` while a cancel call to the vendor is still owed (Smake's PUT .../cancel).
+    cancel_id: str | None = None
+    cancel_reason: str | None = None
+    cancelling: bool = False
     # In memory only: the vendor's message of the last transient failure, for the reason of
     # a `timed_out` (a restart forgets it; the next failure says it again).
     last_error: str | None = field(default=None, compare=False)
@@ -139,17 +144,24 @@ class JobTable:
     def __init__(self) -> None:
         self._active: dict[int, dict[JobKey, Job]] = {}
         self._finished: dict[int, dict[bytes, float]] = {}
+        # Finished pairs an `order.cancelled` owes nothing: those that did not complete, and
+        # those whose cancellation was answered already. A completed pair (most of them)
+        # gets one `order.cancellation_refused`; keeping the few others is the cheap side.
+        self._quiet: dict[int, set[bytes]] = {}
 
     def add_partition(self, partition: int, finished: dict[bytes, float] | None = None,
-                      active: dict[JobKey, Job] | None = None) -> None:
+                      active: dict[JobKey, Job] | None = None,
+                      quiet: set[bytes] | None = None) -> None:
         """Own a partition. `finished` (tracking key -> finished_at) and `active` (key -> job),
         as a restore builds them, become its indexes as they are, not copied: a million
         restored jobs are adopted at once, not put one by one with the loop standing still."""
         _adopt(self._active, partition, active)
         _adopt(self._finished, partition, finished)
+        self._quiet.setdefault(partition, set()).update(quiet or ())
 
     def drop_partition(self, partition: int) -> list[Job]:
         self._finished.pop(partition, None)
+        self._quiet.pop(partition, None)
         return list(self._active.pop(partition, {}).values())
 
     def partitions(self) -> list[int]:
@@ -170,7 +182,12 @@ class JobTable:
         finished = self._finished[job.partition]
         if job.phase is Phase.DONE:
             active.pop(job.key, None)
-            finished[tracking_key(job.key)] = job.finished_at or 0.0
+            key = tracking_key(job.key)
+            finished[key] = job.finished_at or 0.0
+            if job.status is not VendorStatus.COMPLETED or job.cancel_id is not None:
+                self._quiet[job.partition].add(key)
+            else:
+                self._quiet[job.partition].discard(key)
         else:
             if job.round and finished:
                 finished.pop(tracking_key(job.key), None)  # re-opened (`orderflow retry`)
@@ -180,9 +197,21 @@ class JobTable:
         """When the pair finished, if this table holds it as finished."""
         return self._finished.get(partition, {}).get(tracking_key(key))
 
+    def owes_refusal(self, partition: int, key: JobKey) -> bool:
+        """The pair finished `completed` and no cancellation of its order was answered yet:
+        a cancellation now gets one `order.cancellation_refused`."""
+        raw = tracking_key(key)
+        return (raw in self._finished.get(partition, {})
+                and raw not in self._quiet.get(partition, set()))
+
+    def note_refused(self, partition: int, key: JobKey) -> None:
+        if partition in self._quiet:
+            self._quiet[partition].add(tracking_key(key))
+
     def forget(self, partition: int, key: JobKey) -> None:
         self._active.get(partition, {}).pop(key, None)
         self._finished.get(partition, {}).pop(tracking_key(key), None)
+        self._quiet.get(partition, set()).discard(tracking_key(key))
 
     def active_jobs(self, partition: int) -> list[Job]:
         return list(self._active.get(partition, {}).values())

@@ -334,7 +334,7 @@ class PartitionOwner:
             owned = self._owned.get(read.partition)
             if owned is None or owned.stage is not Stage.RESTORING:
                 continue  # revoked while it was read: nothing to keep
-            self.table.add_partition(read.partition, read.finished, read.active)
+            self.table.add_partition(read.partition, read.finished, read.active, read.quiet)
             owned.tracking_end = read.end_offset
             await self._open(read.partition)
             log.info("tracking restored", partition=read.partition, records=read.records_read,

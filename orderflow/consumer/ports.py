@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from orderflow.consumer import transitions
 from orderflow.consumer.jobs import Job, JobKey
+from orderflow.contracts.control import Cancel
 from orderflow.contracts.events import Vendor
 
 
@@ -56,3 +57,7 @@ class EngineCommands(Protocol):
 
     def look_now(self, vendor: Vendor, order_id: str | None,
                  vendor_order_ref: str | None) -> HintResult: ...
+
+    async def cancel(self, cancel: Cancel) -> None:
+        """Apply an order's cancellation to the pairs of it this replica owns."""
+        ...

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 
 import structlog
@@ -24,7 +24,8 @@ from orderflow.adapters.outcomes import (
 )
 from orderflow.consumer import transitions
 from orderflow.consumer.backoff import RetryPause
-from orderflow.consumer.jobs import Job, Phase
+from orderflow.consumer.cancellations import Cancellations
+from orderflow.consumer.jobs import Job, JobKey, Phase
 from orderflow.consumer.journal import JobJournal
 from orderflow.consumer.kafka import retry_kafka
 from orderflow.consumer.lanes import VendorLane
@@ -32,6 +33,7 @@ from orderflow.consumer.logging import get_logger
 from orderflow.consumer.metrics import Metrics
 from orderflow.consumer.partitions import PartitionOwner
 from orderflow.consumer.ports import EventSink
+from orderflow.contracts.control import Cancel
 from orderflow.contracts.events import (
     Order,
     OrderShipmentTracking,
@@ -43,6 +45,9 @@ from orderflow.contracts.events import (
 log = get_logger(__name__)
 
 Clock = Callable[[], float]
+# Waits until every control record written before the given time has been read here (the
+# control reader's `caught_up`): a cancellation read anywhere first is known before a create.
+ControlFence = Callable[[float], Awaitable[None]]
 
 
 class JobRunner:
@@ -50,13 +55,16 @@ class JobRunner:
 
     def __init__(self, journal: JobJournal, owner: PartitionOwner, publisher: EventSink,
                  metrics: Metrics, *, clock: Clock = time.time,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 cancellations: Cancellations | None = None) -> None:
         self._journal = journal
         self._owner = owner
         self._publisher = publisher
         self._metrics = metrics
         self._clock = clock
         self._rng = rng or random.Random()
+        self.cancellations = cancellations if cancellations is not None else Cancellations()
+        self.fence: ControlFence | None = None
 
     async def run(self, lane: VendorLane, job: Job) -> None:
         """Run the job once. A bug (here, in an adapter, in an event model) neither kills the
@@ -65,8 +73,40 @@ class JobRunner:
         structlog.contextvars.bind_contextvars(order_id=job.order_id, vendor=str(job.vendor))
         try:
             await self._run_once(lane, job)
+            # A cancellation that came while the call ran (the engine leaves running pairs
+            # to their run) applies to what the call left.
+            await self.apply_cancellation(lane, job.partition, job.key)
         except Exception:
             self._unexpected(lane, job)
+
+    async def apply_cancellation(self, lane: VendorLane, partition: int, key: JobKey,
+                                 cancel: Cancel | None = None) -> None:
+        """Apply the order's cancellation (the one given, or the one known) to the pair as
+        the table holds it now, if it was not applied yet: see `transitions.cancel_requested`.
+        A pair that finished `completed` gets its one `order.cancellation_refused`."""
+        cancel = cancel or self.cancellations.of(key[0])
+        if cancel is None or not self._owner.is_open(partition):
+            return
+        job = self._owner.table.get(partition, key)
+        if job is None:
+            if self._owner.table.owes_refusal(partition, key):
+                finished = Job(order_id=key[0], vendor=key[1], partition=partition,
+                               source_event_id=cancel.event_id, cancel_id=cancel.event_id)
+                refusal = transitions.cancellation_refused(
+                    finished, transitions.REFUSED_AFTER_COMPLETION[key[1]], self._clock())
+                await retry_kafka(lambda: self._publisher.publish([refusal]),
+                                  what="refusing a cancellation", label="apply",
+                                  metrics=self._metrics, pause=RetryPause(cap_s=5.0),
+                                  still_wanted=lambda: self._owner.is_open(partition))
+                self._owner.table.note_refused(partition, key)
+                log.info("cancellation refused: the pair had completed", order_id=key[0],
+                         vendor=str(key[1]))
+            return
+        step = transitions.cancel_requested(job, cancel, self._clock())
+        if step is not None:
+            log.info("cancellation applied", order_id=job.order_id, vendor=str(job.vendor),
+                     phase=str(job.phase), cancel_event_id=cancel.event_id)
+            await self._publish_and_record(lane, job, step, None)
 
     async def run_batch(self, lane: VendorLane, jobs: list[Job]) -> None:
         """Polls read in one request; each pair still moves on its own answer. A pair the
@@ -103,6 +143,11 @@ class JobRunner:
                 self._unexpected(lane, job)
 
     async def _run_once(self, lane: VendorLane, job: Job) -> None:
+        cancel = self.cancellations.of(job.order_id)
+        if cancel is not None and job.cancel_id is None:
+            # Cancelled before this run: decided before anything is sent.
+            await self.apply_cancellation(lane, job.partition, job.key, cancel)
+            return
         need = transitions.before_call(job, self._clock(), lane.poll)
         if isinstance(need, transitions.Step):
             ending = need.events[0] if need.events else None
@@ -111,6 +156,13 @@ class JobRunner:
                           phase=str(job.phase))
             await self._publish_and_record(lane, job, need, None)
             return
+        if job.phase is Phase.SUBMIT and job.intent_at is None and self.fence is not None:
+            # A first submission: every cancellation read anywhere before the pair was
+            # created is known here first (whether or not the adapter records an intent).
+            await self.fence(job.created_at)
+            if self.cancellations.of(job.order_id) is not None:
+                await self.apply_cancellation(lane, job.partition, job.key)
+                return
         running = _Running(job)
         outcome = await self._call(lane, running, need.order)
         decision = transitions.after_call(running.job, outcome, self._clock(), lane.poll,
@@ -124,7 +176,8 @@ class JobRunner:
         """One call to the vendor: its answer, or the error it ended with (returned, not
         raised: what follows is decided in one place, `transitions.after_call`)."""
         job = running.job
-        kind = "submit" if job.phase is Phase.SUBMIT else "poll"
+        kind = ("submit" if job.phase is Phase.SUBMIT else "cancel" if job.cancelling
+                else "poll")
         gauge = self._metrics.jobs_in_flight.labels(str(job.vendor), kind)
         gauge.inc()
         try:
@@ -135,10 +188,22 @@ class JobRunner:
                     record_intent=lambda: self._record_intent(running), media=dict(job.media),
                     again=job.round > 0,
                     # A re-opened pair may adopt an order older than its new round.
-                    since=None if job.round > 0 else job.created_at,
+                    since=None if job.round > 0 else min(job.created_at,
+                                                         order.placed_at.timestamp()),
                     record_media=lambda line_id, media_id: self._record_media(
-                        running, line_id, media_id)))
-            return await lane.adapter.poll(order, PairState(job.vendor_order_ref, job.vendor_state))
+                        running, line_id, media_id),
+                    # Whatever its record says, the order may have reached the vendor from
+                    # another copy of it (another input partition, or a repeat later than
+                    # finished pairs are kept): the vendor is asked before a create.
+                    ask_first=True))
+            state = PairState(job.vendor_order_ref, job.vendor_state)
+            if job.cancelling:
+                cancel = getattr(lane.adapter, "cancel", None)
+                if cancel is None:
+                    raise CreateNotAllowed(f"{job.vendor} has no way to cancel an order")
+                result: Observation = await cancel(order, state)
+                return result
+            return await lane.adapter.poll(order, state)
         except Exception as exc:
             return exc
         finally:
@@ -149,6 +214,12 @@ class JobRunner:
         adapter's create call. The running job carries the intent from then on, so every
         later state of the pair (a retry after a lost answer included) keeps it."""
         self._refuse_if_in_doubt()
+        cancel = self.cancellations.of(running.job.order_id)
+        if running.job.cancel_id is not None or cancel is not None:
+            if cancel is not None and running.job.cancel_id is None:
+                running.job = replace(running.job, cancel_id=cancel.event_id,
+                                      cancel_reason=cancel.reason)
+            raise CreateNotAllowed("the order was cancelled before it was sent")
         if running.job.order_view:
             raise CreateNotAllowed(
                 "the vendor no longer holds the order it accepted, and orderflow kept only "
@@ -297,7 +368,8 @@ def _log_outcome(job: Job, outcome: Observation | Exception) -> None:
     elif isinstance(outcome, OwnershipInDoubt):
         log.warning("create held back: ownership in doubt", error=str(outcome))
     elif isinstance(outcome, CreateNotAllowed):
-        log.warning("create not allowed, the pair ends rejected", error=str(outcome))
+        log.warning("create not allowed", error=str(outcome),
+                    cancelled=job.cancel_id is not None)
     else:
         # An adapter bug must not lose the job: logged loudly, and it runs again later.
         log.error("unexpected error in vendor adapter, will retry",

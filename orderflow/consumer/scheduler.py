@@ -22,6 +22,7 @@ from dataclasses import replace
 
 from orderflow.adapters.outcomes import VendorAdapter
 from orderflow.config.settings import Settings
+from orderflow.consumer.cancellations import Cancellations
 from orderflow.consumer.critical import CriticalTasks
 from orderflow.consumer.housekeeping import Housekeeping
 from orderflow.consumer.jobs import Job, JobKey, Phase
@@ -31,7 +32,8 @@ from orderflow.consumer.logging import get_logger
 from orderflow.consumer.metrics import Metrics
 from orderflow.consumer.partitions import PartitionOwner
 from orderflow.consumer.ports import EventSink, HintResult
-from orderflow.consumer.runner import JobRunner
+from orderflow.consumer.runner import ControlFence, JobRunner
+from orderflow.contracts.control import Cancel
 from orderflow.contracts.events import Vendor
 
 log = get_logger(__name__)
@@ -61,6 +63,7 @@ class Scheduler:
         clock: Clock = time.time,
         rng: random.Random | None = None,
         critical: CriticalTasks | None = None,
+        cancellations: Cancellations | None = None,
     ) -> None:
         self._owner = owner
         self._journal = journal
@@ -72,7 +75,8 @@ class Scheduler:
                                self._current)
             for vendor, adapter in adapters.items()}
         self._runner = JobRunner(journal, owner, publisher, metrics,
-                                 clock=clock, rng=rng)
+                                 clock=clock, rng=rng, cancellations=cancellations)
+        self.cancellations = self._runner.cancellations
         self._housekeeping = Housekeeping(settings, owner, journal, metrics, self.held_back,
                                           clock=clock)
         self._tasks: list[asyncio.Task[None]] = []
@@ -131,6 +135,9 @@ class Scheduler:
                 by_lane.setdefault(job.vendor, []).append(job)
         for vendor, of_lane in by_lane.items():
             self._lanes[vendor].schedule_many(of_lane)
+        # Cancellations read while nobody here owned the partition apply now.
+        for cancel in self.cancellations.all():
+            await self._cancel_in(partition, cancel)
 
     def partitions_closing(self, partitions: set[int]) -> None:
         for lane in self._lanes.values():
@@ -142,6 +149,34 @@ class Scheduler:
         log.info("vendor budget shared", owned_partitions=owned, partitions=total)
 
     # ------------------------------------------------------------------ commands and hints
+
+    def fence_creates_with(self, fence: ControlFence) -> None:
+        """No first create before the control records written until the pair was created
+        are read here (`ControlReader.caught_up`): a cancellation read first wins."""
+        self._runner.fence = fence
+
+    async def cancel(self, cancel: Cancel) -> None:
+        """An order's cancellation, read from the control topic: applied to the order's
+        pairs this replica owns (a pair whose call is running gets it when the call ends)."""
+        for partition in self._owner.open_partitions():
+            await self._cancel_in(partition, cancel)
+
+    async def _cancel_in(self, partition: int, cancel: Cancel) -> None:
+        # Waiting pairs first: ended by the cancellation itself, not by an upstream pair's
+        # end ("never fulfilled", "never made").
+        keys: list[JobKey] = sorted(
+            ((cancel.order_id, vendor) for vendor in self._lanes),
+            key=lambda key: self._phase_rank(partition, key))
+        for key in keys:
+            lane = self._lanes[key[1]]
+            if key in lane.running:
+                continue  # its run applies it when the call ends
+            if self._owner.table.knows(partition, key):
+                await self._runner.apply_cancellation(lane, partition, key, cancel)
+
+    def _phase_rank(self, partition: int, key: JobKey) -> int:
+        job = self._owner.table.get(partition, key)
+        return 0 if job is not None and job.phase is Phase.WAIT else 1
 
     def follows(self, vendor: Vendor) -> bool:
         return vendor in self._lanes

@@ -11,7 +11,7 @@ import asyncio
 import gc
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -46,6 +46,8 @@ class RestoredPartition:
     finished: dict[bytes, float]
     records_read: int
     end_offset: int
+    # Finished pairs a cancellation of their order owes nothing (JobTable.owes_refusal).
+    quiet: set[bytes] = field(default_factory=set)
 
 
 class TrackingStore:
@@ -143,7 +145,8 @@ class TrackingStore:
                     await loop_share.hand_back()
             end = ends[TopicPartition(self.topic, partition)]
             self._metrics.tracking_records_restored.inc(replay.records)
-            restored.append(RestoredPartition(partition, active, replay.finished, replay.records, end))
+            restored.append(RestoredPartition(partition, active, replay.finished, replay.records, end,
+                                               replay.quiet))
         gc.freeze()
         self._metrics.tracking_restore_seconds.observe(time.monotonic() - started)
         return restored

@@ -48,6 +48,8 @@ def encode_job(job: Job) -> bytes:
             **({"fulfilled_at": job.fulfilled_at} if job.fulfilled_at is not None else {}),
             **({"media": dict(job.media)} if job.media else {}),
             **({"numbers": list(job.announced_numbers)} if job.announced_numbers else {}),
+            **({"cancel": {"id": job.cancel_id, "reason": job.cancel_reason,
+                           "owed": job.cancelling}} if job.cancel_id is not None else {}),
         },
         separators=(",", ":"),
     ).encode()
@@ -89,6 +91,9 @@ def decode_job(raw: bytes, partition: int) -> Job:
         fulfilled_at=_optional_float(data.get("fulfilled_at")),
         media=tuple((data.get("media") or {}).items()),
         announced_numbers=tuple(data.get("numbers") or ()),
+        cancel_id=(data.get("cancel") or {}).get("id"),
+        cancel_reason=(data.get("cancel") or {}).get("reason"),
+        cancelling=bool((data.get("cancel") or {}).get("owed", False)),
     )
 
 
@@ -159,6 +164,16 @@ def record_head(data: Any) -> dict[str, Any]:
             isinstance(k, str) and 0 < len(k) <= _MAX_TEXT and isinstance(v, int)
             and not isinstance(v, bool) and 0 < v < _MAX_MEDIA_ID for k, v in media.items()):
         raise ValueError("media is not line ids to media ids")
+    cancel = data.get("cancel")
+    if cancel is not None:
+        if not isinstance(cancel, dict):
+            raise ValueError("cancel is not an object")
+        _text(cancel, "id", required=True)
+        reason = cancel.get("reason")
+        if reason is not None and (not isinstance(reason, str) or len(reason) > _MAX_TEXT):
+            raise ValueError(f"cancel reason is not a string of at most {_MAX_TEXT} characters")
+        if not isinstance(cancel.get("owed", False), bool):
+            raise ValueError("cancel owed is not true or false")
     if (data.get("phase") == Phase.WAIT) != (data.get("waits_for") is not None):
         raise ValueError("a waiting pair names the pair it waits for, and only a waiting one")
     for name in ("attempts", "polls_without_change", "round"):
@@ -197,7 +212,16 @@ def _compact_json(value: dict[str, Any]) -> bytes:
 
 def finished_at_of(key: bytes, value: bytes) -> float | None:
     """When the pair of this tracking record finished, or None if it has not. Raises
-    ValueError for a record that cannot be read or names another pair than its key.
+    ValueError for a record that cannot be read or names another pair than its key."""
+    finished = finished_of(key, value)
+    return None if finished is None else finished[0]
+
+
+def finished_of(key: bytes, value: bytes) -> tuple[float, bool] | None:
+    """When the pair of this tracking record finished, and whether a cancellation of its
+    order owes it nothing (it did not complete, or its cancellation was answered already);
+    None if it has not finished. Raises ValueError for a record that cannot be read or
+    names another pair than its key.
 
     Reads the JSON and checks its head, but builds no Job and no Order: the cheap way
     through the finished pairs that are most of a long history."""
@@ -206,7 +230,8 @@ def finished_at_of(key: bytes, value: bytes) -> float | None:
         raise ValueError("the record names another pair than its key")
     if data["phase"] != Phase.DONE:
         return None
-    return float(data.get("finished_at") or 0.0)
+    quiet = data.get("status") != VendorStatus.COMPLETED or data.get("cancel") is not None
+    return float(data.get("finished_at") or 0.0), quiet
 
 
 def read_tracking_record(key: bytes, value: bytes, partition: int) -> Job:
@@ -253,6 +278,8 @@ class TrackingReplay:
         self.partition = partition
         self.records = 0
         self.finished: dict[bytes, float] = {}
+        # Finished pairs a cancellation owes nothing (see JobTable): few, most pairs complete.
+        self.quiet: set[bytes] = set()
         self._unfinished: dict[bytes, bytes] = {}
 
     @property
@@ -265,22 +292,25 @@ class TrackingReplay:
         self.records += 1
         if key is None:
             return None  # not a tracking record: orderflow always writes a key
+        self.quiet.discard(key)
         if value is None:
             self.finished.pop(key, None)
             self._unfinished.pop(key, None)
             return None
         try:
-            finished_at = finished_at_of(key, value)
+            finished = finished_of(key, value)
         except Exception as exc:  # whatever the bytes: the partition goes on
             self.finished.pop(key, None)
             self._unfinished.pop(key, None)
             return SkippedRecord(key, str(exc)[:300], offset)
-        if finished_at is None:
+        if finished is None:
             self.finished.pop(key, None)
             self._unfinished[key] = value
         else:
             self._unfinished.pop(key, None)
-            self.finished[key] = finished_at
+            self.finished[key] = finished[0]
+            if finished[1]:
+                self.quiet.add(key)
         return None
 
     def unfinished_jobs(self) -> Iterator[Job | SkippedRecord]:

@@ -25,9 +25,11 @@ from orderflow.adapters.outcomes import CancelledItemSeen, CreateNotAllowed, Obs
 from orderflow.config.settings import PollSettings
 from orderflow.consumer.backoff import poll_interval, retry_delay
 from orderflow.consumer.jobs import Job, Phase
+from orderflow.contracts.control import Cancel
 from orderflow.contracts.events import (
     CancelledItem,
     Order,
+    OrderCancellationRefused,
     OrderPrintFilesReady,
     OrderShipmentTracking,
     OrderVendorStatus,
@@ -35,12 +37,14 @@ from orderflow.contracts.events import (
     Shipment,
     Vendor,
     VendorStatus,
+    cancellation_refused_event_id,
     print_files_event_id,
     shipment_tracking_event_id,
     status_event_id,
 )
 
-OutputEvent = OrderVendorStatus | OrderPrintFilesReady | OrderShipmentTracking
+OutputEvent = (OrderVendorStatus | OrderPrintFilesReady | OrderShipmentTracking
+               | OrderCancellationRefused)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,10 +118,22 @@ def after_call(job: Job, outcome: Observation | Exception, now: float, poll: Pol
     - The engine refused the create (`CreateNotAllowed`): the pair ends rejected.
     - Anything else (the intent could not be recorded, a bug): tried again; not the
       vendor's doing. `intent_before` is the job's intent before this run."""
+    if job.cancelling:
+        cancel_answered = _cancel_answered(job, outcome, now, poll, rng)
+        if cancel_answered is not None:
+            return cancel_answered
     if isinstance(outcome, Observation):
         if job.phase is Phase.TRACKING:
             return Decision(tracking_observed(job, outcome, now, poll), VendorSignal.ANSWERED)
-        return Decision(observed(job, outcome, now, poll, rng), VendorSignal.ANSWERED)
+        step = observed(job, outcome, now, poll, rng)
+        if (job.cancel_id is not None and job.phase is Phase.SUBMIT
+                and step.job.phase is Phase.POLL and job.vendor is Vendor.SMAKE):
+            # Cancelled while its create may have happened: the order Smake turned out to
+            # hold is cancelled now.
+            step = Step(step.events, replace(step.job, cancelling=True, due_at=now))
+        return Decision(step, VendorSignal.ANSWERED)
+    if isinstance(outcome, CreateNotAllowed) and job.cancel_id is not None:
+        return Decision(cancelled(job, now), VendorSignal.NONE)
     if isinstance(outcome, VendorError):
         if not outcome.retriable:
             if job.phase is Phase.SUBMIT:
@@ -133,6 +149,27 @@ def after_call(job: Job, outcome: Observation | Exception, now: float, poll: Pol
     if isinstance(outcome, CreateNotAllowed):
         return Decision(rejected(job, str(outcome), now), VendorSignal.NONE)
     return Decision(retry_later(job, now, poll, rng), VendorSignal.NONE)
+
+
+def _cancel_answered(job: Job, outcome: Observation | Exception, now: float,
+                     poll: PollSettings, rng: random.Random) -> Decision | None:
+    """The vendor's answer to the cancel call the pair owed (Smake's PUT .../cancel): the
+    order cancelled ends the pair; a refusal, or the order in another state, is one
+    `order.cancellation_refused` and the pair is followed to its real end; a transient
+    failure is the caller's (tried again, still owed)."""
+    if isinstance(outcome, Observation):
+        if outcome.status is VendorStatus.CANCELLED:
+            return Decision(cancelled(job, now, vendor_order_ref=outcome.vendor_order_ref),
+                            VendorSignal.ANSWERED)
+        refusal = cancellation_refused(job, f"{job.vendor} answered the cancel with the order "
+                                            f"{outcome.vendor_state or outcome.status}", now)
+        step = observed(replace(job, cancelling=False), outcome, now, poll, rng)
+        return Decision(Step((refusal, *step.events), step.job), VendorSignal.ANSWERED)
+    if isinstance(outcome, VendorError) and not outcome.retriable:
+        refusal = cancellation_refused(job, outcome.message, now)
+        return Decision(Step((refusal,), replace(job, cancelling=False, attempts=0, due_at=now)),
+                        VendorSignal.ANSWERED)
+    return None
 
 
 def _timestamp(epoch: float) -> datetime:
@@ -233,6 +270,10 @@ def upstream_moved(waiting: Job, upstream: Job, now: float) -> Step | None:
     way (contract, "One order, one flow"); else None: it keeps waiting."""
     if waiting.phase is not Phase.WAIT or waiting.waits_for is not upstream.vendor:
         return None
+    if upstream.cancel_id is not None and upstream.status is not VendorStatus.COMPLETED:
+        # The order was cancelled: that wins over "never fulfilled" and "never made".
+        return cancelled(replace(waiting, cancel_id=upstream.cancel_id,
+                                 cancel_reason=upstream.cancel_reason), now)
     if upstream.status is VendorStatus.COMPLETED:
         return Step((), replace(waiting, phase=Phase.SUBMIT, waits_for=None,
                                 fulfilled_at=upstream.finished_at or now,
@@ -338,3 +379,74 @@ def timed_out(job: Job, now: float, reason: str | None = None) -> Step:
     event = status_event(job, VendorStatus.TIMED_OUT, now, vendor_order_ref=job.vendor_order_ref,
                          vendor_state=job.vendor_state, reason=reason)
     return Step((event,), _finish(job, now, status=VendorStatus.TIMED_OUT))
+
+
+# ----------------------------------------------------------------------------- cancellation
+
+CANCELLED = "the order was cancelled"
+ZAKEKE_KEEPS_IT = "the order stays registered at Zakeke, which has no way to withdraw one"
+REEVOO_MAY_HAVE_IT = ("a request may have reached Reevoo before the cancellation, and Reevoo "
+                      "has no way to withdraw one")
+# Why a pair that completed is not cancelled (its one `order.cancellation_refused`).
+REFUSED_AFTER_COMPLETION = {
+    Vendor.SMAKE: "Smake already completed the order's production",
+    Vendor.ZAKEKE: "Zakeke already made the order's print-ready files, and has no way to "
+                   "withdraw an order",
+    Vendor.REEVOO: "Reevoo already took the order (202), and has no way to withdraw one",
+}
+
+
+def cancel_requested(job: Job, cancel: Cancel, now: float) -> Step | None:
+    """What the order's cancellation does to this pair now (contract, "order.cancelled");
+    None: nothing (it was applied to the pair already, or the pair ended otherwise).
+
+    - Never sent (waiting for another pair, or no create started): ends `cancelled`.
+    - Smake, created or perhaps created: a cancel call is owed (`cancelling`), or, while
+      its create may have happened, Smake is asked first and nothing is created (the
+      runner refuses the create); the answer decides.
+    - Zakeke (no cancel endpoint): following stops, `cancelled`; it keeps the order.
+    - Reevoo with a create that may have reached it: `cancelled`, saying so.
+    - Completed (or completed and waiting for tracking numbers): one refusal."""
+    if job.cancel_id is not None:
+        return None
+    noted = replace(job, cancel_id=cancel.event_id, cancel_reason=cancel.reason)
+    if job.status is VendorStatus.COMPLETED:
+        return Step((cancellation_refused(noted, REFUSED_AFTER_COMPLETION[job.vendor], now),),
+                    noted)
+    if job.phase is Phase.DONE:
+        return None
+    sent = job.intent_at is not None or job.vendor_order_ref is not None
+    if job.phase is Phase.WAIT or not sent:
+        return cancelled(noted, now)
+    if job.vendor is Vendor.SMAKE:
+        return Step((), replace(noted, cancelling=job.phase is Phase.POLL, attempts=0,
+                                due_at=now))
+    if job.vendor is Vendor.ZAKEKE:
+        return cancelled(noted, now, note=ZAKEKE_KEEPS_IT)
+    return cancelled(noted, now, note=REEVOO_MAY_HAVE_IT)
+
+
+def cancelled(job: Job, now: float, *, note: str | None = None,
+              vendor_order_ref: str | None = None) -> Step:
+    """The pair ends `cancelled` by its order's cancellation, with its reason."""
+    reason = job.cancel_reason or CANCELLED
+    if note:
+        reason = f"{reason}; {note}"
+    ref = vendor_order_ref or job.vendor_order_ref
+    event = status_event(job, VendorStatus.CANCELLED, now, vendor_order_ref=ref,
+                         vendor_state=None, reason=reason)
+    return Step((event,), _finish(job, now, status=VendorStatus.CANCELLED, vendor_order_ref=ref,
+                                  waits_for=None, cancelling=False))
+
+
+def cancellation_refused(job: Job, reason: str, now: float) -> OrderCancellationRefused:
+    assert job.cancel_id is not None
+    return OrderCancellationRefused(
+        event_id=cancellation_refused_event_id(job.order_id, job.vendor, job.cancel_id),
+        occurred_at=_timestamp(now),
+        order_id=job.order_id,
+        vendor=job.vendor,
+        vendor_order_ref=job.vendor_order_ref,
+        reason=reason[:1000],
+        source_event_id=job.cancel_id,
+    )

@@ -38,6 +38,8 @@ class Outcomes:
     # Tracking numbers announced, per pair: in its terminal event, or after it
     # (order.shipment_tracking).
     shipment_tracking: dict[Pair, list[list[str]]] = field(default_factory=dict)
+    # `order.cancellation_refused` events per pair (by distinct event id).
+    refusals: dict[Pair, dict[str, str]] = field(default_factory=dict)
 
     def add_status(self, raw: bytes, seen_at: float | None = None) -> dict[str, Any]:
         """An event of the status topic: a status change, or tracking numbers known only
@@ -47,6 +49,9 @@ class Outcomes:
         self.event_ids[event["event_id"]] += 1
         if event.get("event_type") == "order.shipment_tracking":
             self.shipment_tracking.setdefault(pair, []).append(event["tracking_numbers"])
+            return event
+        if event.get("event_type") == "order.cancellation_refused":
+            self.refusals.setdefault(pair, {})[event["event_id"]] = event.get("reason") or ""
             return event
         self.statuses[pair].append(event["status"])
         now = time.time() if seen_at is None else seen_at

@@ -69,6 +69,7 @@ class FakeCommands:
 
     def __init__(self) -> None:
         self.paused: dict[Vendor, bool] = {}
+        self.cancelled: list[control.Cancel] = []
 
     def follows(self, vendor: Vendor) -> bool:
         return True
@@ -83,6 +84,9 @@ class FakeCommands:
 
     def look_now(self, vendor: Vendor, order_id: str | None, ref: str | None) -> HintResult:
         return HintResult.NOT_HERE
+
+    async def cancel(self, cancel: control.Cancel) -> None:
+        self.cancelled.append(cancel)
 
 
 def reader(opened: list[int] | None = None) -> tuple[ControlReader, FakeCommands, FakeProducer]:
@@ -154,3 +158,25 @@ async def test_the_owner_of_partition_0_removes_stale_hints_and_markers_of_expir
     await built._sweep(consumer)
     removed = {key for topic, value, key in producer.sent if topic == "control" and value is None}
     assert removed == {unserved.key(), expired.key()}
+
+
+async def test_an_orders_first_cancellation_is_applied_once_and_removed_after_retention() -> None:
+    built, commands, producer = reader()
+    first = control.Cancel(at=NOW - 1, order_id="A-1", event_id="c-1", reason="changed mind")
+    second = control.Cancel(at=NOW, order_id="A-1", event_id="c-2")
+    old = control.Cancel(at=NOW - 8 * 24 * 3600, order_id="A-0", event_id="c-0")
+    consumer = FakeConsumer([[
+        Record(first.key(), first.model_dump_json().encode(), at(1), offset=0),
+        Record(second.key(), second.model_dump_json().encode(), at(0), offset=1),
+        Record(first.key(), first.model_dump_json().encode(), at(0), offset=2),  # read again
+        Record(old.key(), old.model_dump_json().encode(), at(8 * 24 * 3600), offset=3),
+    ]])
+    await built._read_once(consumer, 0)
+    assert [c.event_id for c in commands.cancelled] == ["c-1", "c-0"]
+    assert built.cancellations.of("A-1") == first
+    await built._sweep(consumer)  # older than finished pairs are kept: removed
+    removed = {key for topic, value, key in producer.sent if topic == "control" and value is None}
+    assert removed == {old.key()} and built.cancellations.of("A-0") is None
+    # Its tombstone, read by every replica, forgets it there too.
+    await built._act(first.key(), None, NOW)
+    assert built.cancellations.of("A-1") is None

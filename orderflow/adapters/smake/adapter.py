@@ -103,8 +103,9 @@ class SmakeAdapter:
         refusal = refusal_before_create(order, self._settings)
         if refusal is not None:
             raise VendorRejected(VENDOR, "create_order", refusal)
-        if state.intent_at is not None:
-            # A create may have happened (its answer lost, or its sender gone): ask first.
+        if state.intent_at is not None or state.ask_first:
+            # A create may have happened (its answer lost, its sender gone, or another copy
+            # of the order created it): ask first.
             existing = await self._find(order.order_id, again=state.again, since=state.since)
             if existing is not None:
                 return existing
@@ -133,6 +134,21 @@ class SmakeAdapter:
             headers=self._headers,
         )
         if answer.status != 200:
+            raise smake_error(operation, answer)
+        return observation_from_order(answer.read_json(VENDOR, operation), operation)
+
+    async def cancel(self, order: Order | None, state: PairState) -> Observation:
+        """``PUT /orders/{id}/cancel`` ("Cancel": the order as Smake holds it now, `cancelled`).
+        "Depending on the cancellation setting it may be that an order can no longer be
+        canceled. In this case an API exception is thrown": a 4xx, a VendorRejected with
+        Smake's message."""
+        operation = "cancel_order"
+        ref = state.vendor_order_ref
+        if ref is None or path_safe_ref(ref) is None:
+            raise VendorRejected(VENDOR, operation, "no usable Smake id recorded for the pair")
+        answer = await self._http.request(
+            operation, "PUT", f"/orders/{quote(ref, safe='')}/cancel", headers=self._headers)
+        if not answer.is_success:
             raise smake_error(operation, answer)
         return observation_from_order(answer.read_json(VENDOR, operation), operation)
 

@@ -137,8 +137,9 @@ class ZakekeAdapter:
                 VENDOR, "register_order",
                 f"the order is in {order.currency}, the Zakeke account's prices in {base} "
                 f"(ORDERFLOW_ZAKEKE__BASE_CURRENCY): Zakeke takes prices in that currency only")
-        if state.intent_at is not None:
-            # A registration may have happened (its answer lost, or its sender gone).
+        if state.intent_at is not None or state.ask_first:
+            # A registration may have happened (its answer lost, its sender gone, or
+            # another copy of the order registered it).
             existing = await self._get_order(order)
             if existing is not None:
                 # Registered before: never post twice.
@@ -146,7 +147,8 @@ class ZakekeAdapter:
                 log.info("zakeke_order_adopted", order_id=order.order_id,
                          vendor_order_ref=observation.vendor_order_ref)
                 return observation
-            waited = self._wall_clock() - state.intent_at
+            waited = (float("inf") if state.intent_at is None
+                      else self._wall_clock() - state.intent_at)
             settle = self._settings.register_settle_s
             if waited < settle:
                 # One 404 right after a registration proves nothing: Zakeke's reads lag.
