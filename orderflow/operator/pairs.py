@@ -100,6 +100,10 @@ def describe(pair: PairRecord, settings: Settings) -> dict[str, Any]:
         "finished_at": when(job.finished_at),
         "intent_at": when(job.intent_at),
         "round": job.round,
+        # The order's cancellation applied to the pair (its event id), and whether a cancel
+        # call to the vendor is still owed.
+        "cancellation": job.cancel_id,
+        "cancel_owed": job.cancelling,
         "source_event_id": job.source_event_id,
         "tracking_partition": pair.job.partition,
         "tracking_offset": pair.offset,

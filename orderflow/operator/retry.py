@@ -31,13 +31,13 @@ def add_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
         help="re-open an order's pairs that ended rejected, failed or timed_out")
     sub.add_argument("order_id")
     sub.add_argument("--vendor", choices=VENDOR_NAMES, help="only this vendor's pair")
-    sub.add_argument("--wait", type=_finite_seconds, default=15.0,
+    sub.add_argument("--wait", type=finite_seconds, default=15.0,
                      help="seconds to wait for the owning replica to take it (default 15)")
     sub.set_defaults(run=lambda settings, args, report: retry(
         settings, args.order_id, Vendor(args.vendor) if args.vendor else None, report, args.wait))
 
 
-def _finite_seconds(given: str) -> float:
+def finite_seconds(given: str) -> float:
     try:
         value = float(given)
     except ValueError:
