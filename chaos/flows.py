@@ -7,7 +7,12 @@ simulator's `GET /_sim/flows`), beside the counts of lost and repeated pairs:
 - reviews waited for delivery: Reevoo got an order with a Smake line only after its Smake
   order completed, with a `fulfilment_date`, and never one whose production failed;
 - every parcel was announced: a completed Smake pair's announcements name every parcel's
-  tracking number."""
+  tracking number;
+- cancellations reached every vendor: an order cancelled before it was read (on its own
+  partition) was sent nowhere; every Smake order of a cancelled order was cancelled at
+  Smake, unless the pair said why not (`order.cancellation_refused`) or it had ended
+  otherwise; no pair refused one cancellation twice, and no order never cancelled got a
+  refusal."""
 
 from __future__ import annotations
 
@@ -52,7 +57,8 @@ def _state_at(timeline: list[list[Any]], state: str) -> float | None:
 
 
 def flow_figures(events: dict[str, dict[str, Any]], flows: dict[str, dict[str, Any]],
-                 outcomes: Outcomes, *, artwork_format: str = "PDF") -> dict[str, Any]:
+                 outcomes: Outcomes, *, artwork_format: str = "PDF",
+                 cancelled: dict[str, tuple[str, bool]] | None = None) -> dict[str, Any]:
     zakeke, smake, reevoo = flows["zakeke"], flows["smake"], flows["reevoo"]
     sizes = (int(zakeke["print_file_bytes"][0]), int(zakeke["print_file_bytes"][1]))
     files = {(line["order_code"], line["design_id"], line["modification_id"]): line
@@ -127,10 +133,38 @@ def flow_figures(events: dict[str, dict[str, Any]], flows: dict[str, dict[str, A
         if not expected <= announced:
             wrong("parcels_never_announced", order_id)
 
+    cancelled = cancelled or {}
+    created = {vendor: {key for key in flows[vendor].get("created_keys", ())}
+               for vendor in ("zakeke", "smake", "reevoo")}
+    for order_id, (timing, elsewhere) in cancelled.items():
+        counts[f"cancelled_{timing}"] += 1
+        if (timing == "before" and not elsewhere
+                and any(order_id in keys for keys in created.values())):
+            wrong("sent_though_cancelled_before", order_id)
+        for held in smake_orders.get(order_id, []):
+            states = {name for _, name in held["timeline"]}
+            if "cancelled" in states:
+                counts["smake_orders_cancelled_at_smake"] += 1
+            elif (order_id, "smake") in outcomes.refusals:
+                counts["smake_cancellations_refused"] += 1
+            elif outcomes.terminal_status.get((order_id, "smake")) not in ("failed", None):
+                wrong("smake_left_created_not_cancelled", order_id)
+    for (order_id, _vendor), refusals in outcomes.refusals.items():
+        counts["cancellations_refused"] += 1
+        if len(refusals) > 1:
+            wrong("refused_more_than_once", order_id)
+        if order_id not in cancelled:
+            wrong("refused_a_cancellation_never_made", order_id)
+    counts["pairs_cancelled"] = sum(1 for status in outcomes.terminal_status.values()
+                                    if status == "cancelled")
+
     return {
         **{key: counts[key] for key in (
             "artwork_lines_produced", "reviews_after_a_production", "smake_parcels",
-            "smake_orders_in_several_parcels")},
+            "smake_orders_in_several_parcels", "cancelled_before", "cancelled_waiting",
+            "cancelled_producing", "cancelled_ended", "pairs_cancelled",
+            "smake_orders_cancelled_at_smake", "smake_cancellations_refused",
+            "cancellations_refused")},
         # Smake cannot be asked which files it holds: an upload whose answer was lost (or
         # whose sender was killed) is made again, and the first copy stays unused.
         "artwork_uploads": smake["media_uploaded"],
@@ -145,4 +179,6 @@ FLOW_BREACHES = (
     "artwork_bytes_not_zakekes_file", "artwork_sent_before_the_file_existed",
     "reviews_for_a_failed_production", "reviews_before_delivery",
     "reviews_without_fulfilment_date", "parcels_never_announced",
+    "sent_though_cancelled_before", "smake_left_created_not_cancelled",
+    "refused_more_than_once", "refused_a_cancellation_never_made",
 )

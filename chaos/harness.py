@@ -330,8 +330,9 @@ class ChaosRun:
         progress = asyncio.create_task(self.report_progress(producer, reader, replicas, expected))
         self.began = time.monotonic()
         self.began_wall = time.time()
-        self.note(f"producing {plan.orders} orders at {plan.rate:.0f}/s with {plan.poison} poison records "
-                  f"and {plan.redeliveries} re-deliveries; 1 replica of {plan.replicas}")
+        self.note(f"producing {plan.orders} orders at {plan.rate:.0f}/s with {plan.poison} poison records, "
+                  f"{plan.redeliveries} re-deliveries and {plan.cancellations} cancellations; "
+                  f"1 replica of {plan.replicas}")
         try:
             await asyncio.gather(
                 asyncio.to_thread(producer.run),
@@ -374,7 +375,9 @@ class ChaosRun:
         for vendor, url in urls.items():
             async with session.get(f"{url}/_sim/flows") as answer:
                 flows[vendor] = await answer.json()
-        report.figures.update(flow_figures(stream.events, flows, reader.outcomes))
+            flows[vendor]["created_keys"] = list(ledgers[vendor]["created"])
+        report.figures.update(flow_figures(stream.events, flows, reader.outcomes,
+                                           cancelled=stream.cancelled))
         async with session.get(f"{urls['smake']}/_sim/webhooks") as answer:
             report.figures["smake_webhooks"] = await answer.json()
         report.figures["pause_command_exits"] = self.pause_exits

@@ -9,7 +9,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from chaos.plan import ChaosPlan
@@ -32,26 +32,72 @@ def poison_records(count: int, rng: random.Random) -> list[tuple[bytes, bytes | 
     return [(f"poison-{n}".encode(), kinds[n % len(kinds)](n)) for n in range(count)]
 
 
+# (kind, key, value, partition): the partition is None for the producer's partitioner.
+StreamRecord = tuple[str, bytes, bytes | None, int | None]
+
+# When a cancellation comes, in records after its order's (a negative count: before it);
+# the producer sends `rate` records a second. "ended": after every other record.
+CANCEL_TIMINGS: dict[str, tuple[int, int] | None] = {
+    "before": (-40, -1),      # the cancellation first, the order seconds later
+    "waiting": (1, 10),       # the order's pairs waiting, or being created
+    "producing": (100, 250),  # Smake producing (seconds per state), Zakeke's files pending
+    "ended": None,            # at the end of the stream: every pair ended
+}
+
+
 @dataclass
 class Stream:
-    """What the producer sends, in order: orders, re-deliveries and poison, mixed."""
+    """What the producer sends, in order: orders, re-deliveries, cancellations and poison,
+    mixed."""
 
-    records: list[tuple[str, bytes, bytes | None]]  # (kind, key, value)
+    records: list[StreamRecord]
     events: dict[str, dict[str, Any]]               # order_id -> event
+    # order_id -> when its cancellation came (a CANCEL_TIMINGS name) and whether on
+    # another partition than the producer's partitioner would choose.
+    cancelled: dict[str, tuple[str, bool]] = field(default_factory=dict)
+
+
+def cancellation(order_id: str, n: int) -> dict[str, Any]:
+    return {"event_id": f"chaos-cancel-{n}", "event_type": "order.cancelled",
+            "schema_version": 1, "occurred_at": "2026-12-01T10:00:00Z", "order_id": order_id,
+            "reason": f"chaos: customer {n} changed their mind"}
 
 
 def build_stream(plan: ChaosPlan) -> Stream:
     rng = random.Random(plan.seed)
     events = sample_orders(plan.orders, seed=plan.seed, prefix="CHAOS")
-    records: list[tuple[str, bytes, bytes | None]] = [("order", *encode(e)) for e in events]
+    records: list[StreamRecord] = [("order", *encode(e), None) for e in events]
     for _ in range(plan.redeliveries):
         # Upstream re-sends an order it already sent, a little later (same key, same bytes).
         index = rng.randrange(len(events))
         at = min(len(records), index + rng.randint(1, max(2, len(events) // 10)))
-        records.insert(at, ("redelivery", *encode(events[index])))
+        records.insert(at, ("redelivery", *encode(events[index]), None))
+    cancelled: dict[str, tuple[str, bool]] = {}
+    timings = list(CANCEL_TIMINGS)
+    at_the_end: list[StreamRecord] = []
+    for n, index in enumerate(rng.sample(range(len(events)), min(plan.cancellations, len(events)))):
+        order_id = events[index]["order"]["order_id"]
+        timing = timings[n % len(timings)]
+        elsewhere = n % 3 == 0 and plan.partitions > 1
+        cancel_value = json.dumps(cancellation(order_id, n)).encode()
+        # Another partition than the order's: one the partitioner does not choose for it
+        # (the harness does not compute it; a random one is another one most of the time).
+        partition = rng.randrange(plan.partitions) if elsewhere else None
+        copies = 2 if n % 10 == 0 else 1
+        for _ in range(copies):
+            record: StreamRecord = ("cancellation", order_id.encode(), cancel_value, partition)
+            window = CANCEL_TIMINGS[timing]
+            if window is None:
+                at_the_end.append(record)
+                continue
+            where = next(i for i, r in enumerate(records)
+                         if r[0] == "order" and r[1] == order_id.encode())
+            records.insert(max(0, min(len(records), where + rng.randint(*window)
+                                      + (1 if window[0] > 0 else 0))), record)
+        cancelled[order_id] = (timing, elsewhere)
     for key, value in poison_records(plan.poison, rng):
-        records.insert(rng.randrange(len(records) + 1), ("poison", key, value))
-    return Stream(records, {e["order"]["order_id"]: e for e in events})
+        records.insert(rng.randrange(len(records) + 1), ("poison", key, value, None))
+    return Stream(records + at_the_end, {e["order"]["order_id"]: e for e in events}, cancelled)
 
 
 class Producer:
@@ -82,7 +128,7 @@ class Producer:
             "linger.ms": 5, "message.timeout.ms": 300_000, "message.max.bytes": 4 * MAX_RECORD_BYTES,
         })
         began = time.monotonic()
-        for n, (kind, key, value) in enumerate(self._stream.records):
+        for n, (kind, key, value, partition) in enumerate(self._stream.records):
             time.sleep(max(0.0, began + n / self._rate - time.monotonic()))
 
             def delivered(error: Any, message: Any, kind: str = kind, key: bytes = key) -> None:
@@ -96,7 +142,11 @@ class Producer:
 
             while True:
                 try:
-                    producer.produce(self._topic, value, key=key, on_delivery=delivered)
+                    if partition is None:
+                        producer.produce(self._topic, value, key=key, on_delivery=delivered)
+                    else:
+                        producer.produce(self._topic, value, key=key, partition=partition,
+                                         on_delivery=delivered)
                     break
                 except BufferError:  # the local queue is full (a broker stall): wait
                     producer.poll(0.5)

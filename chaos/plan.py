@@ -32,6 +32,10 @@ class ChaosPlan:
     shutdown_grace_s: float = 5.0
     poison: int = 40
     redeliveries: int = 100        # orders published a second time, as at-least-once upstream
+    # Orders cancelled (`order.cancelled`), at every timing in turn: before the order, while
+    # it waits or is being created, while Smake produces, and after it ended; a third of
+    # them on another partition than the order, a tenth of them twice.
+    cancellations: int = 600
     drain_timeout_s: float = 600.0
     # `orderflow pause smake`, then `resume` this long after (the commands as processes).
     pause_s: float = 20.0
@@ -51,7 +55,8 @@ class ChaosPlan:
     def short(cls, **overrides: Any) -> ChaosPlan:
         """The variant `make test` runs: every kind of fault, in about a minute."""
         plan = cls(orders=600, rate=25.0, kills=3, stalls=1, stall_s=5.0, freezes=0, outage_s=8.0,
-                   throttle_bursts=2, poison=12, redeliveries=10, drain_timeout_s=180.0,
+                   throttle_bursts=2, poison=12, redeliveries=10, cancellations=60,
+                   drain_timeout_s=180.0,
                    pause_s=5.0)
         for name, value in overrides.items():
             setattr(plan, name, value)
@@ -113,6 +118,13 @@ class ChaosReport:
             ("reviews of orders with a production", f.get("reviews_after_a_production")),
             ("Smake parcels / orders in two parcels",
              f"{f.get('smake_parcels')} / {f.get('smake_orders_in_several_parcels')}"),
+            ("cancellations: before / waiting / producing / after the end",
+             f"{f.get('cancelled_before')} / {f.get('cancelled_waiting')} / "
+             f"{f.get('cancelled_producing')} / {f.get('cancelled_ended')}"),
+            ("  pairs cancelled / cancellations refused (order.cancellation_refused)",
+             f"{f.get('pairs_cancelled')} / {f.get('cancellations_refused')}"),
+            ("  Smake orders cancelled at Smake / refused by it",
+             f"{f.get('smake_orders_cancelled_at_smake')} / {f.get('smake_cancellations_refused')}"),
             ("flow breaches (each must be 0)", f.get("flow_breaches")),
             ("status/print-files events repeated (same event_id)", f["events_repeated"]),
             ("dead letters (distinct input records)", f["dead_letters_distinct"]),

@@ -82,6 +82,7 @@ def figures(o: Observed) -> dict[str, Any]:
     return {
         "orders_produced": o.producer.delivered["order"],
         "redeliveries_produced": o.producer.delivered["redelivery"],
+        "cancellations_produced": o.producer.delivered["cancellation"],
         "poison_produced": o.producer.delivered["poison"],
         "producer_failures": o.producer.failed[:10],
         "pairs_expected": len(o.expected),
@@ -157,6 +158,8 @@ def failures(f: dict[str, Any], o: Observed) -> list[str]:
           for breach, count in f.get("flow_breaches", {}).items()),
         (f.get("artwork_lines_produced", 1) == 0, "no line designed at Zakeke reached Smake"),
         (f.get("smake_orders_in_several_parcels", 1) == 0, "no Smake order came in two parcels"),
+        (plan.cancellations > 0 and f.get("smake_orders_cancelled_at_smake", 1) == 0,
+         "no Smake order was cancelled at Smake"),
         (f["dead_letters_distinct"] != f["poison_produced"],
          f"{f['dead_letters_distinct']} dead letters for {f['poison_produced']} poison records"),
         (f["dead_letters_without_headers"] > 0, f"{f['dead_letters_without_headers']} dead letters "

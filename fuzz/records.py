@@ -231,7 +231,40 @@ def _too_many_lines(rng: random.Random, event: dict[str, Any], limits: Limits) -
     return dumps(event, rng)
 
 
+def cancellation_of(event: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    """A valid `order.cancelled` v1 for the event's order."""
+    cancel: dict[str, Any] = {
+        "event_id": f"cxl-{rng.getrandbits(64):016x}", "event_type": "order.cancelled",
+        "schema_version": 1, "occurred_at": "2026-11-22T11:02:10+01:00",
+        "order_id": event["order"]["order_id"]}
+    if rng.random() < 0.7:
+        cancel["reason"] = rng.choice(["customer asked to cancel", "", "ü" * 500, "fraud\nsuspected"])
+    return cancel
+
+
+def _cancellation(**changes: Any) -> HostileKind:
+    def build(rng: random.Random, event: dict[str, Any], limits: Limits) -> bytes:
+        cancel = cancellation_of(event, rng)
+        for name, value in changes.items():
+            if value is _ABSENT:
+                cancel.pop(name, None)
+            else:
+                cancel[name] = value
+        return dumps(cancel, rng)
+    return build
+
+
+_ABSENT = object()
+
 HOSTILE: dict[str, HostileKind] = {
+    "cancel_reason_too_long": _cancellation(reason="x" * 501),
+    "cancel_without_event_id": _cancellation(event_id=_ABSENT),
+    "cancel_without_order_id": _cancellation(order_id=_ABSENT),
+    "cancel_order_id_dotdot": _cancellation(order_id=".."),
+    "cancel_order_id_too_long": _cancellation(order_id="A" * 65),
+    "cancel_schema_version_2": _cancellation(schema_version=2),
+    "cancel_time_no_offset": _cancellation(occurred_at="2026-11-22T11:02:10"),
+    "cancel_event_type_typo": _cancellation(event_type="order.canceled"),
     "huge_integer": lambda rng, e, _: _with_member(e, "9" * rng.randint(4_301, 9_000)),
     "huge_integer_quantity": lambda rng, e, lim: _line_field("quantity", "@BIG@")(rng, e, lim)
     .replace(b'"@BIG@"', b"9" * 5_000),
@@ -368,6 +401,16 @@ def generate(count: int, seed: int, limits: Limits, *, hypothesis_share: float =
         if n < len(from_hypothesis):
             event = from_hypothesis[n]
             yield FuzzRecord("hypothesis_valid", "accept", _keys(rng, event), dumps(event, rng))
+        elif roll < 0.04:
+            # A customer's cancellation: of an order of the run, or of one never seen.
+            event = json.loads(json.dumps(base))
+            event["order"]["order_id"] = f"FZ{seed}-{rng.randrange(max(1, n))}"
+            cancel = cancellation_of(event, rng)
+            yield FuzzRecord("cancellation_valid", "accept", _keys(rng, event), dumps(cancel, rng))
+        elif roll < 0.06:
+            cancel = cancellation_of(base, rng)
+            yield FuzzRecord("cancellation_mutation", "either", _keys(rng, base),
+                             mutate(rng, dumps(cancel)))
         elif roll < 0.25:
             event = json.loads(json.dumps(base))
             event["order"]["order_id"] = f"FZ{seed}-{n}"

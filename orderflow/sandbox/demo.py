@@ -9,7 +9,9 @@ metrics were served. Exit code 0 when every (order, vendor) pair reached a termi
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import random
 import time
 from collections import Counter
 from typing import Any
@@ -107,15 +109,34 @@ async def run_demo(*, orders: int = 300, timeout_s: float = 180.0, seed: int = 7
             await reader.start()
             metrics_url = f"http://127.0.0.1:{app.ops.port}/metrics"
             console.print(f"[bold]orderflow[/] running; metrics at {metrics_url}")
+            cancels = _cancellations(events, seed)
             try:
-                await _produce(broker.bootstrap_servers, topics.orders_created, events)
+                # Customers cancel some orders, at every moment: before the order comes (a
+                # third of them on another partition), while it waits or is being sent,
+                # while Smake produces, and after it ended.
+                await _produce(broker.bootstrap_servers, topics.orders_created,
+                               cancels["before"])
+                await _produce(broker.bootstrap_servers, topics.orders_created,
+                               [(*encode(event), None) for event in events])
+                await _produce(broker.bootstrap_servers, topics.orders_created,
+                               cancels["waiting"])
+                later = asyncio.get_running_loop().call_later(
+                    4.0, lambda: asyncio.ensure_future(_produce(
+                        broker.bootstrap_servers, topics.orders_created, cancels["producing"])))
                 all_pairs = set().union(*expected.values())
                 done = await _follow(console, reader, expected, all_pairs, timeout_s)
+                later.cancel()
+                if done:
+                    await _produce(broker.bootstrap_servers, topics.orders_created,
+                                   cancels["ended"])
+                    await _until_refused(reader, cancels["ended"], 15.0)
             finally:
                 await reader.stop()
                 await app.stop()
             _summary(console, events, expected, reader, zakeke, smake, reevoo,
                      time.monotonic() - started, metrics_url, settings.smake.artwork_format)
+            _cancellation_summary(console, cancels, reader, smake.state, zakeke.state,
+                                  reevoo.state)
     if not done:
         missing = len(all_pairs - reader.outcomes.finished_pairs())
         console.print(f"[bold red]{missing} pairs did not reach a terminal status within {timeout_s:.0f}s[/]")
@@ -136,14 +157,67 @@ def _expected_pairs(events: list[dict[str, Any]], settings: Settings) -> dict[st
     return expected
 
 
-async def _produce(bootstrap: str, topic: str, events: list[dict[str, Any]]) -> None:
+# (key, value, partition): None for the producer's partitioner.
+InputRecord = tuple[bytes, bytes, int | None]
+CANCEL_MOMENTS = ("before", "waiting", "producing", "ended")
+
+
+def _cancellations(events: list[dict[str, Any]], seed: int) -> dict[str, list[InputRecord]]:
+    """One order in fifteen cancelled, at each moment in turn; a third of them published
+    to another partition than their order's (another partitioner upstream)."""
+    rng = random.Random(seed)
+    chosen = rng.sample(events, max(len(CANCEL_MOMENTS), len(events) // 15))
+    moments: dict[str, list[InputRecord]] = {moment: [] for moment in CANCEL_MOMENTS}
+    for n, event in enumerate(chosen):
+        order_id = event["order"]["order_id"]
+        cancel = {"event_id": f"demo-cancel-{n}", "event_type": "order.cancelled",
+                  "schema_version": 1, "occurred_at": event["occurred_at"],
+                  "order_id": order_id, "reason": "the customer changed their mind"}
+        partition = rng.randrange(INPUT_PARTITIONS) if n % 3 == 0 else None
+        moments[CANCEL_MOMENTS[n % len(CANCEL_MOMENTS)]].append(
+            (order_id.encode(), json.dumps(cancel).encode(), partition))
+    return moments
+
+
+async def _produce(bootstrap: str, topic: str, records: list[InputRecord]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
-        futures = [await producer.send(topic, value, key=key) for key, value in map(encode, events)]
+        futures = [await producer.send(topic, value, key=key, partition=partition)
+                   for key, value, partition in records]
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
+
+
+async def _until_refused(reader: OutputReader, records: list[InputRecord],
+                         timeout_s: float) -> None:
+    """Orders cancelled after they ended: until each completed pair said it was refused."""
+    orders = {key.decode() for key, _, _ in records}
+    owed = {pair for pair, status in reader.outcomes.terminal_status.items()
+            if pair[0] in orders and status == "completed"}
+    deadline = time.monotonic() + timeout_s
+    while not owed <= set(reader.outcomes.refusals) and time.monotonic() < deadline:
+        await reader.poll(timeout_ms=250)
+
+
+def _cancellation_summary(console: Console, cancels: dict[str, list[InputRecord]],
+                          reader: OutputReader, smake: SmakeSimulator, zakeke: ZakekeSimulator,
+                          reevoo: ReevooSimulator) -> None:
+    outcomes = reader.outcomes
+    before = [key.decode() for key, _, _ in cancels["before"]]
+    sent_anyway = sum(1 for order_id in before for ledger in (
+        zakeke.ledger, smake.ledger, reevoo.ledger) if ledger.created_count(order_id))
+    cancelled_at_smake = sum(
+        1 for moment in CANCEL_MOMENTS for key, _, _ in cancels[moment]
+        for made in smake.orders_with_external_identifier(key.decode())
+        if smake.state_of(made.id) == "cancelled")
+    console.print(
+        "cancellations: " + ", ".join(f"{len(cancels[m])} {m}" for m in CANCEL_MOMENTS)
+        + f"; pairs cancelled: {sum(1 for s in outcomes.terminal_status.values() if s == 'cancelled')}"
+        f"; Smake orders cancelled at Smake: {cancelled_at_smake}"
+        f"; cancellations refused: {len(outcomes.refusals)}"
+        f"; orders cancelled before they came that reached a vendor: {sent_anyway}")
 
 
 async def _follow(console: Console, reader: OutputReader, expected: dict[str, set[Pair]],

@@ -37,4 +37,6 @@ async def test_chaos_short_run_loses_nothing_and_duplicates_nothing(tmp_path):
     # every parcel was announced.
     assert f["artwork_lines_produced"] > 0 and f["smake_orders_in_several_parcels"] > 0
     assert f["flow_breaches"] == dict.fromkeys(f["flow_breaches"], 0)
+    # Cancellations at every timing: none dead-lettered (the dead letters are the poison).
+    assert f["cancellations_produced"] > 0 and f["pairs_cancelled"] > 0
     assert report.passed, report.failures
