@@ -35,13 +35,13 @@ def poison_records(count: int, rng: random.Random) -> list[tuple[bytes, bytes | 
 # (kind, key, value, partition): the partition is None for the producer's partitioner.
 StreamRecord = tuple[str, bytes, bytes | None, int | None]
 
-# When a cancellation comes, in records after its order's (a negative count: before it);
-# the producer sends `rate` records a second. "ended": after every other record.
-CANCEL_TIMINGS: dict[str, tuple[int, int] | None] = {
-    "before": (-40, -1),      # the cancellation first, the order seconds later
-    "waiting": (1, 10),       # the order's pairs waiting, or being created
-    "producing": (100, 250),  # Smake producing (seconds per state), Zakeke's files pending
-    "ended": None,            # at the end of the stream: every pair ended
+# When a cancellation comes, in seconds after its order (negative: before it), turned into
+# records at the plan's rate. "ended": after every other record.
+CANCEL_TIMINGS: dict[str, tuple[float, float] | None] = {
+    "before": (-1.5, -0.05),   # the cancellation first, the order a moment later
+    "waiting": (0.02, 0.3),    # the order's pairs waiting, or being created
+    "producing": (1.0, 5.0),   # Smake producing (a second per state), Zakeke's files pending
+    "ended": None,             # at the end of the stream: the order's pairs ended
 }
 
 
@@ -92,8 +92,10 @@ def build_stream(plan: ChaosPlan) -> Stream:
                 continue
             where = next(i for i, r in enumerate(records)
                          if r[0] == "order" and r[1] == order_id.encode())
-            records.insert(max(0, min(len(records), where + rng.randint(*window)
-                                      + (1 if window[0] > 0 else 0))), record)
+            shift = round(rng.uniform(*window) * plan.rate)
+            shift = max(1, shift) if window[0] > 0 else min(-1, shift)
+            records.insert(max(0, min(len(records), where + shift + (1 if shift > 0 else 0))),
+                           record)
         cancelled[order_id] = (timing, elsewhere)
     for key, value in poison_records(plan.poison, rng):
         records.insert(rng.randrange(len(records) + 1), ("poison", key, value, None))

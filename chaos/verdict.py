@@ -158,7 +158,9 @@ def failures(f: dict[str, Any], o: Observed) -> list[str]:
           for breach, count in f.get("flow_breaches", {}).items()),
         (f.get("artwork_lines_produced", 1) == 0, "no line designed at Zakeke reached Smake"),
         (f.get("smake_orders_in_several_parcels", 1) == 0, "no Smake order came in two parcels"),
-        (plan.cancellations > 0 and f.get("smake_orders_cancelled_at_smake", 1) == 0,
+        # A full run has calm stretches where a cancellation meets Smake still producing;
+        # a short one is faults end to end (tests/integration cover that moment on its own).
+        (plan.cancellations >= 200 and f.get("smake_orders_cancelled_at_smake", 1) == 0,
          "no Smake order was cancelled at Smake"),
         (f["dead_letters_distinct"] != f["poison_produced"],
          f"{f['dead_letters_distinct']} dead letters for {f['poison_produced']} poison records"),

@@ -165,10 +165,25 @@ class VendorLane:
         self._slots.release()
         self._call_ended.set()
         for job in batch:
-            partition = self._deferred.pop(job.key, None)
-            current = None if partition is None else self._lookup(partition, job.key)
-            if current is not None:
-                self.schedule(current)
+            self._run_deferred(job.key)
+
+    def hold(self, key: JobKey) -> bool:
+        """Mark a pair busy without a call (its cancellation being applied): no run of it
+        starts meanwhile. False when it is running already."""
+        if key in self.running:
+            return False
+        self.running.add(key)
+        return True
+
+    def let_go(self, key: JobKey) -> None:
+        self.running.discard(key)
+        self._run_deferred(key)
+
+    def _run_deferred(self, key: JobKey) -> None:
+        partition = self._deferred.pop(key, None)
+        current = None if partition is None else self._lookup(partition, key)
+        if current is not None:
+            self.schedule(current)
 
     def _gate_open(self) -> bool:
         backoff = self._backoff
@@ -211,8 +226,9 @@ class VendorLane:
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
     def _batchable(self, job: Job, now: float) -> bool:
+        # A pair owing a cancel call is not a poll: it goes on its own (`JobRunner._call`).
         return (job.phase in (Phase.POLL, Phase.TRACKING) and job.vendor_order_ref is not None
-                and not transitions.past_deadline(job, now, self.poll))
+                and not job.cancelling and not transitions.past_deadline(job, now, self.poll))
 
     def _gather_batch(self, first: Job) -> list[Job]:
         """The polls to read together with `first`: others of the lane due now or within

@@ -73,9 +73,6 @@ class JobRunner:
         structlog.contextvars.bind_contextvars(order_id=job.order_id, vendor=str(job.vendor))
         try:
             await self._run_once(lane, job)
-            # A cancellation that came while the call ran (the engine leaves running pairs
-            # to their run) applies to what the call left.
-            await self.apply_cancellation(lane, job.partition, job.key)
         except Exception:
             self._unexpected(lane, job)
 
@@ -126,7 +123,8 @@ class JobRunner:
         for job in jobs:
             outcome: Observation | Exception | None = (
                 failure if failure is not None else found.get(job.vendor_order_ref or ""))
-            if outcome is None:
+            if outcome is None or job.cancelling:
+                # Not in the answer (read on its own), or owing a cancel call, not a poll.
                 await self.run(lane, job)
                 continue
             structlog.contextvars.bind_contextvars(order_id=job.order_id, vendor=str(job.vendor))

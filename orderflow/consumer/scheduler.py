@@ -168,11 +168,34 @@ class Scheduler:
             ((cancel.order_id, vendor) for vendor in self._lanes),
             key=lambda key: self._phase_rank(partition, key))
         for key in keys:
-            lane = self._lanes[key[1]]
-            if key in lane.running:
-                continue  # its run applies it when the call ends
             if self._owner.table.knows(partition, key):
-                await self._runner.apply_cancellation(lane, partition, key, cancel)
+                await self._apply_held(self._lanes[key[1]], partition, key, cancel)
+
+    async def _apply_held(self, lane: VendorLane, partition: int, key: JobKey,
+                          cancel: Cancel | None = None) -> None:
+        """The cancellation applied with the pair held (no run of it starts meanwhile). A
+        pair whose call is running gets it when the call ends (`_calls_ended`)."""
+        if not lane.hold(key):
+            return
+        try:
+            await self._runner.apply_cancellation(lane, partition, key, cancel)
+        finally:
+            lane.let_go(key)
+
+    def _calls_ended(self, lane: VendorLane, batch: list[Job]) -> None:
+        """A run ended: its pairs are free again, and those whose order was cancelled
+        meanwhile get the cancellation now (in this same turn of the loop, so none read
+        while the call ran is missed)."""
+        lane.calls_ended(batch)
+        for job in batch:
+            if self.cancellations.of(job.order_id) is None:
+                continue
+            current = self._owner.table.get(job.partition, job.key)
+            if current is not None and current.cancel_id is not None:
+                continue
+            task = asyncio.create_task(self._apply_held(lane, job.partition, job.key),
+                                       name=f"cancel-{lane.vendor}-{job.order_id}")
+            self._owner.add_call(job.partition, task)
 
     def _phase_rank(self, partition: int, key: JobKey) -> int:
         job = self._owner.table.get(partition, key)
@@ -252,4 +275,5 @@ class Scheduler:
                                            name=f"batch-{lane.vendor}-{len(batch)}")
             for partition in {job.partition for job in batch}:
                 self._owner.add_call(partition, task)
-            task.add_done_callback(lambda _, batch=batch: lane.calls_ended(batch))  # type: ignore[misc]
+            task.add_done_callback(
+                lambda _, batch=batch: self._calls_ended(lane, batch))  # type: ignore[misc]
