@@ -104,6 +104,10 @@ TRACKING_HOSTILE: dict[str, Mutation] = {
     "version_true": _value("v", True),
     "view_a_string": _value("view", "yes"),
     "order_a_list": _value("order", [1, 2, 3]),
+    "cancel_a_string": _value("cancel", "c-1"),
+    "cancel_without_id": _value("cancel", {"reason": "x"}),
+    "cancel_owed_a_string": _value("cancel", {"id": "c", "owed": "yes"}),
+    "cancel_reason_of_a_megabyte": _value("cancel", {"id": "c", "reason": "r" * 1_000_000}),
     "order_a_string": _value("order", "{}"),
     "not_an_object": lambda rng, data: json.dumps([data]).encode(),
     "a_bare_number": lambda rng, data: b"1e999",
@@ -116,7 +120,8 @@ TRACKING_HOSTILE: dict[str, Mutation] = {
 }
 
 
-HEAVY = frozenset({"nesting_100000_deep", "nesting_in_a_field", "ref_of_a_megabyte"})
+HEAVY = frozenset({"nesting_100000_deep", "nesting_in_a_field", "ref_of_a_megabyte",
+                   "cancel_reason_of_a_megabyte"})
 
 
 def tracking_records(count: int, rng: random.Random) -> tuple[list[FuzzRecord], dict[bytes, int]]:
@@ -168,6 +173,8 @@ def control_records(count: int, rng: random.Random) -> list[FuzzRecord]:
                                        vendor_order_ref=str(n), delivery=f"{n:032x}")),
         lambda n: _record(control.Replayed(at=now, topic="dlq", partition=0, offset=n,
                                            to_topic="in")),
+        lambda n: _record(control.Cancel(at=now, order_id=f"NOBODY-{n}", event_id=f"c-{n}",
+                                         reason="changed mind")),
     ]
     hostile: list[Callable[[int], tuple[bytes | None, bytes | None]]] = [
         lambda n: (b"pause/smake", b'{"kind":"pause","at":1e999,"vendor":"smake","paused":true}'),
@@ -193,6 +200,13 @@ def control_records(count: int, rng: random.Random) -> list[FuzzRecord]:
         lambda n: (b"\xff", b'{"kind":"nothing"}'),
         lambda n: (b"hint/smake/x", b'{"kind":"hint","at":NaN,"vendor":"smake"}'),
         lambda n: (b"pause/smake", b""),
+        lambda n: (f"cancel/X{n}".encode(), json.dumps({
+            "kind": "cancel", "at": now, "order_id": f"X{n}", "event_id": "e",
+            "reason": "r" * 600}).encode()),
+        lambda n: (f"cancel/X{n}".encode(), json.dumps({
+            "kind": "cancel", "at": now, "order_id": n, "event_id": "e"}).encode()),
+        lambda n: (f"cancel/X{n}".encode(), json.dumps({
+            "kind": "cancel", "at": "1e999", "order_id": f"X{n}"}).encode()),
     ]
     records = []
     for n in range(count):
@@ -213,7 +227,7 @@ def control_records(count: int, rng: random.Random) -> list[FuzzRecord]:
 
 
 def _record(record: control.Pause | control.Retry | control.Hint | control.Replayed
-            ) -> tuple[bytes, bytes]:
+            | control.Cancel) -> tuple[bytes, bytes]:
     return record.key(), record.model_dump_json().encode()
 
 

@@ -168,7 +168,10 @@ def record_head(data: Any) -> dict[str, Any]:
     if cancel is not None:
         if not isinstance(cancel, dict):
             raise ValueError("cancel is not an object")
-        _text(cancel, "id", required=True)
+        try:
+            _text(cancel, "id", required=True)
+        except ValueError as exc:
+            raise ValueError(f"cancel {exc}") from None
         reason = cancel.get("reason")
         if reason is not None and (not isinstance(reason, str) or len(reason) > _MAX_TEXT):
             raise ValueError(f"cancel reason is not a string of at most {_MAX_TEXT} characters")

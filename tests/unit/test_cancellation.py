@@ -324,3 +324,29 @@ def test_create_not_allowed_for_a_cancelled_pair_ends_it_cancelled_not_rejected(
     [event] = decision.step.events
     assert isinstance(event, OrderVendorStatus)
     assert (event.status, event.reason) == (VendorStatus.CANCELLED, "changed mind")
+
+
+async def test_a_crash_between_create_and_cancel_leaves_the_next_owner_to_cancel_what_exists() -> None:
+    """The record holds the intent and the cancellation (the replica died after Smake took the
+    order, before the answer was recorded): the next owner asks Smake, finds the order, and
+    cancels it there."""
+
+    class Holding(FakeVendor):
+        async def submit(self, order: Order, state: PairState) -> Observation:
+            assert state.intent_at is not None  # asked first: Smake holds it
+            return Observation(VendorStatus.IN_PROGRESS, vendor_order_ref="smake-7",
+                               vendor_state="checking")
+
+    [job] = new_pairs(Vendor.SMAKE)
+    crashed = replace(job, intent_at=job.created_at, cancel_id=CANCEL.event_id,
+                      cancel_reason=CANCEL.reason, partition=2)
+    smake = Holding(Vendor.SMAKE)
+    engine = await started_engine(vendors(smake=smake), SETTINGS, partitions=(2,),
+                                  topic=FakeTrackingTopic(held={2: {crashed.key: crashed}}))
+    try:
+        await until(lambda: Vendor.SMAKE in terminal(engine), "the Smake pair ending")
+    finally:
+        await engine.stop()
+    assert smake.cancels == 1 and smake.created == []
+    [ended] = terminal(engine)[Vendor.SMAKE]
+    assert (ended.status, ended.vendor_order_ref) == (VendorStatus.CANCELLED, "smake-7")

@@ -20,6 +20,7 @@ from orderflow.consumer.jobs import (
 )
 from orderflow.consumer.tracking_record import (
     RECORD_VERSION,
+    record_head,
     SkippedRecord,
     TrackingReplay,
     decode_job,
@@ -582,3 +583,33 @@ def test_a_record_whose_waiting_fields_do_not_fit_is_refused(fields: dict[str, o
     record = {**json.loads(encode_job(job())), **fields}
     with pytest.raises(ValueError, match=why):
         decode_job(json.dumps(record).encode(), partition=0)
+
+
+def test_a_pairs_cancellation_survives_its_record_and_says_whether_a_refusal_is_owed() -> None:
+    owing = replace(job(), phase=Phase.POLL, status=VendorStatus.IN_PROGRESS,
+                    vendor_order_ref="7", cancel_id="c-1", cancel_reason="changed mind",
+                    cancelling=True)
+    assert decode_job(encode_job(owing), owing.partition) == owing
+    done = finished("SHOP-9", vendor=Vendor.SMAKE)
+    completed = replace(done, status=VendorStatus.COMPLETED)
+    replay = replayed(record(completed), record(replace(done, order_id="SHOP-8",
+                                                        status=VendorStatus.FAILED)),
+                      record(replace(completed, order_id="SHOP-7", cancel_id="c-2")))
+    # A completed pair owes a cancellation a refusal; one that failed, or whose
+    # cancellation was answered, owes nothing.
+    assert replay.quiet == {b"smake/SHOP-8", b"smake/SHOP-7"}
+    table = JobTable()
+    table.add_partition(3, replay.finished, {}, replay.quiet)
+    assert table.owes_refusal(3, ("SHOP-9", Vendor.SMAKE))
+    assert not table.owes_refusal(3, ("SHOP-8", Vendor.SMAKE))
+    table.note_refused(3, ("SHOP-9", Vendor.SMAKE))
+    assert not table.owes_refusal(3, ("SHOP-9", Vendor.SMAKE))
+
+
+@pytest.mark.parametrize("cancel", [[], "c-1", {"id": ""}, {"id": "c", "owed": "yes"},
+                                    {"id": "c", "reason": 5}])
+def test_a_records_cancellation_that_is_not_ours_is_refused_by_name(cancel: object) -> None:
+    data = json.loads(encode_job(job()))
+    data["cancel"] = cancel
+    with pytest.raises(ValueError, match="cancel"):
+        record_head(data)
