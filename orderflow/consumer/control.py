@@ -80,6 +80,7 @@ class ControlReader:
         self._clock = clock
         self._critical = critical or CriticalTasks()
         self._consumer: AIOKafkaConsumer | None = None
+        self._probe: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         # Retries not applied yet, by pair: applied when this replica opens the pair's partition.
         self._retries: dict[tuple[str, str], control.Retry] = {}
@@ -107,6 +108,12 @@ class ControlReader:
         await consumer.start()
         self._consumer = consumer
         try:
+            # The fence's end-offset requests go on a connection of their own: on the
+            # reader's, a broker answers them only after the fetch waiting there for new
+            # records (up to fetch.max.wait.ms), which every first create would wait for.
+            self._probe = AIOKafkaConsumer(**client_options(self._settings.kafka),
+                                           enable_auto_commit=False)
+            await self._probe.start()
             partitions = consumer.partitions_for_topic(self._topic)
             if not partitions:
                 await consumer.topics()  # fresh metadata, then ask again
@@ -129,6 +136,10 @@ class ControlReader:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        probe, self._probe = self._probe, None
+        if probe is not None:
+            with contextlib.suppress(KafkaError):
+                await probe.stop()
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             try:
@@ -191,12 +202,12 @@ class ControlReader:
             await asyncio.shield(self._sync)
 
     async def _sync_once(self) -> None:
-        consumer = self._consumer
-        if consumer is None or not self._tps:
+        probe = self._probe
+        if probe is None or not self._tps:
             self._synced_at = self._clock()
             return
         asked_at = self._clock()
-        ends = await consumer.end_offsets(self._tps)
+        ends = await probe.end_offsets(self._tps)
         while any(self._read_up_to.get(tp, 0) < end for tp, end in ends.items()):
             self._advanced.clear()
             with contextlib.suppress(TimeoutError):
@@ -244,8 +255,12 @@ class ControlReader:
         elif isinstance(record, control.Hint):
             await self._hint(record, key, written_at)
         elif isinstance(record, control.Cancel):
-            if self.cancellations.note(record):
-                await self._commands.cancel(record)
+            # The order's first cancellation is the one applied (the intake of this replica
+            # may have noted it already); applying it again to a pair changes nothing.
+            self.cancellations.note(record)
+            first = self.cancellations.of(record.order_id)
+            if first is not None and first.event_id == record.event_id:
+                await self._commands.cancel(first)
         elif (isinstance(record, control.Replayed) and key is not None
               and record.topic == self._settings.topics.dead_letter):
             # Only markers of our dead-letter topic: a marker naming another topic (nothing

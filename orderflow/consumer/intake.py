@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -25,6 +26,7 @@ from aiokafka.errors import (
 )
 
 from orderflow.config.settings import Settings, env_name
+from orderflow.consumer import tracing
 from orderflow.consumer.backoff import RetryPause
 from orderflow.consumer.cancellations import Cancellations
 from orderflow.consumer.critical import CriticalTasks
@@ -49,6 +51,15 @@ TRACKING_RECORD_HEADROOM = 16_384
 
 # aiokafka ships no type information: a consumed record, with bytes key and value.
 Record: TypeAlias = Any  # ConsumerRecord[bytes, bytes]
+
+
+@dataclass
+class _Judged:
+    """A partition's records of one batch, judged: each record's jobs or dead-letter
+    reason, and the cancellations among them."""
+
+    verdicts: list[tuple[Record, list[Job] | Undecodable]] = field(default_factory=list)
+    cancels: list[control.Cancel] = field(default_factory=list)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -215,7 +226,7 @@ class Intake:
 
     async def _process(self, batch: dict[TopicPartition, list[Record]]) -> None:
         assert self._consumer is not None
-        offsets: dict[TopicPartition, int] = {}
+        judged: dict[TopicPartition, _Judged] = {}
         for tp, records in batch.items():
             if not records:
                 continue
@@ -223,41 +234,60 @@ class Intake:
                 # Not ours to process (yet): read it again later.
                 self._consumer.seek(tp, records[0].offset)
                 continue
+            judged[tp] = self._judge(tp.partition, records)
+        try:
+            # The batch's cancellations first, whatever partition they came on: they go to
+            # the control topic, where every replica reads them, before any of the batch's
+            # orders becomes a job, so an order read with its cancellation is never sent.
+            await self._forward([c for verdicts in judged.values() for c in verdicts.cancels])
+        except KafkaError:
+            for tp in judged:
+                self._consumer.seek(tp, batch[tp][0].offset)
+            raise
+        offsets: dict[TopicPartition, int] = {}
+        for tp, verdicts in judged.items():
             try:
-                await self._process_partition(tp.partition, records)
+                await self._settle(tp.partition, verdicts)
             except KafkaError:
-                self._consumer.seek(tp, records[0].offset)
+                for later in list(judged)[list(judged).index(tp):]:
+                    self._consumer.seek(later, batch[later][0].offset)
                 raise
-            offsets[tp] = records[-1].offset + 1
+            offsets[tp] = batch[tp][-1].offset + 1
         if offsets:
             await self._consumer.commit(offsets)
             for tp, offset in offsets.items():
                 self._owner.note_committed(tp.partition, offset)
 
-    async def _process_partition(self, partition: int, records: list[Record]) -> None:
-        """Every record ends as jobs or as exactly one dead letter; raises KafkaError only
-        for a write that may succeed when the batch is tried again (records dead-lettered
-        on an earlier try of the same batch are not written again)."""
+    def _judge(self, partition: int, records: list[Record]) -> _Judged:
+        """Each record's verdict: its new jobs (none for a repeat), a cancellation, or why it
+        is a dead letter (records dead-lettered on an earlier try are left out)."""
         now = self._clock()
         done_before = self._owner.dead_lettered(partition)
         seen: set[JobKey] = set()
-        verdicts: list[tuple[Record, list[Job] | Undecodable]] = []
-        cancels: list[control.Cancel] = []
+        judged = _Judged()
         for record in records:
             if record.offset in done_before:
                 continue
-            verdict = self._verdict(partition, record, now, seen)
+            with tracing.consuming(self._topic, partition, record.offset, record.key,
+                                   record.headers, self._settings.kafka.group_id):
+                # The pair keeps this span's context: its later runs belong to this trace.
+                verdict = self._verdict(partition, record, now, seen,
+                                        trace=tracing.traceparent_of_current())
             if isinstance(verdict, control.Cancel):
-                cancels.append(verdict)
+                judged.cancels.append(verdict)
                 self._metrics.events_consumed.labels("cancellation").inc()
                 continue
-            verdicts.append((record, verdict))
+            judged.verdicts.append((record, verdict))
             if not isinstance(verdict, Undecodable):
                 self._metrics.events_consumed.labels("valid" if verdict else "duplicate").inc()
-        # Cancellations go to the control topic, where every replica reads them, before the
-        # batch's orders become jobs: an order after its cancellation is never sent.
-        await self._forward(cancels)
+        return judged
 
+    async def _settle(self, partition: int, judged: _Judged) -> None:
+        """Every record ends as jobs or as exactly one dead letter; raises KafkaError only
+        for a write that may succeed when the batch is tried again (records dead-lettered
+        on an earlier try of the same batch are not written again)."""
+        done_before = self._owner.dead_lettered(partition)
+        verdicts = judged.verdicts
         refused = await self._journal.record_new(partition, {
             record.offset: verdict for record, verdict in verdicts
             if not isinstance(verdict, Undecodable) and verdict})
@@ -286,11 +316,14 @@ class Intake:
         for future in pending:
             await future
         for cancel in cancels:
+            # Known here at once: this replica sends none of the order's pairs from now on
+            # (its control reader applies it to what is already here when it reads it back).
+            self._cancellations.note(cancel)
             log.info("order cancellation forwarded", order_id=cancel.order_id,
                      cancel_event_id=cancel.event_id)
 
-    def _verdict(self, partition: int, record: Record, now: float,
-                 seen: set[JobKey]) -> list[Job] | Undecodable | control.Cancel:
+    def _verdict(self, partition: int, record: Record, now: float, seen: set[JobKey],
+                 trace: str | None = None) -> list[Job] | Undecodable | control.Cancel:
         """The new jobs of a record (none for a repeat), or why it is a dead letter. Never
         raises: an unexpected error is that record's dead letter (reason `internal`), so one
         record that trips a bug cannot stop its partition."""
@@ -321,7 +354,7 @@ class Intake:
                     source_event_id=decoded.event_id, order=order,
                     created_at=now, due_at=now,
                     phase=Phase.WAIT if vendor in waiting else Phase.SUBMIT,
-                    waits_for=waiting.get(vendor),
+                    waits_for=waiting.get(vendor), trace=trace,
                 ))
             largest = max((len(encode_job(job)) for job in jobs), default=0)
             room = self._settings.kafka.max_message_bytes - TRACKING_RECORD_HEADROOM
