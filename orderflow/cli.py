@@ -20,9 +20,10 @@ def _exit_before_start(signum: int, frame: object) -> None:
 def _run() -> int:
     signal.signal(signal.SIGTERM, _exit_before_start)
     from orderflow.config.settings import ConfigError, load_settings
+    from orderflow.consumer import tracing
     from orderflow.consumer.app import Application
     from orderflow.consumer.kafka import StartupError
-    from orderflow.consumer.logging import configure_logging
+    from orderflow.consumer.logging import configure_logging, orderflow_version
 
     try:
         settings = load_settings()
@@ -30,6 +31,7 @@ def _run() -> int:
         print(f"orderflow: configuration error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log)
+    tracing.start(orderflow_version())  # only when the OTEL_* environment asks for traces
 
     async def serve() -> int:
         # Kafka clients must be created inside the running event loop.
@@ -40,6 +42,8 @@ def _run() -> int:
     except StartupError as exc:
         print(f"orderflow: cannot start: {exc}", file=sys.stderr)
         return 2
+    finally:
+        tracing.stop()
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -91,6 +91,9 @@ class Job:
     cancel_id: str | None = None
     cancel_reason: str | None = None
     cancelling: bool = False
+    # The W3C traceparent of the span that consumed the pair's order (with tracing on): each
+    # later run of the pair is a span of that trace, wherever and whenever it runs.
+    trace: str | None = None
     # In memory only: the vendor's message of the last transient failure, for the reason of
     # a `timed_out` (a restart forgets it; the next failure says it again).
     last_error: str | None = field(default=None, compare=False)

@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 
 from orderflow.config.settings import LogSettings
+from orderflow.consumer import tracing
 
 
 def orderflow_version() -> str:
@@ -45,6 +46,7 @@ def configure_logging(settings: LogSettings, stream: object = None) -> None:
 
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
+        tracing.add_trace_ids,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         add_version,

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaProducer
 
 from orderflow.config.settings import TopicSettings
+from orderflow.consumer import tracing
 from orderflow.consumer.metrics import Metrics
 from orderflow.consumer.transitions import OutputEvent
 from orderflow.contracts.events import OrderPrintFilesReady, wire_json
@@ -31,8 +32,10 @@ class Publisher:
         pending = []
         for event in events:
             topic = self.topic_of(event)
-            pending.append((topic, await self._producer.send(
-                topic, wire_json(event), key=event.order_id.encode())))
+            key = event.order_id.encode()
+            with tracing.sending(topic, key) as headers:  # its traceparent, with tracing on
+                pending.append((topic, await self._producer.send(
+                    topic, wire_json(event), key=key, headers=headers or None)))
         await asyncio.gather(*(future for _, future in pending))
         for topic, _ in pending:
             self._metrics.events_published.labels(topic).inc()

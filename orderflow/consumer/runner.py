@@ -7,6 +7,7 @@ id, dropped downstream), never loses one.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -22,7 +23,7 @@ from orderflow.adapters.outcomes import (
     Observation,
     PairState,
 )
-from orderflow.consumer import transitions
+from orderflow.consumer import tracing, transitions
 from orderflow.consumer.backoff import RetryPause
 from orderflow.consumer.cancellations import Cancellations
 from orderflow.consumer.jobs import Job, JobKey, Phase
@@ -71,10 +72,11 @@ class JobRunner:
         lane nor leaves the job unscheduled: it runs again later, from its last recorded
         state, until the deadline ends it."""
         structlog.contextvars.bind_contextvars(order_id=job.order_id, vendor=str(job.vendor))
-        try:
-            await self._run_once(lane, job)
-        except Exception:
-            self._unexpected(lane, job)
+        with _run_span(job):
+            try:
+                await self._run_once(lane, job)
+            except Exception:
+                self._unexpected(lane, job)
 
     async def apply_cancellation(self, lane: VendorLane, partition: int, key: JobKey,
                                  cancel: Cancel | None = None) -> None:
@@ -114,7 +116,8 @@ class JobRunner:
         found: dict[str, Observation] = {}
         failure: Exception | None = None
         try:
-            found = await lane.adapter.poll_many([j.vendor_order_ref or "" for j in jobs])
+            with tracing.running(f"{lane.vendor} poll batch", None, pairs=len(jobs)):
+                found = await lane.adapter.poll_many([j.vendor_order_ref or "" for j in jobs])
         except Exception as exc:
             failure = exc
         finally:
@@ -128,17 +131,18 @@ class JobRunner:
                 await self.run(lane, job)
                 continue
             structlog.contextvars.bind_contextvars(order_id=job.order_id, vendor=str(job.vendor))
-            try:
-                decision = transitions.after_call(job, outcome, self._clock(), lane.poll,
-                                                  self._rng, intent_before=job.intent_at)
-                if not heard:
-                    lane.hear(decision)  # one request: one word to the backoff
-                    heard = True
-                if failure is None or job is jobs[0]:
-                    _log_outcome(job, outcome)
-                await self._publish_and_record(lane, job, decision.step, None)
-            except Exception:
-                self._unexpected(lane, job)
+            with _run_span(job):
+                try:
+                    decision = transitions.after_call(job, outcome, self._clock(), lane.poll,
+                                                      self._rng, intent_before=job.intent_at)
+                    if not heard:
+                        lane.hear(decision)  # one request: one word to the backoff
+                        heard = True
+                    if failure is None or job is jobs[0]:
+                        _log_outcome(job, outcome)
+                    await self._publish_and_record(lane, job, decision.step, None)
+                except Exception:
+                    self._unexpected(lane, job)
 
     async def _run_once(self, lane: VendorLane, job: Job) -> None:
         cancel = self.cancellations.of(job.order_id)
@@ -350,6 +354,15 @@ class _Running:
 
     def __init__(self, job: Job) -> None:
         self.job = job
+
+
+def _run_span(job: Job) -> contextlib.AbstractContextManager[object]:
+    """The span of one run of the pair's job, in the trace of the span that consumed its
+    order (with tracing on)."""
+    kind = ("cancel" if job.cancelling else "submit" if job.phase is Phase.SUBMIT
+            else str(job.phase))
+    return tracing.running(f"{job.vendor} {kind}", job.trace, order_id=job.order_id,
+                           vendor=str(job.vendor), phase=str(job.phase), round=job.round)
 
 
 def _log_outcome(job: Job, outcome: Observation | Exception) -> None:

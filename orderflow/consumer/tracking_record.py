@@ -48,6 +48,7 @@ def encode_job(job: Job) -> bytes:
             **({"fulfilled_at": job.fulfilled_at} if job.fulfilled_at is not None else {}),
             **({"media": dict(job.media)} if job.media else {}),
             **({"numbers": list(job.announced_numbers)} if job.announced_numbers else {}),
+            **({"trace": job.trace} if job.trace is not None else {}),
             **({"cancel": {"id": job.cancel_id, "reason": job.cancel_reason,
                            "owed": job.cancelling}} if job.cancel_id is not None else {}),
         },
@@ -91,6 +92,7 @@ def decode_job(raw: bytes, partition: int) -> Job:
         fulfilled_at=_optional_float(data.get("fulfilled_at")),
         media=tuple((data.get("media") or {}).items()),
         announced_numbers=tuple(data.get("numbers") or ()),
+        trace=data.get("trace"),
         cancel_id=(data.get("cancel") or {}).get("id"),
         cancel_reason=(data.get("cancel") or {}).get("reason"),
         cancelling=bool((data.get("cancel") or {}).get("owed", False)),
@@ -147,7 +149,7 @@ def record_head(data: Any) -> dict[str, Any]:
         raise ValueError(f"unknown status {str(data.get('status'))[:40]!r}")
     for name in ("order_id", "source_event_id"):
         _text(data, name, required=True)
-    for name in ("vendor_order_ref", "vendor_state"):
+    for name in ("vendor_order_ref", "vendor_state", "trace"):
         _text(data, name, required=False)
     for name in ("created_at", "due_at"):
         _time(data, name, required=True)

@@ -20,13 +20,13 @@ from orderflow.consumer.jobs import (
 )
 from orderflow.consumer.tracking_record import (
     RECORD_VERSION,
-    record_head,
     SkippedRecord,
     TrackingReplay,
     decode_job,
     encode_job,
     finished_at_of,
     read_tracking_record,
+    record_head,
 )
 from orderflow.contracts.events import Order, OrderCreated, Vendor, VendorStatus
 
