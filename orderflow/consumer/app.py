@@ -16,6 +16,7 @@ from orderflow.adapters.outcomes import VendorAdapter
 from orderflow.config.settings import Settings, env_name
 from orderflow.consumer.control import ControlReader
 from orderflow.consumer.critical import CriticalTasks
+from orderflow.consumer.fleet import ReplicaReporter
 from orderflow.consumer.http import OpsServer
 from orderflow.consumer.intake import Intake
 from orderflow.consumer.jobs import JobTable
@@ -85,6 +86,8 @@ class Application:
                                      critical=self.critical, deliveries=deliveries,
                                      cancellations=cancellations)
         self.scheduler.fence_creates_with(self.control.caught_up)
+        self.reporter = ReplicaReporter(settings.topics.control, self.partitions,
+                                        self.scheduler.work_by_vendor, self._producer, clock=clock)
         for topic in (settings.topics.tracking, settings.topics.control):
             self.metrics.internal_records_skipped.labels(topic)
         self._webhooks: SmakeWebhooks | None = None
@@ -181,6 +184,8 @@ class Application:
         stack.push_async_callback(self.scheduler.stop, self.settings.shutdown_grace_s)
         await self.intake.start()
         stack.push_async_callback(self.intake.stop)
+        await self.reporter.start()
+        stack.push_async_callback(self.reporter.stop)
 
     def _broker_unreachable(self, error: str, waited_s: float) -> None:
         log.warning("no broker answers yet, still trying", waited_s=round(waited_s, 1),

@@ -37,6 +37,7 @@ from orderflow.config.settings import Settings
 from orderflow.consumer.backoff import RetryPause
 from orderflow.consumer.cancellations import Cancellations
 from orderflow.consumer.critical import CriticalTasks
+from orderflow.consumer.fleet import STALE_AFTER_S
 from orderflow.consumer.jobs import Job, JobKey, Phase
 from orderflow.consumer.journal import JobJournal
 from orderflow.consumer.kafka import client_options, retry_kafka
@@ -93,6 +94,8 @@ class ControlReader:
         self._swept_hints_at = 0.0
         self._swept_markers_at = 0.0
         self._swept_cancels_at = 0.0
+        # Replicas' words about themselves (`replica/<id>`): key -> when written.
+        self._replicas: dict[bytes, float] = {}
         self.cancellations = cancellations if cancellations is not None else Cancellations()
         # The fence before creates (`caught_up`): the offsets read so far, and the moment of
         # the latest end-offset reading that the reads have reached.
@@ -239,6 +242,7 @@ class ControlReader:
                 return
         if value is None:
             self._markers.pop(key or b"", None)
+            self._replicas.pop(key or b"", None)
             if key is not None and key.startswith(_CANCEL_PREFIX):
                 self.cancellations.forget(key[len(_CANCEL_PREFIX):].decode("utf-8", "replace"))
             return  # a tombstone: a hint served, a marker withdrawn, a cancellation expired
@@ -254,6 +258,8 @@ class ControlReader:
             await self._retry_kept(record)
         elif isinstance(record, control.Hint):
             await self._hint(record, key, written_at)
+        elif isinstance(record, control.ReplicaStatus) and key is not None:
+            self._replicas[key] = record.at  # for `orderflow status`; swept once stale
         elif isinstance(record, control.Cancel):
             # The order's first cancellation is the one applied (the intake of this replica
             # may have noted it already); applying it again to a pair changes nothing.
@@ -309,6 +315,10 @@ class ControlReader:
                 await self._remove(key, "a stale hint")
             if stale:
                 log.info("stale webhook hints removed", count=len(stale))
+        gone_replicas = [k for k, at in self._replicas.items() if now - at > STALE_AFTER_S]
+        for key in gone_replicas:
+            del self._replicas[key]
+            await self._remove(key, "a stale replica status")
         if now - self._swept_cancels_at >= SWEEP_MARKERS_EVERY_S:
             self._swept_cancels_at = now
             expired = self.cancellations.older_than(

@@ -33,7 +33,7 @@ from orderflow.consumer.metrics import Metrics
 from orderflow.consumer.partitions import PartitionOwner
 from orderflow.consumer.ports import EventSink, HintResult
 from orderflow.consumer.runner import ControlFence, JobRunner
-from orderflow.contracts.control import Cancel
+from orderflow.contracts.control import Cancel, VendorWork
 from orderflow.contracts.events import Vendor
 
 log = get_logger(__name__)
@@ -44,6 +44,8 @@ Clock = Callable[[], float]
 # two join it in one batch read (1% of 100,000 waiting pairs changing a minute is ~17 hints
 # a second), which a read per hint would cost one request each.
 HINT_HOLD_S = 1.0
+# A pair due this long ago and not started is overdue (its lane is behind or held back).
+OVERDUE_AFTER_S = 5.0
 # Finished, or waiting for another pair of the order (released by the runner, not by time).
 _NOT_QUEUED = frozenset({Phase.DONE, Phase.WAIT})
 
@@ -249,6 +251,20 @@ class Scheduler:
                 self._journal.keep(replace(job, due_at=soon))
             return HintResult.POLLED_NOW
         return HintResult.NOT_HERE
+
+    def work_by_vendor(self, now: float) -> dict[Vendor, VendorWork]:
+        """Per vendor, its pairs here waiting (for their time, or for another pair), due but
+        not started for more than OVERDUE_AFTER_S, and running (`orderflow status`)."""
+        counts = {vendor: [0, 0, len(lane.running)] for vendor, lane in self._lanes.items()}
+        for partition in self._owner.open_partitions():
+            for job in self._owner.table.active_jobs(partition):
+                entry = counts.get(job.vendor)
+                if entry is None or job.key in self._lanes[job.vendor].running:
+                    continue
+                entry[1 if job.phase is not Phase.WAIT and job.due_at < now - OVERDUE_AFTER_S
+                      else 0] += 1
+        return {vendor: VendorWork(waiting=w, overdue=o, running=r)
+                for vendor, (w, o, r) in counts.items()}
 
     def held_back(self, now: float) -> dict[Vendor, dict[str, bool]]:
         """Per vendor, whether its calls are held, by reason: operator, backoff."""

@@ -14,6 +14,7 @@ change), and compaction keeps only the latest record of each key:
 | `retry/<vendor>/<order_id>` | `Retry` | `orderflow retry` | the replica owning the pair |
 | `hint/<vendor>/<delivery digest>` | `Hint` | the webhook endpoint of any replica | the owner |
 | `replayed/<topic>/<partition>/<offset>` | `Replayed` | `orderflow dlq replay` | nobody: a marker |
+| `replica/<replica id>` | `ReplicaStatus` | each replica, every 30 s | `orderflow status` |
 | `cancel/<order_id>` | `Cancel` | the intake reading an `order.cancelled` | each owner of the order's pairs |
 
 A cancellation goes through here because the `order.cancelled` may come on another input
@@ -135,11 +136,38 @@ class Cancel(_Record):
         return cancel_key(self.order_id)
 
 
-ControlRecord = Annotated[Pause | Retry | Hint | Replayed | Cancel, Field(discriminator="kind")]
-_RECORD: TypeAdapter[Pause | Retry | Hint | Replayed | Cancel] = TypeAdapter(ControlRecord)
+class VendorWork(BaseModel):
+    """One vendor's pairs on one replica: waiting for their time (or for another pair),
+    due but not started (overdue: the lane is behind, held back or paused), and running."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    waiting: int = Field(default=0, ge=0)
+    overdue: int = Field(default=0, ge=0)
+    running: int = Field(default=0, ge=0)
 
 
-def parse(value: bytes) -> Pause | Retry | Hint | Replayed | Cancel:
+class ReplicaStatus(_Record):
+    """What one replica says of itself (`orderflow status`): the input partitions it owns,
+    which of them have their tracking state restored, and its vendors' pairs."""
+
+    kind: Literal["replica"] = "replica"
+    replica: str = Field(min_length=1, max_length=_TEXT)
+    host: str = Field(default="", max_length=_TEXT)
+    version: str = Field(default="", max_length=200)
+    partitions: list[int] = Field(default_factory=list, max_length=100_000)
+    restored: list[int] = Field(default_factory=list, max_length=100_000)
+    vendors: dict[Vendor, VendorWork] = Field(default_factory=dict)
+
+    def key(self) -> bytes:
+        return replica_key(self.replica)
+
+
+Record = Pause | Retry | Hint | Replayed | Cancel | ReplicaStatus
+ControlRecord = Annotated[Record, Field(discriminator="kind")]
+_RECORD: TypeAdapter[Record] = TypeAdapter(ControlRecord)
+
+
+def parse(value: bytes) -> Record:
     """A control record from its bytes; ValueError when it is none, whatever the bytes
     (pydantic's own errors are ValueErrors; anything else its parser raises becomes one)."""
     try:
@@ -160,6 +188,10 @@ def pause_key(vendor: Vendor | str) -> bytes:
 
 def retry_key(vendor: Vendor | str, order_id: str) -> bytes:
     return f"retry/{vendor}/{order_id}".encode()
+
+
+def replica_key(replica: str) -> bytes:
+    return f"replica/{replica}".encode()
 
 
 def cancel_key(order_id: str) -> bytes:

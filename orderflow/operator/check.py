@@ -10,12 +10,15 @@ from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError
 
 from orderflow.adapters.enabled import build_adapters
 from orderflow.adapters.errors import VendorError
 from orderflow.config.settings import Settings, env_name
 from orderflow.consumer.kafka import client_options
 from orderflow.consumer.metrics import Metrics
+from orderflow.contracts.events import Vendor
+from orderflow.operator.pause import active_pauses, describe_pause
 from orderflow.operator.report import NOT_DONE, Report, Subcommands, describe_error
 from orderflow.operator.topics import CONNECT_TIMEOUT_S
 
@@ -178,8 +181,16 @@ def add_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
 async def check(settings: Settings, report: Report) -> None:
     checks = await run_checks(settings)
     report.data = {"checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in checks]}
+    try:
+        paused = await active_pauses(settings)
+    except (KafkaError, OSError, TimeoutError):
+        paused = {}  # the brokers' own check above says why
+    report.data["paused"] = {str(v): p.model_dump(mode="json") for v, p in paused.items()}
     for c in checks:
         report.say(f"{'PASS' if c.ok else 'FAIL'}  {c.name:<24} {c.detail}")
+        vendor = c.name.removeprefix("vendor ")
+        if c.name.startswith("vendor ") and Vendor(vendor) in paused:
+            report.say(f"      {describe_pause(paused[Vendor(vendor)])}")
     failed = [c for c in checks if not c.ok]
     report.say(f"{len(checks) - len(failed)} passed, {len(failed)} failed")
     if failed:

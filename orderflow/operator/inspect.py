@@ -6,7 +6,9 @@ import argparse
 import json
 
 from orderflow.config.settings import Settings
+from orderflow.contracts.events import Vendor
 from orderflow.operator.pairs import UnreadablePair, describe, read_events, read_pairs
+from orderflow.operator.pause import active_pauses, describe_pause
 from orderflow.operator.report import NOT_DONE, Report, Subcommands
 from orderflow.operator.topics import text
 
@@ -39,6 +41,8 @@ async def inspect(settings: Settings, order_id: str, report: Report) -> None:
                    f"in {settings.topics.status!r} (never received, not routed, or forgotten "
                    f"after ORDERFLOW_TRACKING__TERMINAL_RETENTION_S)")
         return
+    paused = await active_pauses(settings)
+    report.data["paused"] = {str(v): p.model_dump(mode="json") for v, p in paused.items()}
     report.say(f"order {order_id}")
     for pair in described:
         if "unreadable" in pair:
@@ -52,6 +56,8 @@ async def inspect(settings: Settings, order_id: str, report: Report) -> None:
                        f"one completed, ends once it ended otherwise")
         elif pair["next_due_at"]:
             report.say(f"          next look {pair['next_due_at']}, deadline {pair['deadline']}")
+        if pair["vendor"] in {str(v) for v in paused} and pair["phase"] != "done":
+            report.say(f"          {describe_pause(paused[Vendor(pair['vendor'])])}")
         else:
             report.say(f"          finished {pair['finished_at']}")
     report.say(f"  events ({len(published)}):")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from datetime import UTC, datetime
 
 from orderflow.config.settings import Settings
 from orderflow.contracts import control
@@ -48,6 +49,34 @@ async def current_pause(settings: Settings, vendor: Vendor) -> control.Pause | s
         return f"unreadable record at {latest.partition}:{latest.offset}"
     return record if isinstance(record, control.Pause) else (
         f"unreadable record at {latest.partition}:{latest.offset}")
+
+
+async def active_pauses(settings: Settings) -> dict[Vendor, control.Pause]:
+    """Every vendor paused now, with its record (note, since when)."""
+    prefix = b"pause/"
+    latest: dict[bytes, bytes | None] = {}
+    for read in await read_topic(settings.kafka, settings.topics.control,
+                                 keep=lambda k: k is not None and k.startswith(prefix)):
+        assert read.key is not None
+        latest[read.key] = read.value
+    paused: dict[Vendor, control.Pause] = {}
+    for value in latest.values():
+        if value is None:
+            continue
+        try:
+            record = control.parse(value)
+        except ValueError:
+            continue
+        if isinstance(record, control.Pause) and record.paused:
+            paused[record.vendor] = record
+    return paused
+
+
+def describe_pause(pause: control.Pause) -> str:
+    since = datetime.fromtimestamp(pause.at, UTC).isoformat(timespec="seconds")
+    return (f"{pause.vendor} is PAUSED since {since.replace('+00:00', 'Z')}"
+            + (f" ({pause.note})" if pause.note else "")
+            + f": no call to it starts until `orderflow resume {pause.vendor}`")
 
 
 async def set_pause(settings: Settings, vendor: Vendor, paused: bool, note: str | None,

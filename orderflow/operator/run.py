@@ -7,13 +7,13 @@ import argparse
 from collections.abc import Callable
 
 from orderflow.config.settings import Settings
-from orderflow.operator import cancel, check, dlq, inspect, pause, retry
+from orderflow.operator import cancel, check, dlq, inspect, pause, retry, status
 from orderflow.operator.report import Report, Subcommands
 
 # In the order `orderflow --help` lists them.
 REGISTER: tuple[Callable[[Subcommands, argparse.ArgumentParser], None], ...] = (
-    check.add_parser, inspect.add_parser, retry.add_parser, cancel.add_parser, dlq.add_parser,
-    pause.add_parsers)
+    check.add_parser, status.add_parser, inspect.add_parser, retry.add_parser, cancel.add_parser,
+    dlq.add_parser, pause.add_parsers)
 
 
 def add_operator_parsers(commands: Subcommands, common: argparse.ArgumentParser) -> None:

@@ -168,6 +168,27 @@ async def test_a_paused_vendor_gets_no_request_and_every_waiting_pair_completes_
             assert smake.state.ledger.request_count() == 0, "a paused vendor was called"
             code, inspected = await json_of(env, "inspect", events[0]["order"]["order_id"])
             assert [(p["phase"], p["status"]) for p in inspected["pairs"]] == [("submit", None)]
+            assert inspected["paused"]["smake"]["note"] == "Smake outage"
+            code, out, _ = await orderflow(env, "inspect", events[0]["order"]["order_id"])
+            assert "smake is PAUSED since" in out and "(Smake outage)" in out
+
+            # The fleet at a glance: this replica, its partitions restored, Smake's pairs
+            # overdue (due, not started: the pause), and the pause with its note.
+            app.reporter.every_s = 0.5
+            await asyncio.sleep(2)
+            code, fleet = await json_of(env, "status")
+            assert code == 0, fleet
+            [replica] = fleet["replicas"]
+            assert sorted(replica["partitions"]) == sorted(replica["restored"]) == list(
+                range(PARTITIONS))
+            assert {p["owner"] for p in fleet["partitions"].values()} == {replica["replica"]}
+            assert all(p["restored"] and p["lag"] >= 0 for p in fleet["partitions"].values())
+            assert fleet["vendors"]["smake"] == {"waiting": 0, "overdue": len(events),
+                                                 "running": 0}
+            assert fleet["paused"]["smake"]["note"] == "Smake outage"
+            code, out, _ = await orderflow(env, "status")
+            assert "1 replicas reporting" in out and "smake: 0 waiting, 20 overdue" in out
+            assert "smake is PAUSED since" in out
 
             code, out, _ = await orderflow(env, "resume", "smake")
             assert code == 0 and "resumed on every replica" in out
