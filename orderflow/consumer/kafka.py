@@ -195,10 +195,13 @@ async def _create_compacted(admin: AIOKafkaAdminClient, kafka: KafkaSettings, to
                             partitions: int, which: str) -> None:
     """Create one of orderflow's own compacted topics (`which`: tracking or control), or
     raise TopicError naming the topic, its setting and the broker's error."""
+    configs = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
+    if kafka.tracking_replication_factor >= 2:
+        # Written with acks=all: a write is on every replica in sync, and at least this
+        # many, so an acknowledged state survives the loss of one broker.
+        configs["min.insync.replicas"] = str(min(2, kafka.tracking_replication_factor - 1))
     answer = await admin.create_topics([NewTopic(
-        topic, partitions, kafka.tracking_replication_factor,
-        topic_configs={"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"},
-    )])
+        topic, partitions, kafka.tracking_replication_factor, topic_configs=configs)])
     problem = creation_problem(topic, list(getattr(answer, "topic_errors", [])))
     if problem is not None:
         raise TopicError(

@@ -28,6 +28,7 @@ DEPLOY = REPO / "deploy"
 KUSTOMIZATIONS = {
     "base": DEPLOY / "kubernetes" / "base",
     "example": DEPLOY / "kubernetes" / "overlays" / "example",
+    "strimzi": DEPLOY / "kubernetes" / "overlays" / "strimzi",
 }
 
 # Until the service core lands, the checks that need a running `orderflow run` wait for it.

@@ -60,8 +60,11 @@ def test_render_has_every_object(rendered: tuple[str, list[dict[str, Any]]]) -> 
 def _crd_models() -> dict[tuple[str, str], type[pydantic.BaseModel]]:
     from cloudcoil.models.keda.v1alpha1 import ScaledObject, TriggerAuthentication
     from cloudcoil.models.prometheus_operator.v1 import PrometheusRule, ServiceMonitor
+    from strimzi_models import KafkaTopic, KafkaUser
 
     return {
+        ("kafka.strimzi.io/v1beta2", "KafkaTopic"): KafkaTopic,
+        ("kafka.strimzi.io/v1beta2", "KafkaUser"): KafkaUser,
         ("monitoring.coreos.com/v1", "ServiceMonitor"): ServiceMonitor,
         ("monitoring.coreos.com/v1", "PrometheusRule"): PrometheusRule,
         ("keda.sh/v1alpha1", "ScaledObject"): ScaledObject,
