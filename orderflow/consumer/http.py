@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.aiohttp import make_aiohttp_handler
 
 from orderflow.consumer.metrics import Metrics
 
@@ -36,7 +36,9 @@ class OpsServer:
         if self._runners:
             return
         ops = self._app()
-        ops.router.add_get("/metrics", self._serve_metrics)
+        # prometheus-client's own handler: the text format or OpenMetrics, as the scraper's
+        # Accept asks, gzipped when it accepts that.
+        ops.router.add_get("/metrics", make_aiohttp_handler(self._metrics.registry))
         ops.router.add_get("/healthz", self._serve_health)
         ops.router.add_get("/readyz", self._serve_ready)
         hooks = ops if self._webhook_port is None else self._app()
@@ -70,10 +72,6 @@ class OpsServer:
         runners, self._runners = self._runners, []
         for runner in reversed(runners):
             await runner.cleanup()
-
-    async def _serve_metrics(self, request: web.Request) -> web.Response:
-        return web.Response(body=self._metrics.exposition(),
-                            headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _serve_health(self, request: web.Request) -> web.Response:
         ok, detail = self._healthy()

@@ -12,6 +12,7 @@ The names in the contract are fixed; labels are ours:
 
 from __future__ import annotations
 
+import platform
 import time
 
 from prometheus_client import (
@@ -19,6 +20,8 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    Info,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client import (
@@ -42,6 +45,9 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None, *,
                  process_collectors: bool = True) -> None:
+        # No `_created` series beside every counter and histogram: twice the series for a
+        # start time nobody queries (the process start time is its own metric).
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         if process_collectors:
             _ProcessCollector(registry=self.registry)
@@ -130,6 +136,10 @@ class Metrics:
             "orderflow_last_progress_timestamp_seconds",
             "Unix time of the last turn of the intake and scheduler loops.", registry=r)
         self.last_progress.set(time.time())
+        # orderflow_build_info{version,python} 1: which release each replica runs (a rollout
+        # in progress shows as two versions).
+        Info("orderflow_build", "The release of orderflow this replica runs.", registry=r).info(
+            {"version": _version(), "python": platform.python_version()})
         # Series that exist before their first event: a dashboard or alert shows 0, not
         # "no data", and increase() sees the first one.
         for result in ("valid", "invalid", "duplicate", "unrouted"):
@@ -146,4 +156,14 @@ class Metrics:
         self.vendor_request_duration.labels(vendor, operation).observe(seconds)
 
     def exposition(self) -> bytes:
+        """The registry in Prometheus' text format (what tests and the benchmarks read; the
+        HTTP endpoint negotiates OpenMetrics and gzip with the scraper)."""
         return generate_latest(self.registry)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("orderflow")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown"

@@ -1,7 +1,8 @@
 """Strimzi's KafkaTopic and KafkaUser (kafka.strimzi.io/v1beta2), as far as orderflow's
-component uses them, transcribed from Strimzi's CRDs (043-Crd-kafkatopic.yaml,
-044-Crd-kafkauser.yaml): every field it sets, its type and its enum, and nothing else (an
-unknown field fails). No package on PyPI ships models of Strimzi's CRDs."""
+component uses them, transcribed from the CustomResourceDefinitions Strimzi's cluster
+operator installs (kafkatopics.kafka.strimzi.io, kafkausers.kafka.strimzi.io): every field
+it sets, its type and its enum, and nothing else (an unknown field fails). No package on
+PyPI ships models of Strimzi's CRDs."""
 
 from __future__ import annotations
 
