@@ -5,7 +5,7 @@ The names in the contract are fixed; labels are ours:
 - vendor_requests_total{vendor,operation,outcome}: ok | not_found | client_error | auth_error |
   throttled | server_error | timeout | connection_error | cancelled
 - vendor_orders_total{vendor,status}: every status announced
-- jobs_in_flight{vendor,kind}: kind = submit | poll
+- jobs_in_flight{vendor,kind}: kind = submit | poll | cancel
 - dead_letters_total{reason}: invalid_utf8 | invalid_json | schema | oversized | empty |
   too_large | internal
 """
@@ -36,6 +36,8 @@ from prometheus_client import (
 
 # Vendor calls: tens of milliseconds to the client timeout.
 _REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# Submissions: under a second, or minutes behind a vendor's outage (300: the SLO's bound).
+_SUBMIT_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 # Print files take seconds to hours.
 _PRINT_FILES_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
 
@@ -100,6 +102,11 @@ class Metrics:
             "Records of orderflow's own topics (tracking, control) that this release cannot "
             "read, skipped with a log line naming topic, partition, offset and key.",
             ["topic"], registry=r)
+        self.pair_submit = Histogram(
+            "orderflow_pair_submit_seconds",
+            "From a pair's start (its order consumed, or released by the pair it waited for) "
+            "to the vendor accepting it: the submission SLO's indicator.",
+            ["vendor"], buckets=_SUBMIT_BUCKETS, registry=r)
         self.order_to_print_files = Histogram(
             "orderflow_order_to_print_files_seconds",
             "Time from the order being placed to its print files being announced.",

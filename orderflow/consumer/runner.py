@@ -266,6 +266,7 @@ class JobRunner:
             if unpublished:
                 await self._publisher.publish(unpublished)
                 self._count(unpublished, order)
+                self._time_submission(before, unpublished)
                 unpublished.clear()
             while dependents:
                 moved = dependents[0]
@@ -287,6 +288,13 @@ class JobRunner:
             # Handed over meanwhile: the next owner repeats this step from the last record,
             # asking the vendor before creating anything again.
             still_wanted=lambda: self._owner.is_open(after.partition))
+
+    def _time_submission(self, job: Job, events: Iterable[transitions.OutputEvent]) -> None:
+        """The submission SLO's indicator: from the pair's start to the vendor's acceptance."""
+        if any(isinstance(e, OrderVendorStatus) and e.status is VendorStatus.SUBMITTED
+               for e in events):
+            self._metrics.pair_submit.labels(str(job.vendor)).observe(
+                max(0.0, self._clock() - job.created_at))
 
     def _dependents(self, after: Job) -> list[transitions.Step]:
         """The steps of the pairs of the same order that wait for this one and that its new

@@ -297,9 +297,19 @@ def test_autoscaling_matches_the_service(rendered: tuple[str, list[dict[str, Any
 
 
 def test_prometheusrule_is_the_rules_file(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    """The rules file as it is, but for the links an overlay points elsewhere."""
     _, objects = rendered
     rules = yaml.safe_load((DEPLOY / "prometheus" / "orderflow.rules.yml").read_text())
-    assert only(objects, "PrometheusRule")["spec"]["groups"] == rules["groups"]
+
+    def without_links(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for group in groups:
+            for rule in group["rules"]:
+                for link in ("runbook_url", "dashboard_url"):
+                    rule.get("annotations", {}).pop(link, None)
+        return groups
+
+    assert without_links(only(objects, "PrometheusRule")["spec"]["groups"]) == without_links(
+        rules["groups"])
 
 
 def test_prometheusrule_file_is_generated() -> None:
@@ -325,3 +335,19 @@ def test_settings_named_in_the_docs_exist() -> None:
                 assert _field_path_exists(expanded), f"{source.name}: {name} is not a setting"
                 checked += 1
     assert checked > 10
+
+
+def test_alert_links_are_absolute_and_set_by_the_overlay() -> None:
+    """runbook_url and dashboard_url are absolute URLs an on-call engineer can click, and an
+    overlay points them at its own runbook and dashboard (the base's kustomize replacement)
+    while each runbook_url keeps its section."""
+    for name, base in (("base", "https://github.com/your-org/orderflow/blob/main/docs/runbook.md"),
+                       ("example", "https://git.example.com/shop/orderflow/blob/main/docs/runbook.md")):
+        objects = render(name)
+        assert not [o for o in objects if o["metadata"]["name"] == "orderflow-links"]
+        [rule] = [o for o in objects if o["kind"] == "PrometheusRule"]
+        alerts = [r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r]
+        for alert in alerts:
+            links = alert["annotations"]
+            assert links["runbook_url"] == f"{base}#{alert['alert'].lower()}", name
+            assert links["dashboard_url"].startswith("https://grafana.example.com/d/orderflow-overview")
