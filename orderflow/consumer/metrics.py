@@ -49,7 +49,7 @@ class Metrics:
                  process_collectors: bool = True) -> None:
         # No `_created` series beside every counter and histogram: twice the series for a
         # start time nobody queries (the process start time is its own metric).
-        disable_created_metrics()  # type: ignore[no-untyped-call]
+        disable_created_metrics()  # type: ignore[no-untyped-call,unused-ignore]
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         if process_collectors:
             _ProcessCollector(registry=self.registry)
