@@ -4,22 +4,50 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# What `make demo` and `make sandbox` need, not the development tools.
+SANDBOX_STAMP := $(VENV)/.installed-sandbox
 
-.PHONY: demo test test-strict test-unit test-integration bench bench-engine bench-restore bench-scale bench-control bench-kill lint typecheck schemas chaos fuzz system-deps clean
+.PHONY: demo sandbox test test-strict test-unit test-integration bench bench-engine bench-restore bench-scale bench-control bench-kill lint typecheck schemas chaos fuzz system-deps lock clean
 
-$(STAMP): pyproject.toml
+# Dependencies exactly as the lock files pin them, by hash (requirements/, `make lock`),
+# then the project itself, editable.
+$(STAMP): pyproject.toml requirements/dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP) $(SANDBOX_STAMP)
+
+$(SANDBOX_STAMP): pyproject.toml requirements/sandbox.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/sandbox.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(SANDBOX_STAMP)
+
+# Rewrite the lock files from pyproject.toml (uv, pinned: it keeps every pin it can and
+# writes the hashes of every wheel of each version, for any platform). Run the tests after.
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet uv==0.13.9
+	for extra in dev sandbox; do $(BIN)/uv pip compile pyproject.toml --extra $$extra \
+		--generate-hashes --universal --python-version 3.11 --no-header \
+		-o requirements/$$extra.txt; done
+	$(BIN)/uv pip compile pyproject.toml --extra otel --generate-hashes --universal \
+		--python-version 3.11 --no-header -o requirements/image.txt
+	printf 'cyclonedx-bom==7.5.0\n' | $(BIN)/uv pip compile - --generate-hashes --universal \
+		--python-version 3.11 --no-header -o requirements/build-tools.txt
 
 # Debian packages some checks need (kubectl, promtool). Installed only when missing.
 system-deps:
 	@./scripts/system-deps
 
-demo: $(STAMP)
+demo: $(SANDBOX_STAMP)
 	$(BIN)/orderflow demo
 
+# Everything: unit, integration (the embedded broker, simulators over HTTP), deploy checks
+# (kubectl and promtool from `make system-deps`: Debian packages, installed as root; without
+# root it names them and stops). `make test-unit` needs neither and takes seconds.
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q -ra
 

