@@ -45,6 +45,10 @@ system-deps:
 demo: $(SANDBOX_STAMP)
 	$(BIN)/orderflow demo
 
+# Broker, simulators and one replica kept up to practise the operator commands on (Ctrl-C).
+sandbox: $(SANDBOX_STAMP)
+	$(BIN)/orderflow sandbox
+
 # Everything: unit, integration (the embedded broker, simulators over HTTP), deploy checks
 # (kubectl and promtool from `make system-deps`: Debian packages, installed as root; without
 # root it names them and stops). `make test-unit` needs neither and takes seconds.

@@ -57,6 +57,16 @@ def _demo(args: argparse.Namespace) -> int:
                                 http_port=args.http_port))
 
 
+def _sandbox(args: argparse.Namespace) -> int:
+    try:
+        from orderflow.sandbox.practice import run_sandbox
+    except ImportError as exc:
+        print(f"orderflow: the sandbox needs the sandbox extra ({exc}): "
+              "pip install 'orderflow[sandbox]'", file=sys.stderr)
+        return 2
+    return asyncio.run(run_sandbox(seed=args.seed, http_port=args.http_port))
+
+
 def _operator(args: argparse.Namespace) -> int:
     from orderflow.config.settings import ConfigError, LogSettings, load_settings
     from orderflow.consumer.logging import configure_logging
@@ -119,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7, help="seed of the sample orders and faults")
     demo.add_argument("--http-port", type=int, default=0,
                       help="port for /metrics, /healthz, /readyz (default: a free one)")
+    sandbox = commands.add_parser(
+        "sandbox", help="keep a broker, the vendor simulators and one replica up to practise on "
+                        "(prints the environment to source and commands to try)")
+    sandbox.add_argument("--seed", type=int, default=7, help="seed of the sample orders")
+    sandbox.add_argument("--http-port", type=int, default=0,
+                         help="port for /metrics, /healthz, /readyz (default: a free one)")
     _operator_parsers(commands)
     return parser
 
@@ -136,6 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run()
     if args.command == "demo":
         return _demo(args)
+    if args.command == "sandbox":
+        return _sandbox(args)
     return _operator(args)
 
 

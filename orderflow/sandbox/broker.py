@@ -146,8 +146,10 @@ class _BrokerProcess:
             self._log = open(self._log_path, "ab")  # closed by stop()
         log = self._log or subprocess.DEVNULL
         command, env = self._command()
+        # A session of its own: a Ctrl-C in the terminal reaches the sandbox or the demo, which
+        # stop their service first, not the broker under it (stop() ends the broker last).
         self._process = subprocess.Popen(command, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                         env={**os.environ, **env})
+                                         env={**os.environ, **env}, start_new_session=True)
         deadline = time.monotonic() + timeout_s
         while True:
             if self._process.poll() is not None:

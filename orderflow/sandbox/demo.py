@@ -26,8 +26,10 @@ from rich.table import Table
 from orderflow.config.settings import Settings, TopicSettings, load_settings, overrides_from
 from orderflow.consumer.app import Application
 from orderflow.consumer.logging import configure_logging
+from orderflow.contracts import control
+from orderflow.contracts.events import Vendor
 from orderflow.sandbox.broker import EmbeddedBroker, create_topics, free_port
-from orderflow.sandbox.outcomes import TERMINAL, OutputReader, Pair, expected_pairs
+from orderflow.sandbox.outcomes import TERMINAL, OutputReader, Pair, expected_pairs, read_topic
 from orderflow.sandbox.processes import sandbox_env
 from orderflow.sandbox.samples import encode, sample_orders
 from orderflow.sandbox.simulators import world
@@ -102,6 +104,11 @@ async def run_demo(*, orders: int = 300, timeout_s: float = 180.0, seed: int = 7
             settings = sandbox_settings(broker.bootstrap_servers, urls, http_port)
             configure_logging(settings.log)
             events = sample_orders(orders, seed=seed)
+            # What an operator meets too: an order Smake must refuse (no shipping address).
+            refused = next(e for e in events if any(
+                (line.get("fulfilment") or {}).get("provider") == "smake"
+                for line in e["order"]["lines"]))
+            refused["order"].pop("shipping_address", None)
             expected = _expected_pairs(events, settings)
             app = Application(settings)
             reader = OutputReader(broker.bootstrap_servers, topics.status, topics.print_files_ready)
@@ -117,15 +124,19 @@ async def run_demo(*, orders: int = 300, timeout_s: float = 180.0, seed: int = 7
                 await _produce(broker.bootstrap_servers, topics.orders_created,
                                cancels["before"])
                 await _produce(broker.bootstrap_servers, topics.orders_created,
-                               [(*encode(event), None) for event in events])
+                               [(*encode(event), None) for event in events] + _poison())
                 await _produce(broker.bootstrap_servers, topics.orders_created,
                                cancels["waiting"])
                 later = asyncio.get_running_loop().call_later(
                     4.0, lambda: asyncio.ensure_future(_produce(
                         broker.bootstrap_servers, topics.orders_created, cancels["producing"])))
+                # Smake paused for a few seconds, as an operator would during its outage.
+                pausing = asyncio.ensure_future(_pause_smake_for(
+                    broker.bootstrap_servers, settings.topics.control, console, 2.0, 5.0))
                 all_pairs = set().union(*expected.values())
                 done = await _follow(console, reader, expected, all_pairs, timeout_s)
                 later.cancel()
+                await pausing
                 if done:
                     await _produce(broker.bootstrap_servers, topics.orders_created,
                                    cancels["ended"])
@@ -137,11 +148,18 @@ async def run_demo(*, orders: int = 300, timeout_s: float = 180.0, seed: int = 7
                      time.monotonic() - started, metrics_url, settings.smake.artwork_format)
             _cancellation_summary(console, cancels, reader, smake.state, zakeke.state,
                                   reevoo.state)
+            letters = await read_topic(broker.bootstrap_servers, topics.dead_letter)
+            console.print(f"dead letters: {len(letters)} (records no order could be read from; "
+                          f"`orderflow dlq list` shows them with their reasons)")
     if not done:
         missing = len(all_pairs - reader.outcomes.finished_pairs())
         console.print(f"[bold red]{missing} pairs did not reach a terminal status within {timeout_s:.0f}s[/]")
         return 1
     console.print("[bold green]every order reached a terminal status at every vendor[/]")
+    console.print("Next: [bold]make sandbox[/] keeps a broker, the simulators and a replica up "
+                  "with orders in every state, and prints the operator commands to try on them "
+                  "(status, inspect, retry, cancel, pause, dlq); docs/runbook.md says when to "
+                  "use each.")
     return 0
 
 
@@ -155,6 +173,26 @@ def _expected_pairs(events: list[dict[str, Any]], settings: Settings) -> dict[st
     for pair in expected_pairs(events, settings):
         expected[pair[1]].add(pair)
     return expected
+
+
+def _poison() -> list[InputRecord]:
+    """Two records no order can be read from: they go to the dead-letter topic."""
+    return [(b"DEMO-BAD-1", b'{"event_type": "order.created", "order": {', None),
+            (b"DEMO-BAD-2", json.dumps({"event_id": "bad-2", "event_type": "order.created",
+                                        "schema_version": 1}).encode(), None)]
+
+
+async def _pause_smake_for(bootstrap: str, topic: str, console: Console, after_s: float,
+                           for_s: float) -> None:
+    """`orderflow pause smake`, then `resume`, as control records (what the commands write)."""
+    await asyncio.sleep(after_s)
+    for paused in (True, False):
+        record = control.Pause(at=time.time(), vendor=Vendor.SMAKE, paused=paused,
+                               note="demo: Smake maintenance" if paused else None)
+        await _produce(bootstrap, topic, [(record.key(), record.model_dump_json().encode(), None)])
+        console.print(f"[bold]orderflow {'pause' if paused else 'resume'} smake[/]")
+        if paused:
+            await asyncio.sleep(for_s)
 
 
 # (key, value, partition): None for the producer's partitioner.
