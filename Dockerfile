@@ -12,7 +12,7 @@
 # filesystem can be read-only. `make lock` rewrites the lock files; Dependabot
 # (.github/dependabot.yml) proposes updates of them and of the base image.
 #
-# tests/deploy/test_image.py performs the RUN steps below, in the same order, in a fresh
+# tests/deploy/test_image_install.py performs the RUN steps below, in the same order, in a fresh
 # virtualenv and then runs `orderflow run` until /readyz answers 200. Keep the two in step.
 
 # The base image by tag and digest: the tag says what it is, the digest makes it the same
