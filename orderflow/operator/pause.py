@@ -51,22 +51,29 @@ async def current_pause(settings: Settings, vendor: Vendor) -> control.Pause | s
         f"unreadable record at {latest.partition}:{latest.offset}")
 
 
-async def active_pauses(settings: Settings) -> dict[Vendor, control.Pause]:
-    """Every vendor paused now, with its record (note, since when)."""
-    prefix = b"pause/"
+async def control_records(settings: Settings, prefix: bytes) -> list[control.Record]:
+    """The control topic's records in force whose key starts with `prefix`: the latest of
+    each key, as compaction keeps it (a tombstone or an unreadable record counts as none)."""
     latest: dict[bytes, bytes | None] = {}
     for read in await read_topic(settings.kafka, settings.topics.control,
                                  keep=lambda k: k is not None and k.startswith(prefix)):
         assert read.key is not None
         latest[read.key] = read.value
-    paused: dict[Vendor, control.Pause] = {}
+    found = []
     for value in latest.values():
         if value is None:
             continue
         try:
-            record = control.parse(value)
+            found.append(control.parse(value))
         except ValueError:
             continue
+    return found
+
+
+async def active_pauses(settings: Settings) -> dict[Vendor, control.Pause]:
+    """Every vendor paused now, with its record (note, since when)."""
+    paused: dict[Vendor, control.Pause] = {}
+    for record in await control_records(settings, b"pause/"):
         if isinstance(record, control.Pause) and record.paused:
             paused[record.vendor] = record
     return paused

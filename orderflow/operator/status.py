@@ -17,9 +17,9 @@ from orderflow.config.settings import Settings
 from orderflow.consumer.fleet import STALE_AFTER_S
 from orderflow.consumer.kafka import client_options
 from orderflow.contracts import control
-from orderflow.operator.pause import active_pauses, describe_pause
+from orderflow.operator.pause import active_pauses, control_records, describe_pause
 from orderflow.operator.report import NOT_DONE, Report, Subcommands
-from orderflow.operator.topics import CONNECT_TIMEOUT_S, read_topic
+from orderflow.operator.topics import CONNECT_TIMEOUT_S
 
 
 def add_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
@@ -31,22 +31,8 @@ def add_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
 
 async def replicas(settings: Settings, now: float) -> list[control.ReplicaStatus]:
     """The replicas' latest words about themselves, those no older than STALE_AFTER_S."""
-    prefix = b"replica/"
-    latest: dict[bytes, bytes | None] = {}
-    for read in await read_topic(settings.kafka, settings.topics.control,
-                                 keep=lambda k: k is not None and k.startswith(prefix)):
-        assert read.key is not None
-        latest[read.key] = read.value
-    found = []
-    for value in latest.values():
-        if value is None:
-            continue
-        try:
-            record = control.parse(value)
-        except ValueError:
-            continue
-        if isinstance(record, control.ReplicaStatus) and now - record.at <= STALE_AFTER_S:
-            found.append(record)
+    found = [record for record in await control_records(settings, b"replica/")
+             if isinstance(record, control.ReplicaStatus) and now - record.at <= STALE_AFTER_S]
     return sorted(found, key=lambda r: r.replica)
 
 
