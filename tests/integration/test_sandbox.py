@@ -12,6 +12,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,13 +27,14 @@ def sourced(path: Path) -> dict[str, str]:
     return env
 
 
-async def orderflow_json(env: dict[str, str], *args: str) -> dict:
+async def orderflow_json(env: dict[str, str], *args: str) -> dict[str, Any]:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "orderflow", *args, "--json",
         env={k: v for k, v in os.environ.items() if not k.startswith("ORDERFLOW_")} | env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, _ = await asyncio.wait_for(process.communicate(), 60)
-    return json.loads(out)
+    answer: dict[str, Any] = json.loads(out)
+    return answer
 
 
 async def test_the_sandbox_stays_up_for_the_commands_it_suggests(tmp_path: Path) -> None:
