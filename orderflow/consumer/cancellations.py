@@ -35,6 +35,3 @@ class Cancellations:
 
     def older_than(self, at: float) -> list[Cancel]:
         return [cancel for cancel in self._by_order.values() if cancel.at < at]
-
-    def __len__(self) -> int:
-        return len(self._by_order)

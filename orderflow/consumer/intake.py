@@ -310,15 +310,17 @@ class Intake:
     async def _forward(self, cancels: list[control.Cancel]) -> None:
         """Each cancellation not known yet, written to the control topic and acknowledged
         (a crash before the commit writes it again: the same order's first one counts)."""
+        new = [cancel for cancel in cancels if self._cancellations.of(cancel.order_id) is None]
         pending = [await self._producer.send(self._settings.topics.control,
                                              cancel.model_dump_json().encode(), key=cancel.key())
-                   for cancel in cancels if self._cancellations.of(cancel.order_id) is None]
+                   for cancel in new]
         for future in pending:
             await future
         for cancel in cancels:
             # Known here at once: this replica sends none of the order's pairs from now on
             # (its control reader applies it to what is already here when it reads it back).
             self._cancellations.note(cancel)
+        for cancel in new:
             log.info("order cancellation forwarded", order_id=cancel.order_id,
                      cancel_event_id=cancel.event_id)
 

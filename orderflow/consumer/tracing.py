@@ -136,10 +136,6 @@ def stop() -> None:
         active.shutdown()
 
 
-def is_on() -> bool:
-    return _active is not None
-
-
 @contextlib.contextmanager
 def consuming(topic: str, partition: int, offset: int, key: bytes | None,
               headers: Sequence[tuple[str, bytes]] | None, group: str) -> Iterator[Any]:
@@ -170,12 +166,6 @@ def consuming(topic: str, partition: int, offset: int, key: bytes | None,
 def traceparent_of_current() -> str | None:
     """The W3C `traceparent` of the current span (None when off or outside a span)."""
     return None if _active is None else _active.current_traceparent()
-
-
-def note(span: Any, **attributes: Any) -> None:
-    """Attributes learnt during a span (the event's id, the order's id)."""
-    if span is not None:
-        span.set_attributes({k: v for k, v in attributes.items() if v is not None})
 
 
 @contextlib.contextmanager
