@@ -22,11 +22,14 @@ from typing import Any, TypeAlias
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import (
+    InconsistentGroupProtocolError,
     KafkaError,
 )
 
 from orderflow.config.settings import Settings, env_name
 from orderflow.consumer import tracing
+from orderflow.consumer.assignment import NAME as ASSIGNMENT_STRATEGY
+from orderflow.consumer.assignment import StickyAssignor
 from orderflow.consumer.backoff import RetryPause
 from orderflow.consumer.cancellations import Cancellations
 from orderflow.consumer.critical import CriticalTasks
@@ -125,6 +128,8 @@ class Intake:
             heartbeat_interval_ms=min(kafka.heartbeat_interval_ms, kafka.session_timeout_ms // 3),
             rebalance_timeout_ms=int(self._settings.shutdown_grace_s * 1000) + 30_000,
             max_poll_interval_ms=max(300_000, int(self._settings.shutdown_grace_s * 1000) * 4),
+            # Partitions stay where their jobs are held (consumer/assignment.py).
+            partition_assignment_strategy=(StickyAssignor(self._claims),),
         )
         # Started before subscribing: start() then returns at once instead of waiting for the
         # group's first assignment, which under churn can take many session timeouts, and
@@ -158,6 +163,11 @@ class Intake:
             await consumer.stop()
         except KafkaError as exc:
             log.warning("leaving the consumer group failed", error=str(exc))
+
+    def _claims(self) -> dict[str, set[int]]:
+        """What this replica asks to keep when it joins: the partitions whose jobs it holds,
+        none once it is stopping (it will take nothing more)."""
+        return {} if self._stopping else {self._topic: self._owner.owned()}
 
     def is_alive(self) -> bool:
         return self._loop_task is not None and not self._loop_task.done()
@@ -216,6 +226,16 @@ class Intake:
                     async with self._batch_lock:
                         await self._process(batch)
                 pause.reset()
+            except InconsistentGroupProtocolError:
+                # Not weather, but not fatal either: the group's members assign by another
+                # strategy (a release before sticky assignment still running), and Kafka
+                # keeps this replica out until they are gone. Say so, and keep asking.
+                self._metrics.kafka_errors.labels("intake").inc()
+                log.error("the consumer group's members assign partitions by another "
+                          "strategy: this replica stays out of the group until they are gone "
+                          "(docs/runbook.md, Safe rollout)", group_id=self._settings.kafka.group_id,
+                          strategy=ASSIGNMENT_STRATEGY)
+                await asyncio.sleep(pause.take())
             except KafkaError as exc:
                 # Broker stalls, rebalances and lost coordinators are weather, not fatal:
                 # keep the process and its state, back off, and try again.

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiokafka import AIOKafkaConsumer
 from conftest import needs, service_env
 
 from orderflow.sandbox.broker import create_topics, free_port
@@ -167,3 +168,40 @@ def test_a_port_already_taken_is_named_with_exit_2(broker, topics) -> None:
     line = the_last_line(done.stderr)
     assert "cannot listen on 127.0.0.1:" in line and "ORDERFLOW_HTTP__PORT" in line
     assert_quiet(done.stderr)
+
+
+async def test_a_group_whose_members_assign_by_another_strategy_keeps_it_out_and_says_so(
+        broker, topics, tmp_path: Path) -> None:
+    """An upgrade from a release that assigned round-robin, rolled one pod at a time: Kafka
+    keeps the new replica out of the group while an old member is in it. The new replica
+    stays alive and unready, logs why (naming the group), and takes nothing from the old."""
+    env = service_env(broker, topics)
+    port = free_port()
+    env["ORDERFLOW_HTTP__PORT"] = str(port)
+    old = AIOKafkaConsumer(topics.orders_created, bootstrap_servers=broker.bootstrap_servers,
+                           group_id=env["ORDERFLOW_KAFKA__GROUP_ID"], enable_auto_commit=False)
+    await old.start()
+    log_path = tmp_path / "service.log"
+    try:
+        while not old.assignment():
+            await old.getmany(timeout_ms=200)
+        held = set(old.assignment())
+        with log_path.open("wb") as log:
+            service = start_service(env, log)
+        seen: list[int | None] = []
+        said = "the consumer group's members assign partitions by another strategy"
+        async with aiohttp.ClientSession() as session:
+            deadline = time.monotonic() + 30
+            while said not in log_path.read_text() and time.monotonic() < deadline:
+                await old.getmany(timeout_ms=200)  # the old member stays alive meanwhile
+                seen.append(await probe(session, port, "/readyz"))
+            seen.append(await probe(session, port, "/readyz"))
+        assert said in log_path.read_text(), log_path.read_text()[-3000:]
+        assert service.running and 200 not in seen, seen
+        assert set(old.assignment()) == held
+        assert env["ORDERFLOW_KAFKA__GROUP_ID"] in next(
+            line for line in log_path.read_text().splitlines() if said in line)
+        assert service.stop() == 0, log_path.read_text()[-3000:]
+    finally:
+        await old.stop()
+    assert_quiet(log_path.read_text())
