@@ -64,9 +64,13 @@ class Replica:
         self.port: int | None = None
         self.signalled_at: float | None = None
 
-    def log_events(self) -> list[dict[str, Any]]:
+    def log_events(self, since: int = 0) -> list[dict[str, Any]]:
+        """The JSON lines of its log, past its first `since` bytes."""
         events = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
+        with self.log_path.open("rb") as log:
+            log.seek(since)
+            text = log.read().decode(errors="replace")
+        for line in text.splitlines():
             if line.startswith("{"):
                 try:
                     events.append(json.loads(line))
@@ -76,6 +80,17 @@ class Replica:
 
     def logged(self, event: str) -> list[dict[str, Any]]:
         return [e for e in self.log_events() if e.get("event") == event]
+
+    def partitions_taken(self, held: set[int], since: int) -> list[int]:
+        """The partitions that moved to it in the assignments its log shows past `since`
+        bytes (those it did not hold before each), when it held `held` at that point."""
+        taken: list[int] = []
+        for event in self.log_events(since):
+            if event.get("event") == "partitions assigned":
+                now = set(event["partitions"])
+                taken += sorted(now - held)
+                held = now
+        return taken
 
     def log_size(self) -> int:
         return self.log_path.stat().st_size
@@ -244,6 +259,8 @@ async def test_sigterm_under_load_hands_over_without_loss_or_duplicates(
         producing = asyncio.create_task(produce_steadily(
             broker.bootstrap_servers, topics.orders_created, events, RATE_PER_S))
         await asyncio.sleep(SIGTERM_AFTER_S)
+        # Where each replica's log stands before the step: what is assigned after it is counted.
+        marks = {r.name: r.log_size() for r in others}
         if successor:
             seen = leaving.log_size()
             replicas.append(Replica("d", env, tmp_path / "d.log"))
@@ -260,6 +277,13 @@ async def test_sigterm_under_load_hands_over_without_loss_or_duplicates(
                            f"{GRACE_S + LEAVE_MARGIN_S}s, got {code}: {leaving.log_path}")
         # The others own every partition between them, and finish every pair.
         await wait_for_stable_group(others, timeout_s=30)
+        # The step moved the leaving replica's partitions and nothing else: the others kept
+        # theirs (the assignment is sticky), whatever generations the group went through.
+        moved = {r.name: r.partitions_taken(owners.get(r.name, set()), marks.get(r.name, 0))
+                 for r in others}
+        assert sorted(p for taken in moved.values() for p in taken) == sorted(owners[leaving.name]), (
+            f"partitions moved to the others: {moved}, the leaving replica held "
+            f"{sorted(owners[leaving.name])}")
         assert leaving.signalled_at is not None
         taken_over_s = time.monotonic() - leaving.signalled_at - shutdown_s
         await producing
@@ -272,7 +296,8 @@ async def test_sigterm_under_load_hands_over_without_loss_or_duplicates(
         others_exits = [(r.name, *(await r.wait_exit(GRACE_S + LEAVE_MARGIN_S))) for r in others]
         print(f"\n[{'rolling-update' if successor else 'scale-down'}] replica {leaving.name} "
               f"(partitions {sorted(owners[leaving.name])}) exited {code} {shutdown_s:.2f}s after "
-              f"SIGTERM; the others owned every partition {taken_over_s:.2f}s later; they exited "
+              f"SIGTERM; the others owned every partition {taken_over_s:.2f}s later, "
+              f"{sum(map(len, moved.values()))} partitions moved; they exited "
               + ", ".join(f"{name}: {c} after {s:.2f}s" for name, c, s in others_exits))
         assert [c for _, c, _ in others_exits] == [0] * len(others), others_exits
     finally:
