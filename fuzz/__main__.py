@@ -1,10 +1,12 @@
 """`make fuzz`: hostile records through the real intake, hostile answers through every
 adapter, hostile webhook deliveries to a running service, hostile tracking and control
-records through restore and the control reader. Prints the figures and exits 1 on any
+records through restore and the control reader, hostile join metadata through the group
+leader's assignment. Prints the figures and exits 1 on any
 crash, stall or violation.
 
-    python -m fuzz        # 100,000 records, 3,000 calls per vendor, 2,000 deliveries, 100,000 internal
-    python -m fuzz --records 2000 --answers 200 --webhooks 100 --internal 2000 --seed 7
+    python -m fuzz        # 100,000 records, 3,000 calls per vendor, 2,000 deliveries,
+                          # 100,000 internal, 20,000 group assignments
+    python -m fuzz --records 2000 --answers 200 --webhooks 100 --internal 2000 --claims 500 --seed 7
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import sys
 
 from fuzz.answers import run_answers_fuzz
+from fuzz.claims import run_claims_fuzz
 from fuzz.intake import run_intake_fuzz
 from fuzz.internal import run_internal_fuzz
 from fuzz.webhooks import run_webhooks_fuzz
@@ -33,9 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--internal", type=int, default=100_000,
                         help="tracking and control records through restore and the control "
                              "reader (default 100000; 0 skips)")
+    parser.add_argument("--claims", type=int, default=20_000,
+                        help="group assignments from hostile join metadata (default 20000; 0 skips)")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
-    if min(args.records, args.answers, args.webhooks, args.internal) < 0:
+    if min(args.records, args.answers, args.webhooks, args.internal, args.claims) < 0:
         parser.error("counts must not be negative")
     # The service's own log lines (a dead letter each) would drown the figures.
     configure_logging(LogSettings(level="CRITICAL"))
@@ -56,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         internal = asyncio.run(run_internal_fuzz(args.internal, args.seed))
         print(internal.render(), flush=True)
         passed &= internal.passed
+    if args.claims:
+        claims = run_claims_fuzz(args.claims, args.seed)
+        print(claims.render(), flush=True)
+        passed &= claims.passed
     print("fuzz: PASSED" if passed else "fuzz: FAILED")
     return 0 if passed else 1
 

@@ -192,3 +192,11 @@ def test_the_metadata_claims_only_subscribed_topics():
     assert metadata.subscription == [TOPIC]
     assert decode_claims(metadata.user_data) == {TOPIC: {0, 2}}
 
+
+def test_the_short_join_claims_fuzz_passes():
+    """`make fuzz` runs 20,000 of these (fuzz/claims.py)."""
+    from fuzz.claims import run_claims_fuzz
+
+    report = run_claims_fuzz(1_000, seed=11)
+    assert report.passed, report.render()
+    assert set(report.by_kind) == {"valid", "mutated", "beyond", "other-topic", "bytes"}
