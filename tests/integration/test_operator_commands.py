@@ -186,7 +186,11 @@ async def test_a_paused_vendor_gets_no_request_and_every_waiting_pair_completes_
             assert fleet["vendors"]["smake"] == {"waiting": 0, "overdue": len(events),
                                                  "running": 0}
             assert fleet["paused"]["smake"]["note"] == "Smake outage"
+            # The group as its coordinator describes it: one member, the replica reporting.
+            assert fleet["group_state"]["state"] == "Stable"
+            assert fleet["group_state"]["members"] == 1
             code, out, _ = await orderflow(env, "status")
+            assert "Stable, 1 members" in out and "do not report" not in out
             assert "1 replicas reporting" in out and "smake: 0 waiting, 20 overdue" in out
             assert "smake is PAUSED since" in out
 

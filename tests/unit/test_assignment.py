@@ -200,3 +200,20 @@ def test_the_short_join_claims_fuzz_passes():
     report = run_claims_fuzz(1_000, seed=11)
     assert report.passed, report.render()
     assert set(report.by_kind) == {"valid", "mutated", "beyond", "other-topic", "bytes"}
+
+
+def test_status_says_what_the_group_coordinator_sees_beside_the_replicas_reporting():
+    from orderflow.operator.status import GroupView, describe_group
+
+    assert describe_group("g", GroupView("Stable", NAME, 3), 3) == [
+        f"group g: Stable, 3 members, assigning by {NAME}; 3 replicas reporting"]
+    # An upgrade under way: old members hold the group by round-robin.
+    lines = describe_group("g", GroupView("Stable", "roundrobin", 2), 1)
+    assert "the group assigns by roundrobin, not orderflow-sticky" in lines[1]
+    assert "Safe rollout" in lines[1]
+    assert lines[2].startswith("  1 members of the group do not report themselves")
+    # A coordinator that does not name the protocol (the embedded broker), or none at all.
+    assert "a strategy the coordinator does not name" in describe_group(
+        "g", GroupView("Stable", None, 1), 1)[0]
+    assert describe_group("g", GroupView(error="KafkaConnectionError: down"), 0) == [
+        "group g: not described (KafkaConnectionError: down); 0 replicas reporting"]
